@@ -1,0 +1,50 @@
+# avf: two commands do everything on a fresh machine (Python 3.11 is the only prerequisite).
+#   make demo   set up if needed, then `dvc repro` of the default pipeline (embedded demo data)
+#   make test   set up if needed, then the test suite
+SHELL := /bin/bash
+PY ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.avf-setup-stamp
+UV_VERSION := 0.13.9
+export UV_COMPILE_BYTECODE := 1
+include infra/env.mk
+
+.PHONY: help setup demo test test-fast test-full lint format bench clean-venv
+
+help: ## Show this help
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-12s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml requirements.lock models/assets/SHA256SUMS
+	@$(PY) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "avf needs Python 3.11 (set PY=/path/to/python3.11)")'
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check uv==$(UV_VERSION)
+	VIRTUAL_ENV=$(VENV) $(BIN)/uv pip sync -q requirements.lock
+	VIRTUAL_ENV=$(VENV) $(BIN)/uv pip install -q --no-deps -e .
+	$(BIN)/python -m avf.assets
+	touch $(STAMP)
+
+setup: $(STAMP) ## Create .venv with the locked stack and the face model assets (idempotent)
+
+demo: setup ## Run the default pipeline on the embedded demo dataset (dvc repro)
+	$(BIN)/dvc repro
+
+test: setup ## Run the test suite (everything CI runs: unit, integration, reliability)
+	$(BIN)/python -m pytest -q
+
+test-fast: setup ## Run the quick tests only (no slow integration tests)
+	$(BIN)/python -m pytest -q -m "not slow"
+
+lint: setup ## Ruff lint and format check
+	$(BIN)/ruff check avf pipelines tests benchmarks
+	$(BIN)/ruff format --check avf pipelines tests benchmarks
+
+format: setup ## Apply ruff fixes and formatting
+	$(BIN)/ruff check --fix avf pipelines tests benchmarks
+	$(BIN)/ruff format avf pipelines tests benchmarks
+
+bench: setup ## Quick benchmarks (prints ratios, writes reports/bench/)
+	$(BIN)/python -m benchmarks --quick
+
+clean-venv: ## Remove the virtual environment
+	rm -rf $(VENV)
