@@ -1,0 +1,1 @@
+"""The data layer: demo generator, decoding, face cropping, audio, manifests, shards and loaders."""

@@ -1,0 +1,5 @@
+"""Dataset adapters (one module per dataset family); importing this package registers them all."""
+
+from avf.data.adapters.base import Adapter, Problem, RawClip, ScanResult, get_adapter, list_adapters, register_adapter
+
+__all__ = ["Adapter", "Problem", "RawClip", "ScanResult", "get_adapter", "list_adapters", "register_adapter"]
