@@ -19,7 +19,9 @@ Task = Literal["classification", "regression", "none"]
 class RawClip:
     """One usable sample of a dataset, before any processing."""
 
-    clip_id: str  # unique within the dataset; letters, digits, '-' and '_' only (safe for files and shard keys)
+    clip_id: (
+        str  # unique within the dataset; letters, digits, '-' and '_' only (safe for files and shard keys)
+    )
     dataset: str
     subject: str  # speaker / actor / subject id (subject-independent folds and validation carving use it)
     video_path: Path
@@ -65,6 +67,15 @@ class Adapter:
     @property
     def num_classes(self) -> int:
         return len(self.classes)
+
+    def list_clip_id(self, frame_dir: str, audio_path: str | None = None) -> str:
+        """The clip id of one line of a HiCMAE / AVF-MAE list file (``<frame dir> <wav> <label>``).
+
+        Default: the frame folder's base name, without OpenFace's ``_aligned`` suffix. Adapters whose
+        clip ids differ from the list files' folder names override this.
+        """
+        name = frame_dir.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
+        return name.removesuffix("_aligned")
 
 
 _REGISTRY: dict[str, type[Adapter]] = {}
