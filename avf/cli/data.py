@@ -21,3 +21,27 @@ def synth(
 
     summary = generate_all(params.data.synth, out)
     common.console.print(summary.table())
+
+
+@app.command("import-lists")
+def import_lists(
+    split_root: Path = typer.Argument(..., help="Folder holding split0K/{train,test[,val]}.csv."),
+    dataset: str = typer.Option(..., "--dataset", "-d", help="Adapter name, e.g. cremad, ravdess, mafw."),
+    out: Path = typer.Option(Path("data/official_splits.csv"), "--out", help="Output CSV table."),
+    rewrite: list[str] = typer.Option([], "--rewrite", help="OLD_PREFIX=NEW_PREFIX for the authors' paths."),
+) -> None:
+    """Import HiCMAE / AVF-MAE list files: the official fold membership of each clip, as a CSV table."""
+    from avf.data.listfiles import parse_rewrite, read_official_splits
+    from avf.utils.io import atomic_path
+
+    try:
+        table = read_official_splits(split_root, dataset, parse_rewrite(rewrite))
+    except FileNotFoundError as exc:
+        common.fail(str(exc), common.EXIT_MISSING)
+    except (KeyError, ValueError) as exc:
+        common.fail(str(exc), common.EXIT_USAGE)
+    with atomic_path(out) as tmp:
+        table.to_csv(tmp, index=False)
+    counts = table.groupby(["fold", "split"]).size()
+    common.console.print(f"{len(table)} list lines, {table['clip_id'].nunique()} clips -> {out}")
+    common.console.print(counts.to_string())
