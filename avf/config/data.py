@@ -48,20 +48,26 @@ class DatasetSpec(Section):
 
 
 class FaceConfig(Section):
-    """Face detection, tracking and cropping (``avf data faces``)."""
+    """Face detection, tracking and cropping (``avf data faces``; see ``avf.data.face``)."""
 
-    backend: Literal["mediapipe", "opencv"] = "mediapipe"
+    backend: Literal["mediapipe"] = "mediapipe"  # the detector behind ``avf.data.face.FaceDetector``
     detector_model: str = "models/assets/face_detection_short_range.tflite"
-    landmark_model: str = "models/assets/face_landmark.tflite"
+    landmark_model: str = "models/assets/face_landmark.tflite"  # used only when ``align`` is true
     min_score: float = Field(0.5, gt=0.0, lt=1.0)
     detect_every: int = Field(5, ge=1)  # run the detector on every n-th frame, track in between
-    smoothing: float = Field(0.6, ge=0.0, lt=1.0)  # exponential smoothing of the box between frames
+    # Zero-phase exponential smoothing of the track: detection k' contributes with weight smoothing**|k-k'|
+    # (in detection steps) to the box at detection k; 0 disables smoothing.
+    smoothing: float = Field(0.6, ge=0.0, lt=1.0)
     margin: float = Field(0.25, ge=0.0, le=2.0)  # extra border around the detected box, per side
     size: int = Field(160, ge=32, le=512)  # output square size in pixels
     align: bool = False  # similarity-align with landmarks (roll correction) instead of a plain crop
     min_coverage: float = Field(0.5, ge=0.0, le=1.0)  # share of frames with a face to keep a clip
+    min_frames: int = Field(8, ge=1)  # fewer decodable frames than this is an error (e.g. a still image)
     max_side: int = Field(640, ge=128)  # frames are downscaled to this longest side before detection
-    jpeg_quality: int = Field(90, ge=50, le=100)
+    # Once a face is found, look for it first in a square region 3x its size around the last box
+    # (bigger in the detector's 128-px input: steadier boxes), falling back to the whole frame.
+    track_roi: bool = True
+    jpeg_quality: int = Field(90, ge=50, le=100)  # the face clip is stored as one JPEG per frame
 
 
 class AudioConfig(Section):
@@ -98,11 +104,52 @@ class SplitConfig(Section):
 
 
 class ShardConfig(Section):
-    """WebDataset shard writing (``avf data shards``)."""
+    """WebDataset shard writing (``avf data shards``; see ``avf.data.shards``)."""
 
-    max_shard_mb: float = Field(256.0, gt=0)
-    max_shard_count: int = Field(1000, ge=1)
+    max_shard_mb: float = Field(256.0, gt=0)  # a shard is closed before it would pass this size
+    max_shard_count: int = Field(1000, ge=1)  # ... or this many samples
+    # Store the full-clip Kaldi fbank (float16) and slice windows in the loader (measured faster and
+    # smaller than storing the waveform; see ``avf.data.audio``); false stores the int16 waveform.
     fbank_at_shard_time: bool = True
+    seed: int = 0  # samples are written in a seeded shuffled order (mixes subjects within shards)
+
+
+class AugmentConfig(Section):
+    """Train-time augmentation (spec section 2.4; see ``avf.data.transforms``)."""
+
+    # Fine-tuning video: the same random-resized crop, flip and RandAugment ops for every frame.
+    rrc_scale: tuple[float, float] = (0.08, 1.0)  # official value; its docstring intended 0.8 for faces
+    rrc_ratio: tuple[float, float] = (0.75, 4.0 / 3.0)
+    hflip: float = Field(0.5, ge=0.0, le=1.0)
+    rand_augment: str = "rand-m7-n4-mstd0.5-inc1"  # a timm RandAugment config string; "" disables it
+    erase_prob: float = Field(0.25, ge=0.0, le=1.0)  # one random-pixel box per clip (same for all frames)
+    # Audio: train-only random gain x (Beta(g, g) + 0.5), applied as + 2 ln(gain) to the log-mel fbank.
+    audio_gain: bool = True
+    gain_beta: float = Field(10.0, gt=0.0)
+    # Pretraining video: VideoMAE's multi-scale crop (fixed corner/centre offsets), then resize.
+    pretrain_scales: tuple[float, ...] = (1.0, 0.875, 0.75, 0.66)
+    pretrain_max_distort: int = Field(1, ge=0)
+
+    @field_validator("rrc_scale", "rrc_ratio")
+    @classmethod
+    def _ordered(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if not 0 < v[0] <= v[1]:
+            raise ValueError(f"expected 0 < low <= high, got {list(v)}")
+        return v
+
+    @field_validator("pretrain_scales")
+    @classmethod
+    def _scales(cls, v: tuple[float, ...]) -> tuple[float, ...]:
+        if not v or any(not 0 < s <= 1 for s in v):
+            raise ValueError(f"pretrain_scales must be non-empty values in (0, 1], got {list(v)}")
+        return v
+
+    @field_validator("rand_augment")
+    @classmethod
+    def _rand_augment(cls, v: str) -> str:
+        if v and not v.startswith("rand"):
+            raise ValueError(f"rand_augment must be a timm 'rand-...' config string or empty, got {v!r}")
+        return v
 
 
 class DataConfig(Section):
@@ -116,7 +163,10 @@ class DataConfig(Section):
     clip: ClipConfig = ClipConfig()
     split: SplitConfig = SplitConfig()
     shards: ShardConfig = ShardConfig()
+    augment: AugmentConfig = AugmentConfig()
     workers: int = Field(2, ge=1)  # processes for per-clip preprocessing
+    # Where per-clip work runs: a local process pool, or Ray tasks (``ray.address``) for large corpora.
+    executor: Literal["process", "ray"] = "process"
     max_fail_frac: float = Field(0.2, ge=0.0, le=1.0)  # a stage exits non-zero above this failure share
 
     @model_validator(mode="after")
@@ -133,4 +183,5 @@ class DataConfig(Section):
         for d in self.datasets:
             if d.name == name:
                 return d
-        raise KeyError(f"unknown dataset {name!r}; params.yaml data.datasets has {[d.name for d in self.datasets]}")
+        known = [d.name for d in self.datasets]
+        raise KeyError(f"unknown dataset {name!r}; params.yaml data.datasets has {known}")
