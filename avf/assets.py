@@ -65,8 +65,22 @@ def ensure(asset_dir: Path = ASSET_DIR, cache_dir: Path | None = None) -> None:
         print(f"avf.assets: downloading {WHEEL} (34 MB) from the package index for its face models", file=sys.stderr)
         with tempfile.TemporaryDirectory() as tmp:
             subprocess.run(
-                [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
-                 "--python-version", "3.11", "--platform", "manylinux_2_28_x86_64", WHEEL, "-d", tmp],
+                [
+                    sys.executable,
+                    "-m",
+                    "pip",
+                    "download",
+                    "-q",
+                    "--no-deps",
+                    "--only-binary=:all:",
+                    "--python-version",
+                    "3.11",
+                    "--platform",
+                    "manylinux_2_28_x86_64",
+                    WHEEL,
+                    "-d",
+                    tmp,
+                ],
                 check=True,
             )
             for w in Path(tmp).glob("*.whl"):

@@ -7,7 +7,6 @@ from pathlib import Path
 import typer
 
 from avf.cli import common
-from avf.env import apply_defaults
 from avf.cli.data import app as data_app
 from avf.cli.doctor import doctor
 from avf.cli.eval import app as eval_app
@@ -15,6 +14,7 @@ from avf.cli.model import app as model_app
 from avf.cli.registry import app as registry_app
 from avf.cli.report import app as report_app
 from avf.cli.train import app as train_app
+from avf.env import apply_defaults
 
 app = typer.Typer(
     name="avf",

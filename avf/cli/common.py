@@ -34,7 +34,7 @@ STATE = State()
 
 
 def setup_logging(verbose: int) -> None:
-    level = logging.DEBUG if verbose > 1 else logging.INFO if verbose == 1 or not sys.stderr.isatty() else logging.INFO
+    level = logging.DEBUG if verbose > 1 else logging.INFO
     if sys.stderr.isatty():
         from rich.logging import RichHandler
 

@@ -12,8 +12,22 @@ from rich.table import Table
 
 from avf.cli import common
 
-PACKAGES = ("torch", "torchaudio", "torchvision", "timm", "av", "mediapipe", "opencv-contrib-python",
-            "webdataset", "ray", "mlflow", "prefect", "dvc", "pydantic", "typer")
+PACKAGES = (
+    "torch",
+    "torchaudio",
+    "torchvision",
+    "timm",
+    "av",
+    "mediapipe",
+    "opencv-contrib-python",
+    "webdataset",
+    "ray",
+    "mlflow",
+    "prefect",
+    "dvc",
+    "pydantic",
+    "typer",
+)
 
 
 def collect(params_path: Path) -> list[tuple[str, str, bool]]:
@@ -39,12 +53,16 @@ def collect(params_path: Path) -> list[tuple[str, str, bool]]:
     import av
 
     codecs = {c: c in av.codecs_available for c in ("libx264", "h264", "aac")}
-    rows.append(("ffmpeg (PyAV)", f"libav {av.library_versions.get('libavcodec')}, codecs {codecs}", all(codecs.values())))
+    rows.append(
+        ("ffmpeg (PyAV)", f"libav {av.library_versions.get('libavcodec')}, codecs {codecs}", all(codecs.values()))
+    )
 
     from avf.assets import ASSET_DIR, verify
 
     problems = verify()
-    rows.append(("face models", f"{ASSET_DIR} " + ("verified (sha256)" if not problems else str(problems)), not problems))
+    rows.append(
+        ("face models", f"{ASSET_DIR} " + ("verified (sha256)" if not problems else str(problems)), not problems)
+    )
 
     from avf.config import ParamsError, load_params
 

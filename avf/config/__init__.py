@@ -59,6 +59,7 @@ __all__ = [
     "SynthConfig",
     "TrackingConfig",
     "load_params",
+    "parse_params",
     "section_hash",
 ]
 

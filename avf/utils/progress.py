@@ -16,8 +16,9 @@ def is_tty() -> bool:
     return sys.stderr.isatty()
 
 
-def track(items: Iterable[T], total: int | None = None, desc: str = "working", every_s: float = 30.0,
-          every_frac: float = 0.1) -> Iterator[T]:
+def track(
+    items: Iterable[T], total: int | None = None, desc: str = "working", every_s: float = 30.0, every_frac: float = 0.1
+) -> Iterator[T]:
     """Iterate ``items`` while reporting progress.
 
     On a terminal this shows a rich progress bar; otherwise it logs one line each ``every_frac`` of
@@ -35,8 +36,14 @@ def track(items: Iterable[T], total: int | None = None, desc: str = "working", e
             TimeRemainingColumn,
         )
 
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                      TimeElapsedColumn(), TimeRemainingColumn(), transient=False) as bar:
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            transient=False,
+        ) as bar:
             task = bar.add_task(desc, total=total)
             for item in items:
                 yield item
@@ -44,10 +51,8 @@ def track(items: Iterable[T], total: int | None = None, desc: str = "working", e
         return
     start = last = time.monotonic()
     next_frac = every_frac
-    done = 0
-    for item in items:
+    for done, item in enumerate(items, start=1):
         yield item
-        done += 1
         now = time.monotonic()
         frac = done / total if total else 0.0
         if now - last >= every_s or (total and frac >= next_frac) or (total and done == total):

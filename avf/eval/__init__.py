@@ -1,0 +1,1 @@
+"""Evaluation: metrics (UAR, WAR, F1, PCC, CCC), test-view aggregation, reports and plots."""

@@ -1,0 +1,135 @@
+"""Checkpoints without pickle: tensors in safetensors, everything else in JSON.
+
+A training checkpoint directory holds ``model.safetensors`` (weights), ``optimizer.safetensors``
+(flattened optimizer state tensors), ``state.json`` (loop position, optimizer param groups, scheduler,
+grad-scaler and RNG-free metadata) and optionally ``best.safetensors`` (the validation-selected
+weights). An exported model (a DVC output) is ``model.safetensors`` plus ``card.json``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from avf.utils.io import atomic_path, write_json
+
+
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The module under DDP / torch.compile wrappers."""
+    while True:
+        if hasattr(model, "module") and isinstance(model.module, torch.nn.Module):
+            model = model.module
+        elif hasattr(model, "_orig_mod"):
+            model = model._orig_mod
+        else:
+            return model
+
+
+def state_dict_tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A contiguous, unshared CPU copy of the model's state dict (safe for safetensors)."""
+    return {k: v.detach().to("cpu").contiguous().clone() for k, v in unwrap(model).state_dict().items()}
+
+
+def save_weights(
+    path: str | Path, model: torch.nn.Module | dict[str, torch.Tensor], metadata: dict[str, str] | None = None
+) -> None:
+    sd = model if isinstance(model, dict) else state_dict_tensors(model)
+    with atomic_path(path) as tmp:
+        save_file({k: v.contiguous() for k, v in sd.items()}, str(tmp), metadata=metadata)
+
+
+def load_weights(path: str | Path) -> dict[str, torch.Tensor]:
+    return load_file(str(path))
+
+
+def _flatten_optimizer(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    sd = opt.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for pid, st in sd["state"].items():
+        for name, value in st.items():
+            if torch.is_tensor(value):
+                tensors[f"{pid}.{name}"] = value.detach().cpu().contiguous()
+            else:
+                scalars.setdefault(str(pid), {})[name] = value
+    return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
+
+
+def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[str, Any]:
+    state: dict[int, dict[str, Any]] = {}
+    for key, value in tensors.items():
+        pid, name = key.split(".", 1)
+        state.setdefault(int(pid), {})[name] = value
+    for pid, values in meta.get("scalars", {}).items():
+        state.setdefault(int(pid), {}).update(values)
+    return {"state": state, "param_groups": meta["param_groups"]}
+
+
+def save_training_state(
+    directory: str | Path,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    scaler: torch.amp.GradScaler | None,
+    loop_state: dict[str, Any],
+    best: dict[str, torch.Tensor] | None = None,
+) -> Path:
+    """Write a resumable checkpoint into ``directory`` (created atomically)."""
+    directory = Path(directory)
+    with atomic_path(directory) as tmp:
+        tmp.mkdir()
+        save_file(state_dict_tensors(model), str(tmp / "model.safetensors"))
+        opt_tensors, opt_meta = _flatten_optimizer(optimizer)
+        save_file(opt_tensors, str(tmp / "optimizer.safetensors"))
+        if best is not None:
+            save_file(best, str(tmp / "best.safetensors"))
+        state = {
+            "loop": loop_state,
+            "optimizer": opt_meta,
+            "scheduler": scheduler.state_dict() if scheduler is not None else None,
+            "scaler": scaler.state_dict() if scaler is not None else None,
+        }
+        (tmp / "state.json").write_text(json.dumps(state, default=float))
+    return directory
+
+
+def load_training_state(
+    directory: str | Path,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    scaler: torch.amp.GradScaler | None,
+) -> tuple[dict[str, Any], dict[str, torch.Tensor] | None]:
+    """Restore a checkpoint written by :func:`save_training_state`; returns (loop state, best weights)."""
+    directory = Path(directory)
+    state = json.loads((directory / "state.json").read_text())
+    unwrap(model).load_state_dict(load_file(str(directory / "model.safetensors")))
+    optimizer.load_state_dict(
+        _unflatten_optimizer(load_file(str(directory / "optimizer.safetensors")), state["optimizer"])
+    )
+    if scheduler is not None and state.get("scheduler"):
+        scheduler.load_state_dict(state["scheduler"])
+    if scaler is not None and state.get("scaler"):
+        scaler.load_state_dict(state["scaler"])
+    best_path = directory / "best.safetensors"
+    best = load_file(str(best_path)) if best_path.exists() else None
+    return state["loop"], best
+
+
+def export_model(out_dir: str | Path, weights: dict[str, torch.Tensor], card: dict[str, Any]) -> None:
+    """Write a stage's DVC output: ``model.safetensors`` + ``card.json`` (stage, model, data, metrics)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    save_weights(out_dir / "model.safetensors", weights, metadata={"format": "pt", "avf.stage": str(card.get("stage"))})
+    write_json(out_dir / "card.json", card)
+
+
+def read_card(model_dir: str | Path) -> dict[str, Any]:
+    path = Path(model_dir) / "card.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no model card (is {model_dir} a stage output?)")
+    return json.loads(path.read_text())

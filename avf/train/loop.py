@@ -1,0 +1,201 @@
+"""The one plain-torch training loop every stage uses (no Ray, no MLflow imports here).
+
+A stage supplies a :class:`Task` (model, batches, step and evaluation); :func:`fit` runs epochs with
+AMP, gradient accumulation (DDP ``no_sync`` on inner micro-batches), gradient clipping, a per-step
+cosine schedule, optional EMA, per-epoch evaluation and best-epoch tracking, and reports a resumable
+checkpoint through the :class:`~avf.train.session.Session` every epoch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+
+from avf.config import OptimConfig
+from avf.train import faults
+from avf.train.amp import autocast, grad_scaler, resolve_dtype
+from avf.train.checkpoint import load_training_state, save_training_state, state_dict_tensors, unwrap
+from avf.train.optim import build_optimizer, build_scheduler, current_lr
+from avf.train.session import Session
+
+log = logging.getLogger(__name__)
+LogFn = Callable[[dict[str, float], int], None]
+
+
+class Task(Protocol):
+    """What a training stage provides to :func:`fit`."""
+
+    cfg: OptimConfig
+    layer_decay: float | None
+    select_metric: str | None  # validation metric for best-epoch selection (None: keep the last epoch)
+    select_mode: str  # "max" or "min"
+
+    def build_model(self) -> torch.nn.Module: ...
+
+    def steps_per_epoch(self) -> int: ...
+
+    def effective_batch(self) -> int: ...
+
+    def train_batches(self, epoch: int, start_micro_step: int) -> Iterable[Any]: ...
+
+    def train_step(self, model: torch.nn.Module, batch: Any, step: int) -> tuple[torch.Tensor, dict[str, float]]: ...
+
+    def evaluate(self, model: torch.nn.Module, epoch: int) -> dict[str, float]: ...
+
+
+def _is_better(value: float, best: float | None, mode: str) -> bool:
+    if best is None or math.isnan(best):
+        return not math.isnan(value)
+    return value > best if mode == "max" else value < best
+
+
+def fit(task: Task, session: Session, log_fn: LogFn | None = None) -> dict[str, Any]:
+    """Train ``task`` to completion (resuming from the session's checkpoint if any).
+
+    Returns the final loop state: ``step``, ``epoch``, ``history`` (per-epoch metrics),
+    ``best_epoch`` / ``best_value`` and, on rank 0, ``best_weights`` and ``last_weights``.
+    """
+    cfg, device = task.cfg, session.device
+    model = task.build_model().to(device)
+    steps_per_epoch = task.steps_per_epoch()
+    eff_batch = task.effective_batch()
+    optimizer = build_optimizer(model, cfg, eff_batch, task.layer_decay)
+    scheduler = build_scheduler(optimizer, cfg, eff_batch, steps_per_epoch)
+    dtype = resolve_dtype(cfg.amp, device)
+    amp_ctx, scaler = autocast(device, dtype), grad_scaler(device, dtype)
+    state: dict[str, Any] = {
+        "epoch": 0,
+        "step": 0,
+        "micro_step": 0,
+        "history": [],
+        "curve": [],
+        "best_epoch": None,
+        "best_value": None,
+    }
+    best_weights: dict[str, torch.Tensor] | None = None
+    with session.restored_checkpoint() as ckpt:
+        if ckpt is not None:
+            state, best_weights = load_training_state(ckpt, model, optimizer, scheduler, scaler)
+            log.info("resumed from %s at epoch %d step %d", ckpt, state["epoch"], state["step"])
+    ema = None
+    if cfg.ema_decay:  # starts from the (restored) weights; EMA state itself is not checkpointed
+        from timm.utils import ModelEmaV3
+
+        ema = ModelEmaV3(model, decay=cfg.ema_decay)
+    wrapped = session.prepare_model(model)
+    accum = cfg.accum_steps
+
+    while state["epoch"] < cfg.epochs:
+        epoch = state["epoch"]
+        start_micro = state["micro_step"] - epoch * steps_per_epoch * accum
+        wrapped.train()
+        window: dict[str, float] = {}
+        n_window, t_window = 0, time.perf_counter()
+        micro_in_step = 0
+        for batch in task.train_batches(epoch, start_micro):
+            last_micro = micro_in_step == accum - 1
+            sync = contextlib.nullcontext() if last_micro or not hasattr(wrapped, "no_sync") else wrapped.no_sync()
+            with sync:
+                with amp_ctx():
+                    loss, logs = task.train_step(wrapped, batch, state["step"])
+                scaled = loss / accum
+                (scaler.scale(scaled) if scaler else scaled).backward()
+            for k, v in logs.items():
+                window[k] = window.get(k, 0.0) + float(v) / accum
+            micro_in_step += 1
+            state["micro_step"] += 1
+            if not last_micro:
+                continue
+            micro_in_step = 0
+            if scaler:
+                scaler.unscale_(optimizer)
+            if cfg.clip_grad:
+                gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
+                window["grad_norm"] = window.get("grad_norm", 0.0) + float(gnorm)
+            if scaler:
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            state["step"] += 1
+            scheduler.step_update(num_updates=state["step"])
+            if ema is not None:
+                ema.update(model, step=state["step"])
+            n_window += 1
+            faults.maybe_crash(session.rank, state["step"])
+            if n_window == cfg.log_every:
+                _emit(state, window, n_window, t_window, optimizer, eff_batch, steps_per_epoch, session, log_fn)
+                window, n_window, t_window = {}, 0, time.perf_counter()
+        if n_window:
+            _emit(state, window, n_window, t_window, optimizer, eff_batch, steps_per_epoch, session, log_fn)
+
+        eval_model = ema.module if ema is not None else unwrap(wrapped)
+        eval_model.eval()
+        with torch.no_grad(), amp_ctx():
+            metrics = task.evaluate(eval_model, epoch)
+        metrics = {"epoch": epoch, "step": state["step"], **metrics}
+        state["history"].append(metrics)
+        improved = False
+        if task.select_metric and task.select_metric in metrics:
+            value = float(metrics[task.select_metric])
+            if _is_better(value, state["best_value"], task.select_mode):
+                state["best_value"], state["best_epoch"], improved = value, epoch, True
+        state["epoch"] = epoch + 1
+        if session.rank == 0:
+            if improved:
+                best_weights = state_dict_tensors(eval_model)
+            if log_fn is not None:
+                log_fn({k: float(v) for k, v in metrics.items() if k not in ("epoch", "step")}, state["step"])
+        with tempfile.TemporaryDirectory(prefix="avf-ckpt-") as tmp:
+            ckpt_dir = None
+            if session.rank == 0:
+                ckpt_dir = save_training_state(
+                    Path(tmp) / "ckpt", model, optimizer, scheduler, scaler, _json_state(state), best_weights
+                )
+            session.report(_json_metrics(metrics), ckpt_dir)
+
+    final = dict(state)
+    if session.rank == 0:
+        final_model = ema.module if ema is not None else model
+        final["last_weights"] = state_dict_tensors(final_model)
+        final["best_weights"] = best_weights if best_weights is not None else final["last_weights"]
+    return final
+
+
+def _emit(
+    state: dict[str, Any],
+    window: dict[str, float],
+    n: int,
+    t0: float,
+    optimizer: torch.optim.Optimizer,
+    eff_batch: int,
+    steps_per_epoch: int,
+    session: Session,
+    log_fn: LogFn | None,
+) -> None:
+    """Average a window of step logs into ``train/*`` metrics, keep them in the curve, log on rank 0."""
+    elapsed = time.perf_counter() - t0
+    metrics = {f"train/{k}": v / n for k, v in window.items()}
+    metrics["train/lr"] = current_lr(optimizer)
+    metrics["train/clips_per_s"] = n * eff_batch / max(elapsed, 1e-9)
+    metrics["train/epoch"] = state["step"] / steps_per_epoch
+    state["curve"].append({"step": state["step"], **metrics})
+    if session.rank == 0 and log_fn is not None:
+        log_fn(metrics, state["step"])
+
+
+def _json_state(state: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in state.items() if k not in ("best_weights", "last_weights")}
+
+
+def _json_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
+    return {k: (float(v) if isinstance(v, (int, float)) else v) for k, v in metrics.items()}

@@ -1,0 +1,153 @@
+"""Ray Train wrapper around the plain loop: the only module that imports ``ray.train``.
+
+``run(config, ray_cfg, name, storage)`` runs :func:`avf.train.worker.train_func` on ``num_workers``
+Ray workers (gloo on CPU, nccl on GPU), restores from the newest checkpoint after a worker failure
+(``FailureConfig``), and resumes an interrupted run with the same ``name`` under ``storage``. It joins
+the cluster at ``RAY_ADDRESS`` / ``ray.address`` or starts a local one bound to 127.0.0.1.
+``num_workers: 0`` runs the loop in this process (Ray Train local mode: no cluster, no DDP).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from avf.config import RayConfig
+
+log = logging.getLogger(__name__)
+
+
+class RaySession:
+    """:class:`~avf.train.session.Session` backed by the Ray Train worker context."""
+
+    def __init__(self) -> None:
+        import ray.train
+        import ray.train.torch
+
+        ctx = ray.train.get_context()
+        self.rank = ctx.get_world_rank()
+        self.world_size = ctx.get_world_size()
+        self.device = ray.train.torch.get_device()
+        if isinstance(self.device, list):
+            self.device = self.device[0]
+
+    def prepare_model(self, model: torch.nn.Module) -> torch.nn.Module:
+        import ray.train.torch
+
+        if self.world_size == 1:
+            return model.to(self.device)
+        return ray.train.torch.prepare_model(model, move_to_device=True)
+
+    def report(self, metrics: dict[str, Any], checkpoint_dir: Path | None) -> None:
+        import ray.train
+
+        checkpoint = ray.train.Checkpoint.from_directory(str(checkpoint_dir)) if checkpoint_dir else None
+        ray.train.report(metrics, checkpoint=checkpoint)
+
+    @contextlib.contextmanager
+    def _restored(self) -> Iterator[Path | None]:
+        import ray.train
+
+        checkpoint = ray.train.get_checkpoint()
+        if checkpoint is None:
+            yield None
+            return
+        with checkpoint.as_directory() as d:
+            yield Path(d)
+
+    def restored_checkpoint(self) -> contextlib.AbstractContextManager[Path | None]:
+        return self._restored()
+
+    def all_gather_object(self, obj: Any) -> list[Any]:
+        if self.world_size == 1 or not torch.distributed.is_initialized():
+            return [obj]
+        out: list[Any] = [None] * self.world_size
+        torch.distributed.all_gather_object(out, obj)
+        return out
+
+
+@dataclass
+class RunResult:
+    checkpoint: Path  # the newest reported checkpoint (holds model, best weights and loop state)
+    metrics: dict[str, Any]
+
+
+def ensure_cluster(cfg: RayConfig, temp_dir: Path | None = None) -> None:
+    """Connect to ``RAY_ADDRESS`` / ``cfg.address`` or start a private local cluster on 127.0.0.1."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    address = os.environ.get("RAY_ADDRESS") or cfg.address
+    if address:
+        log.info("joining Ray cluster at %s", address)
+        ray.init(address=address, log_to_driver=True)
+        return
+    cpus = max(int(cfg.num_workers * cfg.cpus_per_worker + 0.999), os.cpu_count() or 1)
+    log.info("starting a local Ray cluster (%d CPUs, 127.0.0.1)", cpus)
+    kwargs: dict[str, Any] = {}
+    if temp_dir is not None:
+        temp_dir.mkdir(parents=True, exist_ok=True)
+        kwargs["_temp_dir"] = str(temp_dir)
+    ray.init(
+        num_cpus=cpus,
+        num_gpus=torch.cuda.device_count() if cfg.use_gpu else 0,
+        object_store_memory=cfg.object_store_mb * 2**20,
+        include_dashboard=False,
+        _node_ip_address="127.0.0.1",
+        configure_logging=True,
+        logging_level=logging.WARNING,
+        **kwargs,
+    )
+
+
+def run(config: dict[str, Any], cfg: RayConfig, name: str, storage: Path) -> RunResult:
+    """Run the training worker function under Ray Train and return its newest checkpoint."""
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    from avf.train.worker import train_func
+
+    storage = storage.resolve()
+    storage.mkdir(parents=True, exist_ok=True)
+    if cfg.num_workers == 0:
+        scaling = ScalingConfig(num_workers=0)
+    else:
+        tmp = os.environ.get("AVF_RAY_TMP")
+        ensure_cluster(cfg, Path(tmp) if tmp else None)
+        resources = {"CPU": cfg.cpus_per_worker}
+        if cfg.use_gpu:
+            resources["GPU"] = cfg.gpus_per_worker or 1.0
+        scaling = ScalingConfig(num_workers=cfg.num_workers, use_gpu=cfg.use_gpu, resources_per_worker=resources)
+    trainer = TorchTrainer(
+        train_func,
+        train_loop_config=config,
+        scaling_config=scaling,
+        torch_config=TorchConfig(backend="nccl" if cfg.use_gpu else "gloo"),
+        run_config=RunConfig(
+            name=name,
+            storage_path=str(storage),
+            failure_config=FailureConfig(max_failures=cfg.max_failures),
+            checkpoint_config=CheckpointConfig(num_to_keep=2),
+        ),
+    )
+    result = trainer.fit()
+    if result.error is not None:
+        raise RuntimeError(f"training failed: {result.error}") from result.error
+    if result.checkpoint is None:
+        raise RuntimeError("training finished without reporting a checkpoint")
+    return RunResult(checkpoint=Path(result.checkpoint.path), metrics=dict(result.metrics or {}))
+
+
+def shutdown() -> None:
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()

@@ -1,0 +1,65 @@
+"""What the training loop needs from whoever runs it: rank, device, DDP wrapping, reporting, restore.
+
+``LocalSession`` runs in-process on one device (tests, debugging); ``avf.train.ray_entry`` provides the
+Ray Train implementation. The loop never imports Ray or MLflow.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+
+
+class Session(Protocol):
+    rank: int
+    world_size: int
+    device: torch.device
+
+    def prepare_model(self, model: torch.nn.Module) -> torch.nn.Module: ...
+
+    def report(self, metrics: dict[str, Any], checkpoint_dir: Path | None) -> None: ...
+
+    def restored_checkpoint(self) -> contextlib.AbstractContextManager[Path | None]: ...
+
+    def all_gather_object(self, obj: Any) -> list[Any]: ...
+
+
+class LocalSession:
+    """Single-process session; keeps the latest reported checkpoint in ``checkpoint_root``."""
+
+    rank = 0
+    world_size = 1
+
+    def __init__(
+        self, checkpoint_root: Path | None = None, device: str | torch.device = "cpu", resume_from: Path | None = None
+    ) -> None:
+        self.device = torch.device(device)
+        self.checkpoint_root = Path(checkpoint_root or tempfile.mkdtemp(prefix="avf-ckpt-"))
+        self.latest: Path | None = resume_from
+        self.reports: list[dict[str, Any]] = []
+
+    def prepare_model(self, model: torch.nn.Module) -> torch.nn.Module:
+        return model.to(self.device)
+
+    def report(self, metrics: dict[str, Any], checkpoint_dir: Path | None) -> None:
+        self.reports.append(dict(metrics))
+        if checkpoint_dir is not None:
+            dest = self.checkpoint_root / f"checkpoint_{len(self.reports):06d}"
+            shutil.copytree(checkpoint_dir, dest)
+            self.latest = dest
+
+    @contextlib.contextmanager
+    def _restored(self) -> Iterator[Path | None]:
+        yield self.latest
+
+    def restored_checkpoint(self) -> contextlib.AbstractContextManager[Path | None]:
+        return self._restored()
+
+    def all_gather_object(self, obj: Any) -> list[Any]:
+        return [obj]

@@ -1,0 +1,370 @@
+"""The three stages as :class:`~avf.train.loop.Task` s: masked AV pretraining and supervised fine-tuning.
+
+* :class:`PretrainTask` (stage 1): streaming shards, dual masks drawn per step from seeded generators,
+  reconstruction + contrastive losses.
+* :class:`SupervisedTask` (stage 2 and 3): indexed shards with exact global batches. Stage 3 trains the
+  fine-tuning model on one dataset; stage 2 trains one shared backbone with one head per dataset
+  (label spaces are never merged) on a weighted mixture of labelled datasets.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from avf.config import FinetuneConfig, Params
+from avf.train.objectives import AVMixup, classification_loss, regression_loss
+from avf.train.sampling import GlobalBatchSampler, shard_indices
+from avf.train.session import Session
+from avf.utils.seed import derive_seed
+
+log = logging.getLogger(__name__)
+
+
+def _per_rank_micro(global_batch: int, accum: int, world: int) -> int:
+    micro = global_batch // accum
+    if global_batch % accum or micro % world:
+        raise ValueError(f"batch_size {global_batch} must split into accum_steps {accum} x {world} workers evenly")
+    return micro // world
+
+
+def _loader(
+    dataset: torch.utils.data.Dataset, batch_sampler: Any, num_workers: int, device: torch.device
+) -> torch.utils.data.DataLoader:
+    return torch.utils.data.DataLoader(
+        dataset,
+        batch_sampler=batch_sampler,
+        num_workers=num_workers,
+        pin_memory=device.type == "cuda",
+        persistent_workers=False,
+        prefetch_factor=4 if num_workers else None,
+    )
+
+
+class PretrainTask:
+    """Stage 1: self-supervised audio-visual masked autoencoding on unlabelled shards."""
+
+    layer_decay = None
+    select_metric = None
+    select_mode = "min"
+
+    def __init__(self, params: Params, shard_dirs: Sequence[Path], num_samples: int, session: Session) -> None:
+        self.params, self.cfg, self.session = params, params.pretrain, session
+        self.shard_dirs = [Path(p) for p in shard_dirs]
+        self.micro = _per_rank_micro(self.cfg.batch_size, self.cfg.accum_steps, session.world_size)
+        self.samples_per_epoch = (
+            self.cfg.steps_per_epoch * self.cfg.batch_size
+            if self.cfg.steps_per_epoch
+            else (num_samples // self.cfg.batch_size) * self.cfg.batch_size
+        )
+        if self.samples_per_epoch < self.cfg.batch_size:
+            raise ValueError(f"{num_samples} pretraining clips are fewer than one batch of {self.cfg.batch_size}")
+
+    def build_model(self) -> nn.Module:
+        from avf.models import create_model, model_name
+
+        m, c = self.params.model, self.cfg.contrastive
+        return create_model(
+            model_name("pretrain", m.size),
+            lg_fourth_attn=m.lg_fourth_attn,
+            iavcl=m.iavcl,
+            drop_path=0.0,
+            frame_diff_target=self.cfg.frame_diff_target,
+            contrastive_weight=c.weight if c.enabled else 0.0,
+            temperature=c.temperature,
+            gather_negatives=c.gather_negatives,
+            grad_checkpointing=m.grad_checkpointing,
+            region_balanced=self.params.masking.region_balanced,
+        )
+
+    def steps_per_epoch(self) -> int:
+        return self.samples_per_epoch // self.cfg.batch_size
+
+    def effective_batch(self) -> int:
+        return self.cfg.batch_size
+
+    def train_batches(self, epoch: int, start_micro_step: int) -> Iterable[Any]:
+        from avf.data.loader import pretrain_stream
+
+        d = self.params.data
+        stream = pretrain_stream(
+            self.shard_dirs,
+            clip=d.clip,
+            audio=d.audio,
+            augment=d.augment,
+            seed=derive_seed(self.params.seed, "pretrain", epoch),
+            rank=self.session.rank,
+            world_size=self.session.world_size,
+            samples_per_epoch=self.samples_per_epoch,
+        )
+        loader = torch.utils.data.DataLoader(
+            stream,
+            batch_size=self.micro,
+            num_workers=self.cfg.num_workers,
+            drop_last=True,
+            pin_memory=self.session.device.type == "cuda",
+        )
+        n_micro = self.steps_per_epoch() * self.cfg.accum_steps
+        for i, batch in enumerate(loader):
+            if i >= n_micro:
+                break
+            if i < start_micro_step:
+                continue
+            yield batch
+
+    def train_step(self, model: nn.Module, batch: dict[str, Any], step: int) -> tuple[torch.Tensor, dict[str, float]]:
+        from avf.masking import sample_masks
+
+        dev = self.session.device
+        video = batch["video"].to(dev, non_blocking=True)
+        audio = batch["audio"].to(dev, non_blocking=True)
+        gen = torch.Generator().manual_seed(derive_seed(self.params.seed, "masks", step, self.session.rank))
+        masks = sample_masks(video.shape[0], self.params.masking, gen).to(dev)
+        out = model(video, audio, masks)
+        logs = {
+            "loss": float(out.loss.detach()),
+            "loss_video": float(out.loss_video),
+            "loss_audio": float(out.loss_audio),
+            "loss_contrastive": float(out.loss_contrastive),
+        }
+        return out.loss, logs
+
+    def evaluate(self, model: nn.Module, epoch: int) -> dict[str, float]:
+        return {}
+
+
+@dataclasses.dataclass
+class DatasetSplits:
+    """One labelled dataset as the supervised stages see it."""
+
+    name: str
+    shard_dir: Path
+    train_keys: list[str]
+    val_keys: list[str]
+    test_keys: list[str]
+    task: str  # classification | regression
+    num_outputs: int  # classes, or regression targets
+    class_names: tuple[str, ...] = ()
+    target_names: tuple[str, ...] = ()
+    weight: float = 1.0
+
+
+class MultiHeadModel(nn.Module):
+    """Stage 2: one shared backbone (``forward_features -> [B,2C]``) and one head per dataset."""
+
+    def __init__(self, backbone: nn.Module, heads: dict[str, int]) -> None:
+        super().__init__()
+        self.backbone = backbone
+        dim = backbone.num_features
+        self.heads = nn.ModuleDict({n: nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, k)) for n, k in heads.items()})
+
+    def forward(self, video: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
+        return self.backbone.forward_features(video, audio)
+
+    def no_weight_decay(self) -> set[str]:
+        return {f"backbone.{n}" for n in getattr(self.backbone, "no_weight_decay", lambda: set())()}
+
+    def group_matcher(self, coarse: bool = False) -> dict[str, Any]:
+        inner = self.backbone.group_matcher(coarse)
+
+        def prefix(rule: Any) -> Any:
+            if isinstance(rule, str):
+                return rule.replace("^", "^backbone\\.", 1) if rule.startswith("^") else "backbone\\." + rule
+            if isinstance(rule, (list, tuple)):
+                return type(rule)(
+                    prefix(r) if i == 0 or isinstance(r, (list, tuple)) else r for i, r in enumerate(rule)
+                )
+            return rule
+
+        return {k: prefix(v) for k, v in inner.items()}
+
+
+class SupervisedTask:
+    """Stage 2 (several datasets, one head each) or stage 3 (one dataset, the fine-tuning model)."""
+
+    select_mode = "max"
+
+    def __init__(
+        self,
+        params: Params,
+        cfg: FinetuneConfig,
+        datasets: Sequence[DatasetSplits],
+        session: Session,
+        init_weights: dict[str, torch.Tensor] | None,
+        multi_head: bool,
+    ) -> None:
+        from avf.data.loader import ClipDataset
+
+        self.params, self.cfg, self.session = params, cfg, session
+        self.datasets, self.multi_head, self.init_weights = list(datasets), multi_head, init_weights
+        if not multi_head and len(self.datasets) != 1:
+            raise ValueError("stage 3 fine-tunes on exactly one dataset")
+        self.layer_decay = cfg.layer_decay
+        first = self.datasets[0]
+        self.is_regression = first.task == "regression"
+        self.select_metric = cfg.select_metric if "/" in cfg.select_metric else f"val/{cfg.select_metric}"
+        self.micro = _per_rank_micro(cfg.batch_size, cfg.accum_steps, session.world_size)
+        d = params.data
+        self.train_sets = [
+            ClipDataset(
+                ds.shard_dir, ds.train_keys, train=True, clip=d.clip, audio=d.audio, augment=d.augment, seed=params.seed
+            )
+            for ds in self.datasets
+        ]
+        self.train_set = torch.utils.data.ConcatDataset(self.train_sets)
+        self.offsets = np.cumsum([0] + [len(s) for s in self.train_sets])
+        weights = None
+        if multi_head and len(self.datasets) > 1:  # per-sample weight = dataset weight spread over its clips
+            weights = np.concatenate(
+                [np.full(len(s), ds.weight / len(s)) for s, ds in zip(self.train_sets, self.datasets, strict=True)]
+            )
+        self.sampler = GlobalBatchSampler(
+            len(self.train_set),
+            cfg.batch_size // cfg.accum_steps,
+            session.rank,
+            session.world_size,
+            seed=params.seed,
+            weights=weights,
+        )
+        self.mixup = AVMixup(cfg.mixup, cfg.cutmix, first.num_outputs, cfg.label_smoothing, mix_audio=cfg.mixup_audio)
+        if multi_head and self.mixup.active:
+            log.warning("mixup/cutmix is not applied in stage 2 (labels of different datasets do not mix)")
+        self.eval_sets = {
+            (ds.name, split): ClipDataset(
+                ds.shard_dir, keys, train=False, clip=d.clip, audio=d.audio, augment=d.augment, seed=params.seed
+            )
+            for ds in self.datasets
+            for split, keys in (("val", ds.val_keys), ("test", ds.test_keys))
+            if keys
+        }
+        self.name_to_index = {ds.name: i for i, ds in enumerate(self.datasets)}
+
+    # -- model -------------------------------------------------------------------------------------
+    def build_model(self) -> nn.Module:
+        from avf.models import create_model, init_finetune_from_pretrain, model_name
+
+        m = self.params.model
+        kwargs = dict(
+            drop_path=m.drop_path,
+            lg_fourth_attn=m.lg_fourth_attn,
+            iavcl=m.iavcl,
+            grad_checkpointing=m.grad_checkpointing,
+        )
+        name = model_name("finetune", m.size)
+        if self.multi_head:
+            model: nn.Module = MultiHeadModel(
+                create_model(name, num_classes=0, **kwargs), {ds.name: ds.num_outputs for ds in self.datasets}
+            )
+            target = model.backbone  # type: ignore[union-attr]
+        else:
+            model = create_model(name, num_classes=self.datasets[0].num_outputs, **kwargs)
+            target = model
+        if self.init_weights is not None:
+            report = init_finetune_from_pretrain(target, self.init_weights)
+            log.info("initialised backbone: %s", {k: len(v) if isinstance(v, list) else v for k, v in report.items()})
+        return model
+
+    def steps_per_epoch(self) -> int:
+        return len(self.train_set) // self.cfg.batch_size
+
+    def effective_batch(self) -> int:
+        return self.cfg.batch_size
+
+    # -- training ----------------------------------------------------------------------------------
+    def train_batches(self, epoch: int, start_micro_step: int) -> Iterable[Any]:
+        for s in self.train_sets:
+            s.set_epoch(epoch)
+        self.sampler.set_epoch(epoch, start_micro_step)
+        n_micro = self.steps_per_epoch() * self.cfg.accum_steps
+        for i, batch in enumerate(_loader(self.train_set, self.sampler, self.cfg.num_workers, self.session.device)):
+            if start_micro_step + i >= n_micro:
+                break
+            yield batch
+
+    def train_step(self, model: nn.Module, batch: dict[str, Any], step: int) -> tuple[torch.Tensor, dict[str, float]]:
+        dev = self.session.device
+        video = batch["video"].to(dev, non_blocking=True)
+        audio = batch["audio"].to(dev, non_blocking=True)
+        labels = batch["label"].to(dev, non_blocking=True)
+        if self.multi_head:
+            return self._multi_head_step(model, video, audio, labels, batch["dataset"])
+        if self.is_regression:
+            loss = regression_loss(model(video, audio).float(), labels.float(), self.cfg.regression_loss)
+            return loss, {"loss": float(loss.detach())}
+        target = labels
+        if self.mixup.active:
+            rng = np.random.default_rng(derive_seed(self.params.seed, "mixup", step, self.session.rank))
+            video, audio, target = self.mixup(video, audio, labels, rng)
+        logits = model(video, audio)
+        loss = classification_loss(logits.float(), target, self.cfg.label_smoothing)
+        acc = float((logits.argmax(-1) == labels).float().mean())
+        return loss, {"loss": float(loss.detach()), "acc": acc}
+
+    def _multi_head_step(
+        self, model: nn.Module, video: torch.Tensor, audio: torch.Tensor, labels: torch.Tensor, names: Sequence[str]
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        feats = model(video, audio)
+        heads = model.module.heads if hasattr(model, "module") else model.heads
+        idx = torch.tensor([self.name_to_index[n] for n in names], device=feats.device)
+        total = feats.new_zeros(())
+        logs: dict[str, float] = {}
+        for i, ds in enumerate(self.datasets):
+            sel = idx == i
+            # Every head runs (possibly on zero rows) so DDP sees all parameters in every step.
+            out = heads[ds.name](feats[sel]).float()
+            if ds.task == "regression":
+                part = regression_loss(out, labels[sel].float(), self.cfg.regression_loss) if sel.any() else out.sum()
+            else:
+                part = classification_loss(out, labels[sel], self.cfg.label_smoothing) if sel.any() else out.sum()
+            weight = sel.float().mean()
+            total = total + part * weight
+            if sel.any():
+                logs[f"loss_{ds.name}"] = float(part.detach())
+        logs["loss"] = float(total.detach())
+        return total, logs
+
+    # -- evaluation --------------------------------------------------------------------------------
+    @torch.no_grad()
+    def predict(self, model: nn.Module, dataset: Any, head: str | None = None) -> dict[str, Any]:
+        """Average the test views of this rank's share of ``dataset`` and gather all ranks' outputs."""
+        from avf.eval.predict import predict_views
+
+        indices = shard_indices(len(dataset), self.session.rank, self.session.world_size)
+        local = predict_views(
+            model,
+            dataset,
+            indices,
+            self.session.device,
+            batch_size=self.micro,
+            regression=self.is_regression,
+            head=head,
+        )
+        parts = self.session.all_gather_object(local)
+        return {k: np.concatenate([p[k] for p in parts]) for k in local}
+
+    def evaluate(self, model: nn.Module, epoch: int) -> dict[str, float]:
+        from avf.eval.predict import score
+
+        metrics: dict[str, float] = {}
+        for (name, split), dataset in self.eval_sets.items():
+            ds = self.datasets[self.name_to_index[name]]
+            outputs = self.predict(model, dataset, head=name if self.multi_head else None)
+            scores = score(outputs, ds.task, ds.num_outputs, ds.target_names)
+            prefix = f"{split}/" if not self.multi_head else f"{split}/{name}/"
+            metrics.update({prefix + k: v for k, v in scores.items()})
+        if self.multi_head:  # the selection metric of stage 2: mean over datasets
+            for split in ("val", "test"):
+                key = self.select_metric.split("/", 1)[1]
+                vals = [
+                    metrics[f"{split}/{ds.name}/{key}"] for ds in self.datasets if f"{split}/{ds.name}/{key}" in metrics
+                ]
+                if vals:
+                    metrics[f"{split}/{key}"] = float(np.mean(vals))
+        return metrics
