@@ -11,7 +11,7 @@ class RayConfig(Section):
     """Ray Train scaling. With no address (and no RAY_ADDRESS) a local cluster is started."""
 
     address: str | None = None
-    num_workers: int = Field(1, ge=1)
+    num_workers: int = Field(1, ge=0)  # 0: run in this process without Ray
     use_gpu: bool = False
     cpus_per_worker: float = Field(1.0, gt=0)
     gpus_per_worker: float = Field(0.0, ge=0)

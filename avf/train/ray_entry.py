@@ -117,8 +117,13 @@ def run(config: dict[str, Any], cfg: RayConfig, name: str, storage: Path) -> Run
 
     storage = storage.resolve()
     storage.mkdir(parents=True, exist_ok=True)
-    if cfg.num_workers == 0:
-        scaling = ScalingConfig(num_workers=0)
+    if cfg.num_workers == 0:  # in-process, resumable from storage/name, no Ray cluster at all
+        from avf.train.worker import run_local
+
+        _, session = run_local(config, storage / name)
+        if session.latest is None:
+            raise RuntimeError("training finished without reporting a checkpoint")
+        return RunResult(checkpoint=session.latest, metrics=session.reports[-1] if session.reports else {})
     else:
         tmp = os.environ.get("AVF_RAY_TMP")
         ensure_cluster(cfg, Path(tmp) if tmp else None)

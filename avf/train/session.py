@@ -31,17 +31,19 @@ class Session(Protocol):
 
 
 class LocalSession:
-    """Single-process session; keeps the latest reported checkpoint in ``checkpoint_root``."""
+    """Single-process session; keeps the newest ``keep`` checkpoints in ``checkpoint_root`` and resumes
+    from the newest one found there (so an interrupted in-process run continues where it stopped)."""
 
     rank = 0
     world_size = 1
 
-    def __init__(
-        self, checkpoint_root: Path | None = None, device: str | torch.device = "cpu", resume_from: Path | None = None
-    ) -> None:
+    def __init__(self, checkpoint_root: Path | None = None, device: str | torch.device = "cpu", keep: int = 2) -> None:
         self.device = torch.device(device)
         self.checkpoint_root = Path(checkpoint_root or tempfile.mkdtemp(prefix="avf-ckpt-"))
-        self.latest: Path | None = resume_from
+        self.checkpoint_root.mkdir(parents=True, exist_ok=True)
+        self.keep = keep
+        existing = sorted(self.checkpoint_root.glob("checkpoint_*[0-9]"))
+        self.latest: Path | None = existing[-1] if existing else None
         self.reports: list[dict[str, Any]] = []
 
     def prepare_model(self, model: torch.nn.Module) -> torch.nn.Module:
@@ -49,10 +51,17 @@ class LocalSession:
 
     def report(self, metrics: dict[str, Any], checkpoint_dir: Path | None) -> None:
         self.reports.append(dict(metrics))
-        if checkpoint_dir is not None:
-            dest = self.checkpoint_root / f"checkpoint_{len(self.reports):06d}"
-            shutil.copytree(checkpoint_dir, dest)
-            self.latest = dest
+        if checkpoint_dir is None:
+            return
+        dest = self.checkpoint_root / f"checkpoint_{int(metrics.get('step', len(self.reports))):09d}"
+        tmp = dest.with_name(dest.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(checkpoint_dir, tmp)
+        shutil.rmtree(dest, ignore_errors=True)
+        tmp.rename(dest)
+        self.latest = dest
+        for old in sorted(self.checkpoint_root.glob("checkpoint_*[0-9]"))[: -self.keep]:
+            shutil.rmtree(old, ignore_errors=True)
 
     @contextlib.contextmanager
     def _restored(self) -> Iterator[Path | None]:

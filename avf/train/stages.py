@@ -1,0 +1,358 @@
+"""The driver side of the three training stages (what ``avf train ...`` runs for DVC).
+
+Each stage: resolve its inputs from ``params.yaml`` (datasets by role, folds, validation subjects),
+open an MLflow run, run the worker loop through Ray Train (or in-process), then export the DVC output
+atomically: ``model.safetensors`` + ``card.json`` in the stage's out folder, and metrics / curves under
+the stage's report folder.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+from avf.config import Params, section_hash
+from avf.train.checkpoint import export_model, load_weights, read_card
+from avf.train.tasks import DatasetSplits
+from avf.utils.io import atomic_path, write_json
+
+log = logging.getLogger(__name__)
+
+STAGE_SECTIONS = {
+    "pretrain": ("data.clip", "data.audio", "data.augment", "model", "masking", "pretrain", "ray"),
+    "intermediate": ("data.clip", "data.audio", "data.augment", "data.split", "model", "intermediate", "ray"),
+    "finetune": ("data.clip", "data.audio", "data.augment", "data.split", "model", "finetune", "ray"),
+}
+
+
+def datasets_with_role(params: Params, role: str) -> list[str]:
+    return [d.name for d in params.data.datasets if role in d.roles]
+
+
+def _sections(params: Params, stage: str) -> tuple[str, ...]:
+    return STAGE_SECTIONS[stage]
+
+
+def _run_name(params: Params, stage: str, inputs: list[Path]) -> str:
+    """Ray run name: same params and inputs -> same name, so an interrupted stage resumes its run."""
+    from avf.utils.seed import derive_seed
+
+    digest = section_hash(params, *_sections(params, stage))
+    stamps = [str(p.stat().st_mtime_ns) for p in inputs if p.exists()]
+    return f"{stage}-{digest}-{derive_seed(params.seed, *stamps) % 10**8:08d}"
+
+
+def dataset_splits(params: Params, name: str, manifest_dir: Path, shard_root: Path, role: str) -> DatasetSplits:
+    """Train/val/test keys of one dataset: the configured fold (target) or all-but-validation (stage 2)."""
+    from avf.data.adapters import get_adapter
+    from avf.data.manifest import read_manifest
+    from avf.data.shards import sample_key
+    from avf.data.splits import assign_splits
+
+    spec = params.data.dataset(name)
+    adapter = get_adapter(spec.adapter, **spec.options)
+    df = read_manifest(manifest_dir / f"{name}.parquet")
+    df = df[df["status"] == "ok"]
+    if role == "target":
+        split = assign_splits(df, params.data.split.fold, params.data.split.val_subjects, params.data.split.seed)
+    else:  # stage 2 trains on every clip except the held-out validation subjects
+        split = assign_splits(df, None, params.data.split.val_subjects, params.data.split.seed)
+        split = split.where(split != "test", "train")
+    keys = {s: [sample_key(name, c) for c in df.loc[split == s, "clip_id"]] for s in ("train", "val", "test")}
+    if not keys["train"]:
+        raise ValueError(f"dataset {name}: no training clips (check data.split and the manifest)")
+    weight = params.intermediate.weights.get(name, 1.0)
+    return DatasetSplits(
+        name=name,
+        shard_dir=shard_root / name,
+        train_keys=keys["train"],
+        val_keys=keys["val"],
+        test_keys=keys["test"],
+        task=adapter.task,
+        num_outputs=len(adapter.target_names) if adapter.task == "regression" else adapter.num_classes,
+        class_names=tuple(adapter.classes),
+        target_names=tuple(adapter.target_names),
+        weight=weight,
+    )
+
+
+def _base_config(params: Params, stage: str, run: Any) -> dict[str, Any]:
+    from avf import tracking
+
+    return {
+        "stage": stage,
+        "params": params.model_dump(mode="json"),
+        "mlflow_run_id": getattr(run, "run_id", None),
+        "tracking_uri": tracking.current_uri(),
+        "threads_per_worker": max(1, int(params.ray.cpus_per_worker)) if params.ray.num_workers else None,
+    }
+
+
+def _execute(
+    params: Params, stage: str, config: dict[str, Any], inputs: list[Path], storage: Path
+) -> tuple[Path, dict]:
+    from avf.train import ray_entry
+
+    name = _run_name(params, stage, inputs)
+    log.info(
+        "%s: run %s (%s)",
+        stage,
+        name,
+        "in-process" if params.ray.num_workers == 0 else f"{params.ray.num_workers} Ray workers",
+    )
+    result = ray_entry.run(config, params.ray, name, storage)
+    state = json.loads((result.checkpoint / "state.json").read_text())["loop"]
+    return result.checkpoint, state
+
+
+def _write_reports(report_dir: Path, state: dict[str, Any], summary: dict[str, Any]) -> None:
+    """metrics.json (DVC metrics), curve.csv and epochs.csv (DVC plots)."""
+    import pandas as pd
+
+    report_dir.mkdir(parents=True, exist_ok=True)
+    write_json(report_dir / "metrics.json", summary)
+    with atomic_path(report_dir / "curve.csv") as tmp:
+        pd.DataFrame(state.get("curve", []) or [{"step": 0}]).to_csv(tmp, index=False)
+    with atomic_path(report_dir / "epochs.csv") as tmp:
+        pd.DataFrame(state.get("history", []) or [{"epoch": 0}]).to_csv(tmp, index=False)
+
+
+def run_pretrain(params: Params, shard_root: Path, out: Path, report_dir: Path, storage: Path) -> dict[str, Any]:
+    """Stage 1: self-supervised audio-visual masked autoencoding on the ``pretrain``-role datasets."""
+    from avf import tracking
+    from avf.data.shards import count_samples
+
+    names = datasets_with_role(params, "pretrain")
+    if not names:
+        raise ValueError("no dataset has the 'pretrain' role in params.yaml data.datasets")
+    shard_dirs = [shard_root / n for n in names]
+    num = sum(count_samples(d) for d in shard_dirs)
+    with tracking.stage_run(params, stage="pretrain", sections=STAGE_SECTIONS["pretrain"]) as run:
+        for d in shard_dirs:
+            run.log_dataset(d.name, str(d), _dir_digest(d))
+        config = {
+            **_base_config(params, "pretrain", run),
+            "shard_dirs": [str(d.resolve()) for d in shard_dirs],
+            "num_samples": num,
+        }
+        ckpt, state = _execute(params, "pretrain", config, [d / "index.json" for d in shard_dirs], storage)
+        last = state["curve"][-1] if state.get("curve") else {}
+        summary = {
+            "stage": "pretrain",
+            "steps": state["step"],
+            "epochs": state["epoch"],
+            "clips": num,
+            **{k.replace("train/", "final_"): v for k, v in last.items() if k.startswith("train/loss")},
+        }
+        card = {
+            "stage": "pretrain",
+            "kind": "pretrain",
+            "model": params.model.model_dump(),
+            "datasets": names,
+            "metrics": summary,
+            "mlflow_run_id": run.run_id,
+            "params_hash": section_hash(params, *_sections(params, "pretrain")),
+        }
+        with atomic_path(out) as tmp:
+            export_model(tmp, load_weights(ckpt / "model.safetensors"), card)
+        _write_reports(report_dir, state, summary)
+        _pretrain_picture(params, out, shard_dirs, report_dir, run)
+        run.log_metrics(
+            {f"final/{k}": v for k, v in summary.items() if isinstance(v, (int, float))}, step=state["step"]
+        )
+        tracking.write_run_file(report_dir / "mlflow_run.json", run)
+    return summary
+
+
+def _pretrain_picture(params: Params, model_dir: Path, shard_dirs: list[Path], report_dir: Path, run: Any) -> None:
+    """Reconstruction figure (input / masked / reconstruction) of a few pretraining clips."""
+    import torch
+
+    from avf.data.loader import pretrain_stream
+    from avf.masking import sample_masks
+    from avf.models import create_model, model_name
+    from avf.models.viz import render_reconstruction
+
+    d = params.data
+    stream = pretrain_stream(
+        shard_dirs,
+        clip=d.clip,
+        audio=d.audio,
+        augment=d.augment,
+        seed=params.seed,
+        rank=0,
+        world_size=1,
+        samples_per_epoch=2,
+    )
+    batch = next(iter(torch.utils.data.DataLoader(stream, batch_size=2)))
+    model = create_model(
+        model_name("pretrain", params.model.size),
+        lg_fourth_attn=params.model.lg_fourth_attn,
+        iavcl=params.model.iavcl,
+        region_balanced=params.masking.region_balanced,
+    )
+    model.load_state_dict(load_weights(model_dir / "model.safetensors"))
+    model.eval()
+    masks = sample_masks(2, params.masking, torch.Generator().manual_seed(params.seed))
+    with torch.no_grad():
+        out = model(batch["video"], batch["audio"], masks)
+    path = report_dir / "reconstruction.png"
+    render_reconstruction(batch["video"], batch["audio"], masks, out, path)
+    run.log_artifact(str(path), "plots")
+
+
+def _dir_digest(path: Path) -> str:
+    index = path / "index.json"
+    if not index.exists():
+        return "missing"
+    import hashlib
+
+    return hashlib.sha256(index.read_bytes()).hexdigest()[:16]
+
+
+def _init_weights_file(
+    params: Params, stage: str, pretrain_dir: Path | None, intermediate_dir: Path | None
+) -> Path | None:
+    """Which stage output initialises ``stage`` (finetune.init_from; ``auto`` follows the stage chain)."""
+    if stage == "intermediate":
+        return pretrain_dir / "model.safetensors" if pretrain_dir else None
+    choice = params.finetune.init_from
+    if choice == "scratch":
+        return None
+    if choice == "auto":
+        if intermediate_dir is not None and not read_card(intermediate_dir).get("skipped"):
+            return intermediate_dir / "model.safetensors"
+        return pretrain_dir / "model.safetensors" if pretrain_dir else None
+    src = intermediate_dir if choice == "intermediate" else pretrain_dir
+    if src is None:
+        raise ValueError(f"finetune.init_from={choice} but no {choice} model folder was given")
+    if choice == "intermediate" and read_card(src).get("skipped"):
+        raise ValueError("finetune.init_from=intermediate but stage 2 was skipped (intermediate.enabled=false)")
+    return src / "model.safetensors"
+
+
+def run_supervised(
+    params: Params,
+    stage: str,
+    manifest_dir: Path,
+    shard_root: Path,
+    out: Path,
+    report_dir: Path,
+    storage: Path,
+    pretrain_dir: Path | None,
+    intermediate_dir: Path | None,
+) -> dict[str, Any]:
+    """Stage 2 (``intermediate``) or stage 3 (``finetune``)."""
+    from avf import tracking
+
+    if stage == "intermediate" and not params.intermediate.enabled:
+        return _skip_intermediate(params, pretrain_dir, out, report_dir)
+    role = "intermediate" if stage == "intermediate" else "target"
+    names = datasets_with_role(params, "intermediate") if stage == "intermediate" else [params.data.target]
+    if not names:
+        raise ValueError("intermediate.enabled is true but no dataset has the 'intermediate' role")
+    splits = [dataset_splits(params, n, manifest_dir, shard_root, role) for n in names]
+    init = _init_weights_file(params, stage, pretrain_dir, intermediate_dir)
+    dataset = None if stage == "intermediate" else params.data.target
+    with tracking.stage_run(params, stage=stage, sections=STAGE_SECTIONS[stage], dataset=dataset) as run:
+        for s in splits:
+            run.log_dataset(s.name, str(s.shard_dir), _dir_digest(s.shard_dir))
+        run.set_tags({"avf.init_from": str(init.parent.name) if init else "scratch"})
+        config = {
+            **_base_config(params, stage, run),
+            "init_weights": str(init.resolve()) if init else None,
+            "datasets": [{**s.__dict__, "shard_dir": str(s.shard_dir.resolve())} for s in splits],
+        }
+        inputs = [s.shard_dir / "index.json" for s in splits] + [manifest_dir / f"{n}.parquet" for n in names]
+        inputs += [init] if init else []
+        ckpt, state = _execute(params, stage, config, inputs, storage)
+        summary = _selection_summary(stage, state, splits)
+        weights = (
+            load_weights(ckpt / "best.safetensors")
+            if (ckpt / "best.safetensors").exists()
+            else load_weights(ckpt / "model.safetensors")
+        )
+        card = {
+            "stage": stage,
+            "kind": "multihead" if stage == "intermediate" else "finetune",
+            "model": params.model.model_dump(),
+            "init_from": str(init) if init else None,
+            "datasets": {
+                s.name: {
+                    "task": s.task,
+                    "num_outputs": s.num_outputs,
+                    "classes": list(s.class_names),
+                    "targets": list(s.target_names),
+                    "test": len(s.test_keys),
+                    "val": len(s.val_keys),
+                    "train": len(s.train_keys),
+                }
+                for s in splits
+            },
+            "fold": params.data.split.fold if stage == "finetune" else None,
+            "metrics": summary,
+            "mlflow_run_id": run.run_id,
+            "params_hash": section_hash(params, *_sections(params, stage)),
+        }
+        with atomic_path(out) as tmp:
+            export_model(tmp, weights, card)
+        _write_reports(report_dir, state, summary)
+        run.log_metrics(
+            {f"final/{k}": v for k, v in summary.items() if isinstance(v, (int, float))}, step=state["step"]
+        )
+        tracking.write_run_file(report_dir / "mlflow_run.json", run)
+    return summary
+
+
+def _selection_summary(stage: str, state: dict[str, Any], splits: list[DatasetSplits]) -> dict[str, Any]:
+    """Honest model selection: last epoch, validation-selected epoch, and (labelled) test-selected epoch."""
+    history = state.get("history", [])
+    if not history:
+        return {"stage": stage, "epochs": 0}
+    last = history[-1]
+    best_epoch = state.get("best_epoch")
+    best = next((h for h in history if h["epoch"] == best_epoch), last)
+    out: dict[str, Any] = {
+        "stage": stage,
+        "epochs": len(history),
+        "steps": state["step"],
+        "selected_epoch": best["epoch"],
+    }
+    for k, v in last.items():
+        if k.startswith(("test/", "val/")):
+            out[f"last/{k}"] = v
+    for k, v in best.items():
+        if k.startswith(("test/", "val/")):
+            out[f"selected/{k}"] = v
+    task = splits[0].task
+    key = "test/ccc" if task == "regression" else "test/uar"
+    if any(key in h for h in history):  # the official protocol's number (selected on the test set!)
+        top = max((h for h in history if key in h), key=lambda h: h[key])
+        out[f"official_test_selected/{key}"] = top[key]
+        out["official_test_selected/epoch"] = top["epoch"]
+    return out
+
+
+def _skip_intermediate(params: Params, pretrain_dir: Path | None, out: Path, report_dir: Path) -> dict[str, Any]:
+    """Stage 2 switched off (an ablation): the output passes the stage-1 weights through unchanged."""
+    summary = {"stage": "intermediate", "skipped": True}
+    with atomic_path(out) as tmp:
+        tmp.mkdir()
+        if pretrain_dir is not None:
+            shutil.copy2(pretrain_dir / "model.safetensors", tmp / "model.safetensors")
+        write_json(
+            tmp / "card.json",
+            {
+                "stage": "intermediate",
+                "skipped": True,
+                "model": params.model.model_dump(),
+                "init_from": str(pretrain_dir) if pretrain_dir else None,
+            },
+        )
+    report_dir.mkdir(parents=True, exist_ok=True)
+    _write_reports(report_dir, {}, summary)
+    write_json(report_dir / "mlflow_run.json", {"skipped": True})
+    return summary
