@@ -1,0 +1,109 @@
+"""The ``evaluate`` stage: test a fine-tuned model on its fold with the test-time views.
+
+Writes ``metrics.json`` (DVC metrics: the validation-selected model's test metrics, plus, clearly
+labelled, the last-epoch and the official protocol's test-selected numbers from training),
+``predictions.csv`` (per clip; DVC confusion plot), ``confusion.png`` and ``per_class.csv``.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from avf.config import Params
+from avf.eval.metrics import confusion
+from avf.eval.plots import confusion_png
+from avf.eval.predict import predict_views, score
+from avf.train.checkpoint import load_weights, read_card
+from avf.utils.io import atomic_path, write_json
+
+log = logging.getLogger(__name__)
+
+
+def load_finetuned(model_dir: Path) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """The stage-3 model of ``model_dir`` (weights + card), in eval mode on the CPU."""
+    from avf.models import create_model, model_name
+
+    card = read_card(model_dir)
+    if card.get("kind") != "finetune":
+        raise ValueError(f"{model_dir}: expected a fine-tuned model, its card says kind={card.get('kind')!r}")
+    ((_name, ds),) = card["datasets"].items()
+    m = card["model"]
+    model = create_model(
+        model_name("finetune", m["size"]),
+        num_classes=ds["num_outputs"],
+        drop_path=0.0,
+        lg_fourth_attn=m["lg_fourth_attn"],
+        iavcl=m["iavcl"],
+    )
+    model.load_state_dict(load_weights(model_dir / "model.safetensors"))
+    return model.eval(), card
+
+
+def evaluate(params: Params, model_dir: Path, manifest_dir: Path, shard_root: Path, out_dir: Path) -> dict[str, Any]:
+    from avf.data.loader import ClipDataset
+    from avf.train.stages import dataset_splits
+
+    model, card = load_finetuned(model_dir)
+    ((name, _info),) = card["datasets"].items()
+    splits = dataset_splits(params, name, manifest_dir, shard_root, "target")
+    if card.get("fold") != params.data.split.fold:
+        raise ValueError(f"{model_dir} was trained on fold {card.get('fold')}, params say {params.data.split.fold}")
+    d = params.data
+    test = ClipDataset(
+        splits.shard_dir, splits.test_keys, train=False, clip=d.clip, audio=d.audio, augment=d.augment, seed=params.seed
+    )
+    torch.set_grad_enabled(False)
+    outputs = predict_views(
+        model, test, range(len(test)), torch.device("cpu"), batch_size=8, regression=splits.task == "regression"
+    )
+    metrics = score(outputs, splits.task, splits.num_outputs, splits.target_names)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    train_metrics = card.get("metrics", {})
+    result: dict[str, Any] = {
+        "dataset": name,
+        "fold": params.data.split.fold,
+        "clips": len(test),
+        "views": d.clip.test_views,
+        **{f"test/{k}": v for k, v in metrics.items()},
+    }
+    for k, v in train_metrics.items():  # for comparability; never used for selection here
+        if k.startswith(("last/test/", "official_test_selected/")):
+            result[k] = v
+    keys = outputs["keys"]
+    if splits.task == "classification":
+        names = list(splits.class_names)
+        pred = outputs["scores"].argmax(-1)
+        cm = confusion(outputs["labels"], pred, splits.num_outputs)
+        confusion_png(
+            cm,
+            names,
+            out_dir / "confusion.png",
+            title=f"{name} fold {params.data.split.fold}: UAR {metrics['uar']:.1f} WAR {metrics['war']:.1f}",
+        )
+        table = pd.DataFrame(
+            {
+                "key": keys,
+                "actual": [names[i] for i in outputs["labels"]],
+                "predicted": [names[i] for i in pred],
+                "confidence": outputs["scores"].max(-1),
+            }
+        )
+        recall = np.diag(cm) / np.maximum(cm.sum(1), 1)
+        per_class = pd.DataFrame({"class": names, "support": cm.sum(1), "recall": recall})
+        with atomic_path(out_dir / "per_class.csv") as tmp:
+            per_class.to_csv(tmp, index=False)
+    else:
+        table = pd.DataFrame({"key": keys})
+        for j, t in enumerate(splits.target_names):
+            table[f"true_{t}"] = outputs["labels"][:, j]
+            table[f"pred_{t}"] = outputs["scores"][:, j]
+    with atomic_path(out_dir / "predictions.csv") as tmp:
+        table.to_csv(tmp, index=False)
+    write_json(out_dir / "metrics.json", result)
+    return result
