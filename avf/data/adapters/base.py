@@ -19,9 +19,7 @@ Task = Literal["classification", "regression", "none"]
 class RawClip:
     """One usable sample of a dataset, before any processing."""
 
-    clip_id: (
-        str  # unique within the dataset; letters, digits, '-' and '_' only (safe for files and shard keys)
-    )
+    clip_id: str  # unique within the dataset; letters, digits, '-' and '_' only (safe for files and shard keys)
     dataset: str
     subject: str  # speaker / actor / subject id (subject-independent folds and validation carving use it)
     video_path: Path

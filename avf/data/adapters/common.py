@@ -119,9 +119,7 @@ class ScanBuilder:
             return False
         first = self._seen.get(clip.clip_id)
         if first is not None:
-            self.problem(
-                clip.video_path, f"duplicate clip id {clip.clip_id!r} (first seen at {first}); skipped"
-            )
+            self.problem(clip.video_path, f"duplicate clip id {clip.clip_id!r} (first seen at {first}); skipped")
             return False
         self._seen[clip.clip_id] = str(clip.video_path)
         self.clips.append(clip)

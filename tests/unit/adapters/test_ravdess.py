@@ -88,6 +88,4 @@ def test_bad_option_is_rejected() -> None:
 
 def test_list_clip_id_maps_hicmae_paths() -> None:
     adapter = get_adapter("ravdess")
-    assert (
-        adapter.list_clip_id("/x/RAVDESS/face_aligned/Actor_01/02-01-01-01-01-01-01") == "01-01-01-01-01-01"
-    )
+    assert adapter.list_clip_id("/x/RAVDESS/face_aligned/Actor_01/02-01-01-01-01-01-01") == "01-01-01-01-01-01"
