@@ -165,9 +165,7 @@ def assign_official_folds(
     problems: list[Problem] = []
     known = {c.clip_id for c in clips}
     for row in splits[~splits["clip_id"].isin(known)].drop_duplicates("clip_id").itertuples():
-        problems.append(
-            Problem(f"{row.list_file}:{row.line}", f"listed clip {row.clip_id!r} not found on disk")
-        )
+        problems.append(Problem(f"{row.list_file}:{row.line}", f"listed clip {row.clip_id!r} not found on disk"))
     kept: list[RawClip] = []
     if (splits["fold"] > 0).any():
         test_fold: dict[str, int] = {}
@@ -175,15 +173,11 @@ def assign_official_folds(
             first = test_fold.setdefault(str(row.clip_id), int(row.fold))
             if first != row.fold:
                 where = f"{row.list_file}:{row.line}"
-                problems.append(
-                    Problem(where, f"clip {row.clip_id!r} is a test clip of folds {first} and {row.fold}")
-                )
+                problems.append(Problem(where, f"clip {row.clip_id!r} is a test clip of folds {first} and {row.fold}"))
         for clip in clips:
             fold = test_fold.get(clip.clip_id)
             if fold is None:
-                problems.append(
-                    Problem(str(clip.video_path), f"not in any official test list under {lists_dir}")
-                )
+                problems.append(Problem(str(clip.video_path), f"not in any official test list under {lists_dir}"))
                 continue
             kept.append(with_fold(clip, fold, None))
     else:
@@ -276,9 +270,7 @@ def derive_pretrain_audio(video_path: str, rule: str = "avf-mae") -> str:
     raise ValueError(f"unknown pre-training audio rule {rule!r} (hicmae or avf-mae)")
 
 
-def read_pretrain_list(
-    path: Path, rule: str = "avf-mae", rewrite: Mapping[str, str] | None = None
-) -> pd.DataFrame:
+def read_pretrain_list(path: Path, rule: str = "avf-mae", rewrite: Mapping[str, str] | None = None) -> pd.DataFrame:
     """A pre-training list (``<video> <int>``) as video_path / audio_path rows (``.mp4`` added if absent)."""
     rows = []
     for _, fields in read_list_file(path, rewrite):
