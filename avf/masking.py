@@ -110,12 +110,12 @@ class Masks:
 
 
 def region_ids(grid: Sequence[int], region: Sequence[int]) -> Tensor:
-    """LG region index of every flat token position: ``[prod(grid)]`` long, regions in row-major order."""
+    """LG region index of every flat token position: ``[prod(grid)]`` long (CPU), regions row-major."""
     import torch
 
-    axes = [torch.arange(g) // r for g, r in zip(grid, region, strict=True)]
+    axes = [torch.arange(g, device="cpu") // r for g, r in zip(grid, region, strict=True)]
     counts = [g // r for g, r in zip(grid, region, strict=True)]
-    ids = torch.zeros(grid, dtype=torch.long)
+    ids = torch.zeros(grid, dtype=torch.long, device="cpu")
     stride = 1
     for dim in reversed(range(len(grid))):
         shape = [1] * len(grid)
@@ -191,12 +191,8 @@ def sample_masks(batch_size: int, cfg: MaskingConfig, generator: torch.Generator
     vis_audio = n_audio - _exact_count(cfg.audio_ratio, n_audio, "audio_ratio")
     if cfg.region_balanced:
         spatial_regions = (h // VIDEO_REGION[1]) * (w // VIDEO_REGION[2])
-        frame_vis = _balanced_subset(
-            batch_size, (h, w), VIDEO_REGION[1:], vis_frame // spatial_regions, generator
-        )
-        audio_vis = _balanced_subset(
-            batch_size, AUDIO_GRID, AUDIO_REGION, vis_audio // NUM_REGIONS, generator
-        )
+        frame_vis = _balanced_subset(batch_size, (h, w), VIDEO_REGION[1:], vis_frame // spatial_regions, generator)
+        audio_vis = _balanced_subset(batch_size, AUDIO_GRID, AUDIO_REGION, vis_audio // NUM_REGIONS, generator)
     else:
         frame_vis = _random_subset((batch_size, per_frame), vis_frame, generator)
         audio_vis = _random_subset((batch_size, n_audio), vis_audio, generator)
@@ -222,9 +218,7 @@ def _equal_count(mask: Tensor, what: str) -> int:
     counts = (~mask).sum(dim=1)
     n = int(counts[0])
     if not bool((counts == n).all()):
-        raise ValueError(
-            f"{what}: every sample of a batch must keep the same number of tokens, got {counts.tolist()}"
-        )
+        raise ValueError(f"{what}: every sample of a batch must keep the same number of tokens, got {counts.tolist()}")
     return n
 
 
@@ -256,9 +250,7 @@ def visible_index(mask: Tensor, modality: str, region_balanced: bool) -> Tensor:
         raise ValueError(f"{modality} mask has {mask.shape[1]} positions, expected {n_total}")
     n = _equal_count(mask, f"{modality} encoder mask")
     if n == 0 or n % NUM_REGIONS:
-        raise ValueError(
-            f"{modality} mask keeps {n} tokens, not a positive multiple of {NUM_REGIONS} LG regions"
-        )
+        raise ValueError(f"{modality} mask keeps {n} tokens, not a positive multiple of {NUM_REGIONS} LG regions")
     order = torch.arange(n_total, device=mask.device)
     if region_balanced:
         ids = region_ids(grid, region).to(mask.device)
@@ -277,8 +269,6 @@ def visible_index(mask: Tensor, modality: str, region_balanced: bool) -> Tensor:
         nt, t = grid[0] // region[0], region[0]
         nhw = (grid[1] // region[1]) * (grid[2] // region[2])
         if n % (nt * t * nhw):
-            raise ValueError(
-                f"video mask keeps {n} tokens; the raster grouping needs a multiple of {nt * t * nhw}"
-            )
+            raise ValueError(f"video mask keeps {n} tokens; the raster grouping needs a multiple of {nt * t * nhw}")
         index = index.view(-1, nt, t, nhw, n // (nt * t * nhw)).transpose(2, 3).reshape(-1, n)
     return index

@@ -151,7 +151,7 @@ class IAVCL(nn.Module):
         self, dim: int, num_heads: int, depth: int = 2, mlp_ratio: float = 4.0, drop_path: float = 0.0
     ) -> None:
         super().__init__()
-        rates = torch.linspace(0, drop_path, depth).tolist()
+        rates = torch.linspace(0, drop_path, depth, device="cpu").tolist()
         self.units = nn.ModuleList(DiERUnit(dim, num_heads, mlp_ratio, r) for r in rates)
         self.er = ERLayer(dim)
         self.hafe = HAFE(dim, num_heads, mlp_ratio, 0.5 * drop_path)

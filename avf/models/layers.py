@@ -24,6 +24,7 @@ __all__ = [
     "LayerNorm",
     "Mlp",
     "TubeletEmbed",
+    "default_device",
     "drop_path_or_identity",
     "gather_audio_patches",
     "gather_video_patches",
@@ -45,12 +46,20 @@ def drop_path_or_identity(rate: float) -> nn.Module:
 
 
 def sinusoid_table(n_position: int, dim: int) -> Tensor:
-    """Fixed 1-D sinusoid table ``[n_position, dim]`` (sin on even, cos on odd channels), float32."""
-    pos = torch.arange(n_position, dtype=torch.float64)[:, None]
-    freq = torch.pow(10000.0, -2.0 * (torch.arange(dim, dtype=torch.float64) // 2) / dim)
-    angle = pos * freq
-    table = torch.where(torch.arange(dim) % 2 == 0, torch.sin(angle), torch.cos(angle))
-    return table.float()
+    """Fixed 1-D sinusoid table ``[n_position, dim]`` (sin on even, cos on odd channels), float32.
+
+    Computed in float64 on the CPU, then moved to the current default device.
+    """
+    pos = torch.arange(n_position, dtype=torch.float64, device="cpu")[:, None]
+    channel = torch.arange(dim, device="cpu")
+    angle = pos * torch.pow(10000.0, -2.0 * (channel // 2).double() / dim)
+    table = torch.where(channel % 2 == 0, torch.sin(angle), torch.cos(angle))
+    return table.float().to(default_device())
+
+
+def default_device() -> torch.device:
+    """Device that factory functions use right now (honours ``with torch.device(...)`` contexts)."""
+    return torch.empty(0).device
 
 
 def _split_heads(x: Tensor, num_heads: int) -> Tensor:
@@ -194,9 +203,7 @@ class TubeletEmbed(nn.Module):
         super().__init__()
         self.grid = (num_frames // tubelet, img_size // patch_size, img_size // patch_size)
         self.num_patches = math.prod(self.grid)
-        self.proj = nn.Conv3d(
-            in_chans, dim, (tubelet, patch_size, patch_size), (tubelet, patch_size, patch_size)
-        )
+        self.proj = nn.Conv3d(in_chans, dim, (tubelet, patch_size, patch_size), (tubelet, patch_size, patch_size))
 
     def forward(self, video: Tensor, index: Tensor) -> Tensor:
         """``video [B, 3, T, H, W]``, ``index [B, n]`` -> tokens ``[B, n, C]``."""
@@ -207,9 +214,7 @@ class TubeletEmbed(nn.Module):
 class AudioPatchEmbed(nn.Module):
     """Conv2d 16x16 / stride 16 fbank patch embedding, applied to selected tokens only."""
 
-    def __init__(
-        self, dim: int, in_chans: int = 1, input_size: tuple[int, int] = (256, 128), patch: int = 16
-    ):
+    def __init__(self, dim: int, in_chans: int = 1, input_size: tuple[int, int] = (256, 128), patch: int = 16):
         super().__init__()
         self.grid = (input_size[0] // patch, input_size[1] // patch)
         self.num_patches = math.prod(self.grid)

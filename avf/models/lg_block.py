@@ -69,19 +69,17 @@ class LGBlock(nn.Module):
         x = seq.view(b, k, s, c)
         regions, local = x[:, :, 0], x[:, :, 1:]
         regions = regions + self.drop_path(self.inter_attn(self.inter_norm(regions)))
-        local_flat = local.reshape(b, k * (s - 1), c)
-        local_flat = local_flat + self.drop_path(
-            self.local_attn(self.local_norm(local_flat), self.local_ctx_norm(regions))
-        )
+        n = s - 1
+        update = self.local_attn(self.local_norm(local).view(b, k * n, c), self.local_ctx_norm(regions))
+        local = local + self.drop_path(update).view(b, k, n, c)  # new contiguous tensor, no copy of x
         if output == "locals":
-            return self._mlp(local_flat.view(b * k, s - 1, c)).view(b, k, s - 1, c)
+            return self._mlp(local.view(b * k, n, c)).view(b, k, n, c)
         if self.fourth_attn:
-            regions = regions + self.drop_path(
-                self.region_attn(self.region_norm(regions), self.region_ctx_norm(local_flat))
-            )
+            ctx = self.region_ctx_norm(local).view(b, k * n, c)
+            regions = regions + self.drop_path(self.region_attn(self.region_norm(regions), ctx))
         if output == "regions":
             return self._mlp(regions.reshape(b * k, 1, c)).view(b, k, c)
-        x = torch.cat((regions.unsqueeze(2), local_flat.view(b, k, s - 1, c)), dim=2)
+        x = torch.cat((regions.unsqueeze(2), local), dim=2)
         return self._mlp(x.view(b * k, s, c)).view(b, k, s, c)
 
     def _mlp(self, x: Tensor) -> Tensor:

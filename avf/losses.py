@@ -1,0 +1,132 @@
+"""AVF-MAE++ pretraining objectives (spec sections 6.2-6.4).
+
+* Reconstruction targets: per-patch, per-channel normalized pixels ``(x - mean) / (unbiased std + 1e-6)``
+  after undoing the ImageNet normalization, laid out ``(p0, p1, p2, c)`` = 1536 values per tubelet; with
+  the frame-difference target the second frame of each tubelet becomes ``norm(f1) - norm(f0)``. Audio:
+  per 16x16 fbank patch normalized the same way (256 values).
+* ``masked_mse``: MSE per token (mean over values), averaged over the loss positions of the batch, i.e.
+  positions hidden from the encoder and kept by the decoder.
+* ``hcmcl``: hierarchical cross-modal contrastive loss, ``1/2 [CE(S, I) + CE(S^T, I)]`` with
+  ``S = z_v z_a^T / tau`` summed over the chosen encoder layers (the caller applies the 0.0025 weight).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+NORM_EPS = 1e-6
+
+__all__ = [
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "audio_targets",
+    "contrastive_loss",
+    "hcmcl",
+    "masked_mse",
+    "normalize_patches",
+    "video_targets",
+]
+
+
+def normalize_patches(x: Tensor) -> Tensor:
+    """Normalize over the last dim: ``(x - mean) / (unbiased std + 1e-6)``."""
+    return (x - x.mean(dim=-1, keepdim=True)) / (x.var(dim=-1, unbiased=True, keepdim=True).sqrt() + NORM_EPS)
+
+
+@torch.no_grad()
+def video_targets(patches: Tensor, frame_diff: bool = True) -> Tensor:
+    """Reconstruction targets for tubelets.
+
+    Args:
+        patches: ``[B, n, 3, pt, ph, pw]`` ImageNet-normalized tubelets (``gather_video_patches`` layout).
+        frame_diff: replace frames 1.. of each tubelet by their difference to the tubelet's first frame.
+
+    Returns:
+        ``[B, n, pt*ph*pw*3]`` float32 targets laid out ``(p0, p1, p2, c)``.
+    """
+    b, n, c, pt, ph, pw = patches.shape
+    x = patches.float()
+    mean = x.new_tensor(IMAGENET_MEAN).view(1, 1, 3, 1, 1, 1)
+    std = x.new_tensor(IMAGENET_STD).view(1, 1, 3, 1, 1, 1)
+    x = normalize_patches((x * std + mean).view(b, n, c, -1)).view(b, n, c, pt, ph * pw)
+    if frame_diff:
+        x = torch.cat((x[:, :, :, :1], x[:, :, :, 1:] - x[:, :, :, :1]), dim=3)
+    return x.permute(0, 1, 3, 4, 2).reshape(b, n, -1)
+
+
+@torch.no_grad()
+def audio_targets(patches: Tensor) -> Tensor:
+    """``[B, n, 1, pt, pf]`` normalized fbank patches -> per-patch normalized ``[B, n, pt*pf]`` float32."""
+    return normalize_patches(patches.float().flatten(2))
+
+
+def masked_mse(pred: Tensor, target: Tensor, weight: Tensor) -> Tensor:
+    """Mean over values, then over the positions where ``weight`` is true (whole batch).
+
+    Args:
+        pred: ``[B, m, D]``; target: ``[B, m, D]``; weight: ``[B, m]`` bool (loss positions).
+    """
+    per_token = (pred.float() - target).pow(2).mean(dim=-1)
+    w = weight.to(per_token.dtype)
+    return (per_token * w).sum() / w.sum().clamp_min(1.0)
+
+
+def _gather_with_grad(x: Tensor) -> tuple[Tensor, int]:
+    """All-gather ``x [B, C]`` over the default process group, keeping the gradient path."""
+    import torch.distributed as dist
+    from torch.distributed.nn.functional import all_gather
+
+    return torch.cat(all_gather(x), dim=0), dist.get_rank()
+
+
+def contrastive_loss(z_v: Tensor, z_a: Tensor, temperature: float = 0.07, gather_negatives: bool = False) -> Tensor:
+    """Symmetric InfoNCE between L2-normalized clip embeddings.
+
+    Args:
+        z_v, z_a: ``[B, C]`` L2-normalized video / audio embeddings (row i of each is the same clip).
+        temperature: fixed logit scale ``1 / tau``.
+        gather_negatives: when a ``torch.distributed`` process group is initialized, contrast the local
+            rows against the embeddings of every rank (gradient-preserving all-gather); otherwise only
+            the local batch provides negatives.
+
+    Returns:
+        ``1/2 [CE(z_v z_a^T / tau, I) + CE(z_a z_v^T / tau, I)]`` averaged over the local rows.
+    """
+    b = z_v.shape[0]
+    all_v, all_a, offset = z_v, z_a, 0
+    if gather_negatives and torch.distributed.is_available() and torch.distributed.is_initialized():
+        all_v, rank = _gather_with_grad(z_v)
+        all_a, _ = _gather_with_grad(z_a)
+        offset = rank * b
+    labels = torch.arange(offset, offset + b, device=z_v.device)
+    logits_v = z_v.float() @ all_a.float().t() / temperature
+    logits_a = z_a.float() @ all_v.float().t() / temperature
+    return 0.5 * (F.cross_entropy(logits_v, labels) + F.cross_entropy(logits_a, labels))
+
+
+def hcmcl(
+    video_feats: Sequence[Tensor],
+    audio_feats: Sequence[Tensor],
+    temperature: float = 0.07,
+    gather_negatives: bool = False,
+) -> Tensor:
+    """Hierarchical cross-modal contrastive loss summed over layers.
+
+    Args:
+        video_feats, audio_feats: per layer, normalized visible local tokens ``[B, n, C]``; each is
+            mean-pooled over tokens and L2-normalized before the contrastive loss.
+    """
+    if len(video_feats) != len(audio_feats) or not video_feats:
+        raise ValueError("hcmcl needs the same, non-zero number of video and audio layers")
+    total = video_feats[0].new_zeros((), dtype=torch.float32)
+    for v, a in zip(video_feats, audio_feats, strict=True):
+        z_v = F.normalize(v.float().mean(dim=1), dim=-1)
+        z_a = F.normalize(a.float().mean(dim=1), dim=-1)
+        total = total + contrastive_loss(z_v, z_a, temperature, gather_negatives)
+    return total
