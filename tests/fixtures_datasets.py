@@ -337,6 +337,7 @@ def make_mer2024_release(base: Path) -> Path:
     for name in MER2024_LABELS:
         touch(root / "video-labeled" / f"{name}.mp4")
     rows = "".join(f"{n},{c},0.0\n" for n, c in MER2024_LABELS.items())
+    rows += "sample_00000006,bored,0.0\nsample_00000007,happy,1.0\n"  # unknown label; video missing
     write_text(root / "label-disdim.csv", "name,discrete,valence\n" + rows)
     touch(root / "video-unlabeled-with-test2noise" / "sample_00100000.mp4")
     touch(root / "video-unlabeled-with-test2noise" / "sample_00100001.mp4")
@@ -510,6 +511,8 @@ def make_samm(base: Path) -> Path:
         ["006", "006_1_3", 1, 3912, 3948, 3995, 84, "Micro - 1/2", "12", "", "Happiness"],
         ["007", "007_6_1", 6, 1200, 1220, 1250, 51, "Micro - 1/2", "1+2", "", "Other"],
         ["011", "011_2_1", 2, 100, 120, 140, 41, "Micro - 1/2", "1+2", "", "Surprise"],
+        ["011", "011_3_9", 3, 10, 20, 30, 21, "Micro - 1/2", "4", "", "Fear"],  # frame folder missing
+        ["", "x_1", 3, 10, 20, 30, 21, "Micro - 1/2", "4", "", "Fear"],  # no subject
     ]
     for subject, sample, first in (
         ("006", "006_1_2", 5562),
@@ -546,6 +549,7 @@ def make_casme3(base: Path) -> Path:
         ["spNO.1", "a", 400, 410, 430, "L4", 2, "disgust"],
         ["spNO.2", "b", 50, 60, 70, "1+2", 3, "surprise"],
         ["spNO.2", "c", 50, 60, 70, "4", 7, "others"],
+        ["spNO.3", "a", 1, 2, 3, "4", 2, "fear"],  # frame folder missing
     ]
     for subject, sample in (("spNO.1", "a"), ("spNO.2", "b"), ("spNO.2", "c")):
         frames(root / "part_A" / subject / sample / "color", ["1.jpg", "2.jpg", "10.jpg"])

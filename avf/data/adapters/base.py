@@ -17,7 +17,16 @@ Task = Literal["classification", "regression", "none"]
 
 @dataclass(frozen=True)
 class RawClip:
-    """One usable sample of a dataset, before any processing."""
+    """One usable sample of a dataset, before any processing.
+
+    ``extra`` conventions (set by the adapters; the face/video and audio stages must honour them): ``frames``
+    (True: ``video_path`` is a folder of frame images, not a video file; CAS(ME)^3 names them 1.jpg, 2.jpg,
+    10.jpg, so sort them naturally, not lexicographically), ``no_audio`` (True: the clip has no audio at all; the
+    audio stage applies its silence policy), ``start``/``end`` (seconds) and ``crop`` (``left``/``right`` half
+    of the frame) for utterances cut from a longer video, ``onset``/``apex``/``offset`` (frame numbers of a
+    micro-expression), ``aggregate_key`` (sub-clips sharing it are evaluated as one video).
+    ``audio_path`` may name any media file with an audio stream (wav, m4a, or another clip's video).
+    """
 
     clip_id: str  # unique within the dataset; letters, digits, '-' and '_' only (safe for files and shard keys)
     dataset: str

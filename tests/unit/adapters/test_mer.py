@@ -56,6 +56,8 @@ def test_mer2024_release_generates_seeded_stratified_folds(tmp_path: Path) -> No
     folds = {k: c.test_fold for k, c in clips.items()}
     assert all(1 <= f <= 5 for f in folds.values()) and len(set(folds.values())) == 5
     assert folds == {k: c.test_fold for k, c in by_id(get_adapter("mer2024").scan(root)).items()}
+    why = reasons(result)
+    assert "'bored'" in why["label-disdim.csv"] and "video missing" in why["sample_00000007"]
     other = {k: c.test_fold for k, c in by_id(get_adapter("mer2024", seed=7).scan(root)).items()}
     assert sorted(other.values()) == sorted(folds.values())
 
