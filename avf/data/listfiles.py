@@ -162,6 +162,8 @@ def assign_official_folds(
     from avf.data.adapters.common import with_fold
 
     splits = read_official_splits(lists_dir, adapter)
+    if splits.empty:
+        raise ValueError(f"the official lists under {lists_dir} have no entries")
     problems: list[Problem] = []
     known = {c.clip_id for c in clips}
     for row in splits[~splits["clip_id"].isin(known)].drop_duplicates("clip_id").itertuples():
@@ -181,7 +183,12 @@ def assign_official_folds(
                 continue
             kept.append(with_fold(clip, fold, None))
     else:
-        split_of = dict(zip(splits["clip_id"], splits["split"], strict=True))
+        split_of: dict[str, str] = {}
+        for row in splits.itertuples():
+            first_split = split_of.setdefault(str(row.clip_id), str(row.split))
+            if first_split != row.split:
+                where = f"{row.list_file}:{row.line}"
+                problems.append(Problem(where, f"clip {row.clip_id!r} is listed in {first_split} and {row.split}"))
         for clip in clips:
             split = split_of.get(clip.clip_id)
             if split is None:

@@ -130,7 +130,7 @@ class ScanBuilder:
 
 
 def finish_scan(adapter: Adapter, builder: ScanBuilder, root: Path) -> ScanResult:
-    """Final step of every ``scan``: apply ``official_lists`` (if set) and return the result."""
+    """Final step of every ``scan``: apply ``official_lists`` (a folder; relative to the dataset root) if set."""
     lists_dir = opt_path(adapter.options, "official_lists", root)
     if lists_dir is None:
         return builder.result()

@@ -73,13 +73,18 @@ def test_val_list_is_the_evaluation_list_when_a_fold_has_no_test(tmp_path: Path)
 def test_fixed_split_lists_set_official_split(tmp_path: Path) -> None:
     flat = tmp_path / "flat"
     write_text(flat / "train.csv", A("1001_DFA_ANG_XX", 0) + "\n")
-    write_text(flat / "test.csv", A("1019_WSI_DIS_XX", 1) + "\n")
+    write_text(flat / "test.csv", A("1019_WSI_DIS_XX", 1) + "\n" + A("1001_DFA_ANG_XX", 0) + "\n")
     result = get_adapter("cremad", official_lists=str(flat)).scan(make_cremad(tmp_path))
     clips = by_id(result)
     assert {k: (c.official_split, c.test_fold) for k, c in clips.items()} == {
         "1001_DFA_ANG_XX": ("train", None),
         "1019_WSI_DIS_XX": ("test", None),
     }
+    assert any("listed in train and test" in p.reason for p in result.problems)
+    empty = tmp_path / "empty"
+    write_text(empty / "split01" / "test.csv", "")
+    with pytest.raises(ValueError, match="no entries"):
+        get_adapter("cremad", official_lists=str(empty)).scan(make_cremad(tmp_path / "again"))
 
 
 def test_writer_round_trip(tmp_path: Path) -> None:
