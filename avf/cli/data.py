@@ -19,7 +19,7 @@ def synth(
     params = common.load()
     from avf.data.synth import generate_all
 
-    summary = generate_all(params.data.synth, out)
+    summary = generate_all(params.data.synth, out, workers=params.data.workers)
     common.console.print(summary.table())
 
 

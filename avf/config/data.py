@@ -2,30 +2,69 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, TypeVar
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from avf.config.base import Section
 
+CremadSentence = Literal["IEO", "TIE", "IOM", "IWW", "TAI", "MTI", "IWL", "ITH", "DFA", "ITS", "TSI", "WSI"]
+CremadEmotion = Literal["ANG", "DIS", "FEA", "HAP", "NEU", "SAD"]
+
+_Tup = TypeVar("_Tup", bound=tuple[object, ...])
+
+# ``preset: large`` fills every size field that params.yaml leaves unset (explicit values still win):
+# the full RAVDESS speech design (24 actors x 60 clips = 1,440) plus 24 CREMA-D actors x 82 clips (1,968).
+SYNTH_LARGE: dict[str, object] = {
+    "statements": (1, 2),
+    "repetitions": (1, 2),
+    "intensities": (1, 2),
+    "cremad_actors": 24,
+    "cremad_sentences": ("IEO", "TIE", "IOM", "IWW", "TAI", "MTI", "IWL", "ITH", "DFA", "ITS", "TSI", "WSI"),
+    "cremad_levels": ("LO", "MD", "HI"),
+}
+
+
+def _unique_nonempty(name: str, v: _Tup) -> _Tup:
+    if not v or len(set(v)) != len(v):
+        raise ValueError(f"{name} must be a non-empty list without repeats, got {list(v)}")
+    return v
+
 
 class SynthConfig(Section):
-    """The embedded demo dataset (``avf data synth``): talking-face videos in real dataset layouts."""
+    """The embedded demo dataset (``avf data synth``): talking-face videos in real dataset layouts.
 
-    seed: int = 0
-    # RAVDESS-style target set (Actor_NN/MM-VV-EE-II-SS-RR-AA.mp4); actors are numbered 1..N.
+    Defaults (``preset: small``): 24 RAVDESS actors x 8 emotions (192 mp4) and 12 CREMA-D actors x 6
+    emotions x 2 sentences (144 flv + wav), 336 clips of 3 s. ``preset: large`` gives 3,408 clips.
+    """
+
+    preset: Literal["small", "large"] = "small"
+    seed: int = 0  # changes every identity, voice and per-clip draw
+    # RAVDESS-style target set (Actor_NN/MM-VV-EE-II-SS-RR-AA.mp4); actors are numbered 1..N, odd = male.
     ravdess_actors: int = Field(24, ge=1, le=24)
-    # CREMA-D-style set used by stage 2 (hybrid intermediate fine-tuning); 0 disables it.
-    cremad_actors: int = Field(12, ge=0, le=91)
     # Which of RAVDESS's 8 emotions to generate (01 neutral .. 08 surprised).
     emotions: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 7, 8)
-    statements: tuple[int, ...] = (1,)
-    repetitions: tuple[int, ...] = (1,)
-    intensities: tuple[int, ...] = (1,)
-    duration_s: float = Field(3.0, gt=0.5, le=20.0)
+    statements: tuple[Literal[1, 2], ...] = (1,)
+    repetitions: tuple[Literal[1, 2], ...] = (1,)
+    intensities: tuple[Literal[1, 2], ...] = (1,)  # 02 = strong (1.5x cues); neutral has none, as in RAVDESS
+    # CREMA-D-style set used by stage 2 (hybrid intermediate fine-tuning); actors 1001.., 0 disables it.
+    cremad_actors: int = Field(12, ge=0, le=91)
+    cremad_sentences: tuple[CremadSentence, ...] = ("DFA", "IEO")
+    cremad_emotions: tuple[CremadEmotion, ...] = ("ANG", "DIS", "FEA", "HAP", "NEU", "SAD")
+    # Levels of the IEO sentence (non-neutral emotions only, as in CREMA-D); every other clip is XX.
+    cremad_levels: tuple[Literal["LO", "MD", "HI"], ...] = ("MD",)
+    duration_s: float = Field(3.0, ge=1.5, le=20.0)
     fps: float = Field(25.0, gt=1.0, le=120.0)
     frame_size: int = Field(256, ge=96, le=1080)
-    sample_rate: int = Field(48000, ge=8000, le=96000)
+    sample_rate: int = Field(48000, ge=16000, le=96000)  # mp4/flv audio; CREMA-D wavs are always 16 kHz
+    crf: int = Field(23, ge=0, le=51)  # x264 quality
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_preset(cls, data: object) -> object:
+        if isinstance(data, dict) and data.get("preset") == "large":
+            return {**SYNTH_LARGE, **data}
+        return data
 
     @field_validator("emotions")
     @classmethod
@@ -33,7 +72,12 @@ class SynthConfig(Section):
         bad = [e for e in v if not 1 <= e <= 8]
         if bad or not v:
             raise ValueError(f"emotions must be RAVDESS codes 1..8, got {list(v)}")
-        return v
+        return _unique_nonempty("emotions", v)
+
+    @field_validator("statements", "repetitions", "intensities", "cremad_sentences", "cremad_emotions", "cremad_levels")
+    @classmethod
+    def _lists_ok(cls, v: tuple[object, ...], info: ValidationInfo) -> tuple[object, ...]:
+        return _unique_nonempty(info.field_name or "value", v)
 
 
 class DatasetSpec(Section):
