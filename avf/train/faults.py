@@ -2,6 +2,7 @@
 
 Set ``AVF_FAULT_KILL="rank=1,step=5,marker=/tmp/x"``: the process of that rank SIGKILLs itself right
 after optimizer step 5, and creates the marker file first so the restarted run does not crash again.
+With ``mode=raise`` it raises :class:`InjectedFault` instead (an in-process interruption).
 """
 
 from __future__ import annotations
@@ -11,6 +12,10 @@ import signal
 from pathlib import Path
 
 ENV = "AVF_FAULT_KILL"
+
+
+class InjectedFault(RuntimeError):
+    """Raised by :func:`maybe_crash` in ``mode=raise``."""
 
 
 def _spec() -> dict[str, str] | None:
@@ -29,4 +34,6 @@ def maybe_crash(rank: int, step: int) -> None:
         return
     marker.parent.mkdir(parents=True, exist_ok=True)
     marker.write_text(f"killed rank {rank} at step {step}\n")
+    if spec.get("mode") == "raise":
+        raise InjectedFault(f"injected fault at rank {rank} step {step}")
     os.kill(os.getpid(), signal.SIGKILL)

@@ -108,8 +108,20 @@ def ensure_cluster(cfg: RayConfig, temp_dir: Path | None = None) -> None:
     )
 
 
+# Driver environment forwarded to the workers (tracking links, fault injection in tests).
+FORWARDED_ENV = (
+    "AVF_FAULT_KILL",
+    "MLFLOW_TRACKING_URI",
+    "DVC_EXP_NAME",
+    "AVF_PARENT_RUN_ID",
+    "PREFECT__FLOW_RUN_ID",
+    "OMP_NUM_THREADS",
+)
+
+
 def run(config: dict[str, Any], cfg: RayConfig, name: str, storage: Path) -> RunResult:
     """Run the training worker function under Ray Train and return its newest checkpoint."""
+    config = {**config, "env": {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}}
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 

@@ -7,6 +7,7 @@ metrics and rank 0 its checkpoint to Ray each epoch.
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,11 @@ def build_task(config: dict[str, Any], params: Params, session: Session) -> Any:
     from avf.train.tasks import DatasetSplits, PretrainTask, SupervisedTask
 
     stage = config["stage"]
+    if config.get("task_factory"):  # "module:function" building a custom Task (tests, extensions)
+        import importlib
+
+        module, func = config["task_factory"].split(":")
+        return getattr(importlib.import_module(module), func)(config, params, session)
     if stage == "pretrain":
         return PretrainTask(params, [Path(p) for p in config["shard_dirs"]], config["num_samples"], session)
     datasets = [DatasetSplits(**{**d, "shard_dir": Path(d["shard_dir"])}) for d in config["datasets"]]
@@ -59,6 +65,7 @@ def train_func(config: dict[str, Any]) -> None:
     from avf.env import apply_defaults
     from avf.train.ray_entry import RaySession
 
+    os.environ.update(config.get("env", {}))
     apply_defaults()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     run_worker(config, RaySession())

@@ -1,0 +1,110 @@
+"""The plain-torch loop: it learns, accumulates, resumes exactly, and samples global batches per rank."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from avf.train.checkpoint import load_training_state, save_training_state
+from avf.train.optim import build_optimizer, build_scheduler
+from avf.train.sampling import GlobalBatchSampler, shard_indices
+from avf.train.worker import run_local
+from tests.toy_task import toy_config
+
+
+def losses(session) -> list[float]:  # type: ignore[no-untyped-def]
+    return [r["val/loss"] for r in session.reports]
+
+
+def test_loop_learns_and_reports_every_epoch(tmp_path: Path) -> None:
+    state, session = run_local(toy_config(epochs=4), tmp_path / "ck")
+    vals = losses(session)
+    assert len(vals) == 4 and state["step"] == 4 * 8
+    assert vals[-1] < 0.5 * vals[0]
+    assert state["best_epoch"] == int(np.argmin(vals))
+    assert set(state["best_weights"]) == set(state["last_weights"])
+    assert [c["step"] for c in state["curve"]] == list(range(1, 33))
+
+
+def test_accumulation_matches_large_batch(tmp_path: Path) -> None:
+    a, _ = run_local(toy_config(epochs=2, batch_size=16, accum=1), tmp_path / "a")
+    b, _ = run_local(toy_config(epochs=2, batch_size=16, accum=4), tmp_path / "b")
+    assert a["step"] == b["step"]
+    for k in a["last_weights"]:
+        torch.testing.assert_close(a["last_weights"][k], b["last_weights"][k], rtol=1e-4, atol=1e-5)
+
+
+def test_resume_after_interruption_continues_exactly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from avf.train.faults import ENV, InjectedFault
+
+    full, _ = run_local(toy_config(epochs=4), tmp_path / "full")
+    monkeypatch.setenv(ENV, f"rank=0,step=21,mode=raise,marker={tmp_path / 'marker'}")
+    with pytest.raises(InjectedFault):
+        run_local(toy_config(epochs=4), tmp_path / "part")
+    # Same storage: resumes from the epoch-2 checkpoint (step 16) instead of starting over.
+    resumed, session = run_local(toy_config(epochs=4), tmp_path / "part")
+    assert resumed["step"] == full["step"] == 32
+    assert len(session.reports) == 2  # only the two missing epochs ran
+    assert [h["step"] for h in resumed["history"]] == [8, 16, 24, 32]
+    for k in full["last_weights"]:
+        torch.testing.assert_close(resumed["last_weights"][k], full["last_weights"][k])
+
+
+def test_global_batches_do_not_depend_on_world_size() -> None:
+    single = list(GlobalBatchSampler(40, 8, 0, 1, seed=3))
+    ranks = [list(GlobalBatchSampler(40, 8, r, 2, seed=3)) for r in range(2)]
+    for step, batch in enumerate(single):
+        assert batch == ranks[0][step] + ranks[1][step]
+    s = GlobalBatchSampler(40, 8, 0, 1, seed=3)
+    s.set_epoch(0, start_step=2)
+    assert list(s) == single[2:]
+    s.set_epoch(1)
+    assert list(s) != single
+    with pytest.raises(ValueError, match="not divisible"):
+        GlobalBatchSampler(40, 9, 0, 2)
+    with pytest.raises(ValueError, match="fewer than one global batch"):
+        GlobalBatchSampler(4, 8)
+    assert sorted(shard_indices(7, 0, 3) + shard_indices(7, 1, 3) + shard_indices(7, 2, 3)) == list(range(7))
+
+
+def test_training_state_round_trip(tmp_path: Path) -> None:
+    from avf.config import OptimConfig
+
+    model = torch.nn.Linear(4, 2)
+    cfg = OptimConfig(epochs=2, batch_size=4, warmup_epochs=0.5)
+    opt = build_optimizer(model, cfg, 4)
+    sched = build_scheduler(opt, cfg, 4, steps_per_epoch=4)
+    model(torch.randn(3, 4)).sum().backward()
+    opt.step()
+    sched.step_update(1)
+    save_training_state(tmp_path / "c", model, opt, sched, None, {"epoch": 1, "step": 1})
+    model2 = torch.nn.Linear(4, 2)
+    opt2 = build_optimizer(model2, cfg, 4)
+    sched2 = build_scheduler(opt2, cfg, 4, steps_per_epoch=4)
+    loop, best = load_training_state(tmp_path / "c", model2, opt2, sched2, None)
+    assert loop == {"epoch": 1, "step": 1} and best is None
+    torch.testing.assert_close(model.weight, model2.weight)
+    for a, b in zip(opt.state.values(), opt2.state.values(), strict=True):
+        torch.testing.assert_close(a["exp_avg"], b["exp_avg"])
+    assert sched2.state_dict() == sched.state_dict()
+
+
+def test_schedule_warmup_then_cosine() -> None:
+    from avf.config import OptimConfig
+
+    model = torch.nn.Linear(2, 2)
+    cfg = OptimConfig(epochs=10, batch_size=256, base_lr=1e-3, min_lr=1e-5, warmup_epochs=1)
+    opt = build_optimizer(model, cfg, 256)
+    sched = build_scheduler(opt, cfg, 256, steps_per_epoch=10)
+    lrs = []
+    for step in range(100):
+        sched.step_update(step)
+        lrs.append(opt.param_groups[0]["lr"])
+    assert lrs[0] == 0.0 and abs(max(lrs) - 1e-3) < 1e-9
+    assert lrs.index(max(lrs)) == 10
+    assert all(a >= b for a, b in itertools.pairwise(lrs[10:]))
+    assert lrs[-1] < 1e-4
