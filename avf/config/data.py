@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
@@ -81,7 +81,11 @@ class SynthConfig(Section):
 
 
 class DatasetSpec(Section):
-    """One dataset of the pipeline: which adapter reads its raw layout and what role it plays."""
+    """One dataset of the pipeline: which adapter reads its raw layout and what role it plays.
+
+    In ``params.yaml`` datasets are a mapping keyed by name (DVC names the per-dataset stages after
+    the keys, e.g. ``faces@ravdess``); ``name`` is filled in from the key.
+    """
 
     name: str = Field(pattern=r"^[a-z0-9_\-]+$")
     adapter: str  # a registered adapter name, e.g. ravdess, cremad, mafw, voxceleb2, folder
@@ -200,7 +204,7 @@ class DataConfig(Section):
     """Everything about turning raw videos into training shards."""
 
     synth: SynthConfig = SynthConfig()
-    datasets: tuple[DatasetSpec, ...] = ()
+    datasets: dict[str, DatasetSpec] = Field(default_factory=dict)  # keyed by dataset name
     target: str = "ravdess"  # name of the dataset stage 3 fine-tunes and evaluates on
     face: FaceConfig = FaceConfig()
     audio: AudioConfig = AudioConfig()
@@ -213,19 +217,33 @@ class DataConfig(Section):
     executor: Literal["process", "ray"] = "process"
     max_fail_frac: float = Field(0.2, ge=0.0, le=1.0)  # a stage exits non-zero above this failure share
 
+    @model_validator(mode="before")
+    @classmethod
+    def _name_from_key(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("datasets"), dict):
+            fixed = {}
+            for key, spec in data["datasets"].items():
+                if isinstance(spec, dict):
+                    if spec.get("name", key) != key:
+                        raise ValueError(f"data.datasets.{key}.name is {spec['name']!r}; it must equal its key")
+                    spec = {**spec, "name": key}
+                fixed[key] = spec
+            data = {**data, "datasets": fixed}
+        return data
+
     @model_validator(mode="after")
-    def _names_unique(self) -> DataConfig:
-        names = [d.name for d in self.datasets]
-        dup = sorted({n for n in names if names.count(n) > 1})
-        if dup:
-            raise ValueError(f"data.datasets: duplicate dataset names {dup}")
-        if self.datasets and self.target not in names:
-            raise ValueError(f"data.target {self.target!r} is not one of data.datasets {names}")
+    def _target_known(self) -> DataConfig:
+        if self.datasets and self.target not in self.datasets:
+            raise ValueError(f"data.target {self.target!r} is not one of data.datasets {list(self.datasets)}")
         return self
 
+    @property
+    def specs(self) -> list[DatasetSpec]:
+        """The datasets in ``params.yaml`` order."""
+        return list(self.datasets.values())
+
     def dataset(self, name: str) -> DatasetSpec:
-        for d in self.datasets:
-            if d.name == name:
-                return d
-        known = [d.name for d in self.datasets]
+        if name in self.datasets:
+            return self.datasets[name]
+        known = list(self.datasets)
         raise KeyError(f"unknown dataset {name!r}; params.yaml data.datasets has {known}")

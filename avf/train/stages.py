@@ -29,7 +29,7 @@ STAGE_SECTIONS = {
 
 
 def datasets_with_role(params: Params, role: str) -> list[str]:
-    return [d.name for d in params.data.datasets if role in d.roles]
+    return [d.name for d in params.data.specs if role in d.roles]
 
 
 def _sections(params: Params, stage: str) -> tuple[str, ...]:

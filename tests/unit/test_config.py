@@ -20,7 +20,8 @@ def write(tmp_path: Path, data: object) -> Path:
 def test_project_params_yaml_is_valid(project_root: Path) -> None:
     params = load_params(project_root / "params.yaml")
     assert params.model.size == "tiny"
-    assert params.data.target in [d.name for d in params.data.datasets]
+    assert params.data.target in params.data.datasets
+    assert [d.name for d in params.data.specs] == list(params.data.datasets)
 
 
 def test_defaults_validate() -> None:
@@ -53,12 +54,18 @@ def test_invalid_params_name_the_key(tmp_path: Path, data: dict, needle: str) ->
     assert needle in msg
 
 
-def test_duplicate_and_unknown_target_datasets(tmp_path: Path) -> None:
-    ds = {"name": "a", "adapter": "ravdess", "raw_dir": "x"}
-    with pytest.raises(ParamsError, match="duplicate dataset names"):
-        load_params(write(tmp_path, {"data": {"datasets": [ds, ds], "target": "a"}}))
+def test_dataset_names_come_from_keys_and_target_must_exist(tmp_path: Path) -> None:
+    ds = {"adapter": "ravdess", "raw_dir": "x"}
+    p = load_params(write(tmp_path, {"data": {"datasets": {"a": ds}, "target": "a"}}))
+    assert p.data.dataset("a").name == "a"
+    with pytest.raises(KeyError, match="unknown dataset 'b'"):
+        p.data.dataset("b")
     with pytest.raises(ParamsError, match=r"data\.target 'b'"):
-        load_params(write(tmp_path, {"data": {"datasets": [ds], "target": "b"}}))
+        load_params(write(tmp_path, {"data": {"datasets": {"a": ds}, "target": "b"}}))
+    with pytest.raises(ParamsError, match="must equal its key"):
+        load_params(write(tmp_path, {"data": {"datasets": {"a": {**ds, "name": "c"}}, "target": "a"}}))
+    with pytest.raises(ParamsError, match="data.datasets.a.Bad"):
+        load_params(write(tmp_path, {"data": {"datasets": {"a": {**ds, "Bad": 1}}, "target": "a"}}))
 
 
 def test_missing_and_malformed_files(tmp_path: Path) -> None:
