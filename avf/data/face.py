@@ -31,8 +31,9 @@ from __future__ import annotations
 import atexit
 import contextlib
 import math
+import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -171,9 +172,12 @@ class LandmarkModel:
 
 @cache
 def get_detector(model_path: str, min_score: float) -> MediaPipeDetector:
-    """One detector per process (closed at exit)."""
+    """One detector per process, closed at exit before MediaPipe's own dispatcher threads stop."""
     det = MediaPipeDetector(model_path, min_score)
-    atexit.register(det.close)
+    # threading's exit hooks run before the thread pools shut down (plain atexit runs too late and
+    # MediaPipe's __del__ then prints an error); fall back to atexit if the hook ever disappears.
+    register = getattr(threading, "_register_atexit", atexit.register)
+    register(det.close)
     return det
 
 
@@ -326,24 +330,36 @@ def _pick(dets: list[Detection], previous: np.ndarray | None) -> Detection | Non
     return max(dets, key=lambda d: d.score)
 
 
+Region = tuple[float, float, float, float]  # x0, y0, x1, y1 as fractions of the displayed frame
+REGIONS: dict[str, Region] = {"left": (0.0, 0.0, 0.5, 1.0), "right": (0.5, 0.0, 1.0, 1.0)}
+
+
+def _inside(det: Detection, region: Region | None, size: tuple[int, int]) -> bool:
+    if region is None:
+        return True
+    cx, cy = det.center
+    return region[0] * size[0] <= cx < region[2] * size[0] and region[1] * size[1] <= cy < region[3] * size[1]
+
+
 def _detect(
     image: FrameImage,
     detector: FaceDetector,
     cfg: FaceConfig,
     previous: np.ndarray | None,
+    region: Region | None = None,
 ) -> Detection | None:
     if cfg.track_roi and previous is not None:
         cx, cy, side = previous[:3]
         a = crop_matrix((cx, cy), side * ROI_SCALE, 0.0, ROI_SIZE)
         found = [_map_detection(d, a) for d in detector.detect(image.warp(a, ROI_SIZE))]
-        picked = _pick(found, previous)
+        picked = _pick([d for d in found if _inside(d, region, image.size)], previous)
         if picked is not None:
             return picked
     small = image.rgb(cfg.max_side)
     scale = image.size[0] / small.shape[1]
     a = np.array([[scale, 0.0, 0.0], [0.0, scale, 0.0]])
     found = [_map_detection(d, a) for d in detector.detect(small)]
-    return _pick(found, previous)
+    return _pick([d for d in found if _inside(d, region, image.size)], previous)
 
 
 def crop_clip(
@@ -351,13 +367,22 @@ def crop_clip(
     cfg: FaceConfig,
     detector: FaceDetector,
     landmarks: LandmarkModel | None = None,
-    frames: Callable[[str | Path], Any] = iter_frames,
+    *,
+    frames: Iterable[VideoFrame] | None = None,
+    region: Region | str | None = None,
 ) -> FaceClip:
     """Detect, track and crop the face of one video (see the module docstring).
 
-    Raises :class:`~avf.data.video.MediaError` for unreadable files; a readable clip without a usable
-    face comes back with ``ok=False`` and the reason.
+    ``frames`` replaces decoding ``path`` (e.g. ``iter_frames(path, start=..., end=...)`` or a frame
+    folder); ``region`` (``"left"``, ``"right"`` or fractions x0, y0, x1, y1 of the displayed frame)
+    only accepts faces centred inside it, e.g. one speaker of a two-person recording. Raises
+    :class:`~avf.data.video.MediaError` for unreadable files; a readable clip without a usable face
+    comes back with ``ok=False`` and the reason.
     """
+    if isinstance(region, str):
+        if region not in REGIONS:
+            raise ValueError(f"unknown crop region {region!r}; expected one of {sorted(REGIONS)}")
+        region = REGIONS[region]
     tracker = _Tracker(cfg.detect_every, cfg.smoothing)
     buffer: deque[VideoFrame] = deque()
     kept: list[tuple[float, bytes, bool, np.ndarray]] = []
@@ -382,14 +407,14 @@ def crop_clip(
                 continue
             emit(buffer.popleft())
 
-    for frame in frames(path):
+    for frame in frames if frames is not None else iter_frames(path):
         if frame.index == 0:
             info["width"], info["height"] = frame.image.size
             info["rotation"] = frame.image.rotation
             info["start"] = frame.time
         info["frames"] += 1
         if frame.index % cfg.detect_every == 0:
-            det = _detect(frame.image, detector, cfg, tracker.last_known())
+            det = _detect(frame.image, detector, cfg, tracker.last_known(), region)
             state = None
             if det is not None:
                 angle = 0.0

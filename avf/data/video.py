@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import fractions
 import math
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import av
 import cv2
@@ -36,6 +38,7 @@ __all__ = [
     "encode_jpeg",
     "ffmpeg_reason",
     "iter_frames",
+    "iter_image_folder",
     "open_media",
     "probe",
     "read_jpeg_clip",
@@ -186,8 +189,13 @@ class FrameImage:
     given in display coordinates; :meth:`rgb` returns the whole displayed frame, optionally downscaled.
     """
 
-    def __init__(self, frame: av.VideoFrame, rotation: int = 0) -> None:
+    def __init__(self, frame: av.VideoFrame | np.ndarray, rotation: int = 0) -> None:
         self.rotation = rotation
+        if isinstance(frame, np.ndarray):  # an RGB image (frame folders)
+            self.stored_h, self.stored_w = frame.shape[:2]
+            self._planes = None
+            self._rgb = np.ascontiguousarray(frame)
+            return
         self.stored_w, self.stored_h = frame.width, frame.height
         self._planes: list[np.ndarray] | None = None
         self._rgb: np.ndarray | None = None
@@ -267,14 +275,17 @@ class VideoFrame:
     image: FrameImage
 
 
-def iter_frames(path: str | Path, *, threads: int = 1) -> Iterator[VideoFrame]:
+def iter_frames(
+    path: str | Path, *, threads: int = 1, start: float | None = None, end: float | None = None
+) -> Iterator[VideoFrame]:
     """Decode the first video stream of ``path`` frame by frame.
 
     Timestamps are the frames' own ``pts`` in seconds; a missing or non-increasing pts (some AVI and
-    FLV files) is replaced by the previous time plus one nominal frame duration. ``threads`` is the
-    decoder's thread count (1: parallelism comes from worker processes; 0: FFmpeg's choice).
-    Raises :class:`MediaError` when the file cannot be opened, has no video stream, or a packet
-    cannot be decoded (the message says after how many frames).
+    FLV files) is replaced by the previous time plus one nominal frame duration. ``start``/``end``
+    (seconds) keep only frames with ``start <= t < end`` (the decoder seeks to the keyframe before
+    ``start``); ``index`` counts the frames yielded. ``threads`` is the decoder's thread count (1:
+    parallelism comes from worker processes; 0: FFmpeg's choice). Raises :class:`MediaError` when the
+    file cannot be opened, has no video stream, or a packet cannot be decoded.
     """
     with open_media(path) as c:
         if not c.streams.video:
@@ -285,17 +296,55 @@ def iter_frames(path: str | Path, *, threads: int = 1) -> Iterator[VideoFrame]:
         vs.codec_context.thread_count = threads
         nominal = 1.0 / float(vs.average_rate) if vs.average_rate else 0.04
         prev = -math.inf
-        index = 0
+        index = decoded = 0
         try:
+            if start is not None and start > 0 and vs.time_base:
+                c.seek(max(0, int((start - 1.0) / vs.time_base)), stream=vs, backward=True)
             for frame in c.decode(vs):
+                decoded += 1
                 t = frame.time
                 if t is None or not math.isfinite(t) or t <= prev:
                     t = prev + nominal if math.isfinite(prev) else 0.0
                 prev = t
+                if start is not None and t < start - 1e-6:
+                    continue
+                if end is not None and t >= end - 1e-6:
+                    break
                 yield VideoFrame(index, float(t), FrameImage(frame, _norm_rotation(frame.rotation)))
                 index += 1
         except av.FFmpegError as e:
-            raise MediaError(path, f"decode error after {index} frames: {ffmpeg_reason(e)}") from None
+            raise MediaError(path, f"decode error after {decoded} frames: {ffmpeg_reason(e)}") from None
+
+
+IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def _natural_key(name: str) -> list[Any]:
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
+
+
+def iter_image_folder(
+    folder: str | Path, fps: float = 25.0, start: float | None = None, end: float | None = None
+) -> Iterator[VideoFrame]:
+    """Frames of a folder of images (sorted naturally: 2.jpg before 10.jpg), frame i at ``i / fps`` s."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise MediaError(folder, "frame folder not found")
+    files = sorted((p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTS), key=lambda p: _natural_key(p.name))
+    if not files:
+        raise MediaError(folder, f"no images ({', '.join(IMAGE_EXTS)}) in the frame folder")
+    index = 0
+    for i, p in enumerate(files):
+        t = i / fps
+        if start is not None and t < start - 1e-6:
+            continue
+        if end is not None and t >= end - 1e-6:
+            break
+        img = cv2.imread(str(p), cv2.IMREAD_COLOR)
+        if img is None:
+            raise MediaError(p, "unreadable image in the frame folder")
+        yield VideoFrame(index, t, FrameImage(cv2.cvtColor(img, cv2.COLOR_BGR2RGB)))
+        index += 1
 
 
 def read_video(path: str | Path, max_side: int | None = None) -> tuple[np.ndarray, np.ndarray]:

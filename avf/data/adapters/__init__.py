@@ -9,6 +9,7 @@ from avf.data.adapters import (
     avcaffe,  # noqa: F401
     cremad,  # noqa: F401
     dfew,  # noqa: F401
+    folder,  # noqa: F401
     iemocap,  # noqa: F401
     mafw,  # noqa: F401
     mer,  # noqa: F401

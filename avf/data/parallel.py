@@ -1,0 +1,147 @@
+"""Fan-out of per-clip work: inline, a local process pool, or Ray tasks (``data.executor``).
+
+:func:`run_tasks` yields ``(item, result)`` where ``result`` is the function's return value or the
+exception it raised (so one bad clip never stops a stage). At most ``4 * workers`` tasks are in flight,
+which bounds memory on large corpora. Worker processes are started with ``spawn`` (no fork of a parent
+that holds threads or a torch runtime) and limited to one thread each for OpenCV, torch and BLAS:
+parallelism comes from the processes.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from typing import Literal, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+__all__ = ["limit_threads", "run_tasks"]
+
+Executor = Literal["process", "ray"]
+
+
+def limit_threads() -> None:
+    """One compute thread per worker process (called in every worker before any task runs)."""
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = "1"
+    os.environ.setdefault("GLOG_minloglevel", "2")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import cv2
+    import torch
+
+    cv2.setNumThreads(1)
+    torch.set_num_threads(1)
+
+
+def run_tasks(
+    fn: Callable[[T], R],
+    items: Sequence[T],
+    *,
+    workers: int = 1,
+    executor: Executor = "process",
+    ordered: bool = False,
+    ray_address: str | None = None,
+) -> Iterator[tuple[T, R | BaseException]]:
+    """Run ``fn`` on every item; yield ``(item, result or exception)`` (input order if ``ordered``).
+
+    ``workers == 1`` runs inline in this process (debuggable, and what tests use). ``fn`` must be a
+    module-level function for the process and Ray executors.
+    """
+    if not items:
+        return
+    if executor == "ray":
+        yield from _run_ray(fn, items, workers, ordered, ray_address)
+    elif workers <= 1:
+        for item in items:
+            try:
+                yield item, fn(item)
+            except Exception as e:
+                yield item, e
+    else:
+        yield from _run_pool(fn, items, workers, ordered)
+
+
+def _run_pool(
+    fn: Callable[[T], R], items: Sequence[T], workers: int, ordered: bool
+) -> Iterator[tuple[T, R | BaseException]]:
+    import multiprocessing
+    from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+
+    ctx = multiprocessing.get_context("spawn")
+    limit = 4 * workers
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=limit_threads) as pool:
+        pending: deque[tuple[T, Future[R]]] = deque()
+        it = iter(items)
+
+        def fill() -> None:
+            while len(pending) < limit:
+                try:
+                    item = next(it)
+                except StopIteration:
+                    return
+                pending.append((item, pool.submit(fn, item)))
+
+        def outcome(fut: Future[R]) -> R | BaseException:
+            exc = fut.exception()
+            return exc if exc is not None else fut.result()
+
+        fill()
+        while pending:
+            if ordered:
+                item, fut = pending.popleft()
+                yield item, outcome(fut)
+            else:
+                done, _ = wait([f for _, f in pending], return_when=FIRST_COMPLETED)
+                for pair in [p for p in pending if p[1] in done]:
+                    pending.remove(pair)
+                    yield pair[0], outcome(pair[1])
+            fill()
+
+
+def _run_ray(
+    fn: Callable[[T], R], items: Sequence[T], workers: int, ordered: bool, address: str | None
+) -> Iterator[tuple[T, R | BaseException]]:
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(address=address, ignore_reinit_error=True, include_dashboard=False, log_to_driver=False)
+
+    def task(item: T) -> R:
+        limit_threads()
+        return fn(item)
+
+    remote = ray.remote(num_cpus=1, max_retries=0)(task)
+    limit = 4 * max(workers, int(ray.available_resources().get("CPU", workers)))
+    pending: deque[tuple[T, ray.ObjectRef]] = deque()
+    it = iter(items)
+
+    def fill() -> None:
+        while len(pending) < limit:
+            try:
+                item = next(it)
+            except StopIteration:
+                return
+            pending.append((item, remote.remote(item)))
+
+    def outcome(ref: ray.ObjectRef) -> R | BaseException:
+        try:
+            return ray.get(ref)
+        except ray.exceptions.RayTaskError as e:
+            cause = e.as_instanceof_cause()
+            return cause if isinstance(cause, BaseException) else e
+        except ray.exceptions.RayError as e:
+            return e
+
+    fill()
+    while pending:
+        if ordered:
+            item, ref = pending.popleft()
+            yield item, outcome(ref)
+        else:
+            ready, _ = ray.wait([r for _, r in pending], num_returns=1)
+            pair = next(p for p in pending if p[1] == ready[0])
+            pending.remove(pair)
+            yield pair[0], outcome(pair[1])
+        fill()

@@ -1,0 +1,191 @@
+"""Clip-level video transforms and the audio gain (spec section 2.4), seeded per sample.
+
+All randomness comes from a ``numpy.random.Generator`` passed in (the loader derives it from
+``(seed, epoch, index)``), so a sample's augmentation does not depend on worker assignment. Every
+video op draws its parameters once per clip and applies them to all frames:
+
+- fine-tuning train (:meth:`ClipTransform.finetune`): RandAugment (timm ``rand_augment_transform``,
+  default ``rand-m7-n4-mstd0.5-inc1``; the Python/NumPy RNGs timm uses are re-seeded identically for
+  each frame, so every frame gets the same ops and magnitudes), random-resized crop (scale
+  ``data.augment.rrc_scale``, default the official (0.08, 1)), horizontal flip, then one random-pixel
+  erasing box per clip (the official code draws one per frame: a flickering occlusion);
+- pretraining (:meth:`ClipTransform.pretrain`): VideoMAE's multi-scale crop (scales 1, .875, .75, .66,
+  fixed corner/centre offsets), then resize; no flip, no colour;
+- evaluation (:meth:`ClipTransform.eval`): resize only.
+
+Output is ImageNet-normalized ``f32 [3, T, S, S]``. :func:`audio_gain` draws the train-time
+``Beta(b, b) + 0.5`` amplitude gain (the surviving part of the official ``roll_mag_aug``).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from avf.config.data import AugmentConfig
+
+__all__ = [
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "ClipTransform",
+    "audio_gain",
+    "multi_scale_crop_params",
+    "random_erase",
+    "rrc_params",
+]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+_MEAN = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+_STD = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+
+
+def rrc_params(
+    rng: np.random.Generator, height: int, width: int, scale: tuple[float, float], ratio: tuple[float, float]
+) -> tuple[int, int, int, int]:
+    """(top, left, h, w) of a random-resized crop (torchvision's algorithm: 10 tries, then centre)."""
+    area = height * width
+    log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
+    for _ in range(10):
+        target = area * rng.uniform(scale[0], scale[1])
+        aspect = math.exp(rng.uniform(*log_ratio))
+        w = round(math.sqrt(target * aspect))
+        h = round(math.sqrt(target / aspect))
+        if 0 < w <= width and 0 < h <= height:
+            return int(rng.integers(0, height - h + 1)), int(rng.integers(0, width - w + 1)), h, w
+    in_ratio = width / height
+    if in_ratio < ratio[0]:
+        w, h = width, round(width / ratio[0])
+    elif in_ratio > ratio[1]:
+        h, w = height, round(height * ratio[1])
+    else:
+        w, h = width, height
+    return (height - h) // 2, (width - w) // 2, h, w
+
+
+def multi_scale_crop_params(
+    rng: np.random.Generator, height: int, width: int, size: int, scales: tuple[float, ...], max_distort: int
+) -> tuple[int, int, int, int]:
+    """(top, left, h, w) of VideoMAE's ``GroupMultiScaleCrop`` with fixed (13) offsets."""
+    base = min(width, height)
+    sizes = [int(base * s) for s in scales]
+    crop_h = [size if abs(x - size) < 3 else x for x in sizes]
+    crop_w = [size if abs(x - size) < 3 else x for x in sizes]
+    pairs = [(w, h) for i, h in enumerate(crop_h) for j, w in enumerate(crop_w) if abs(i - j) <= max_distort]
+    cw, ch = pairs[int(rng.integers(len(pairs)))]
+    cw, ch = min(cw, width), min(ch, height)
+    ws, hs = (width - cw) // 4, (height - ch) // 4
+    offsets = [(0, 0), (4, 0), (0, 4), (4, 4), (2, 2), (0, 2), (4, 2), (2, 4), (2, 0), (1, 1), (3, 1), (1, 3), (3, 3)]
+    ox, oy = offsets[int(rng.integers(len(offsets)))]
+    return oy * hs, ox * ws, ch, cw
+
+
+def random_erase(frames: torch.Tensor, rng: np.random.Generator, prob: float) -> torch.Tensor:
+    """timm-style random erasing (pixel mode, 1 box, area 2-33 %, aspect 0.3-3.3), one box per clip.
+
+    ``frames`` is normalized ``[T, 3, H, W]``; the box gets N(0, 1) noise (independent per frame).
+    """
+    if prob <= 0 or rng.random() >= prob:
+        return frames
+    _, c, h, w = frames.shape
+    for _ in range(10):
+        target = h * w * rng.uniform(0.02, 1 / 3)
+        aspect = math.exp(rng.uniform(math.log(0.3), math.log(1 / 0.3)))
+        eh, ew = round(math.sqrt(target * aspect)), round(math.sqrt(target / aspect))
+        if ew < w and eh < h:
+            top, left = int(rng.integers(0, h - eh + 1)), int(rng.integers(0, w - ew + 1))
+            gen = torch.Generator().manual_seed(int(rng.integers(2**31)))
+            noise = torch.randn((frames.shape[0], c, eh, ew), generator=gen, dtype=frames.dtype)
+            frames = frames.clone()
+            frames[:, :, top : top + eh, left : left + ew] = noise
+            break
+    return frames
+
+
+def audio_gain(rng: np.random.Generator, beta: float = 10.0) -> float:
+    """Amplitude gain ``Beta(beta, beta) + 0.5`` (mean 1, range 0.5-1.5)."""
+    return float(rng.beta(beta, beta) + 0.5)
+
+
+def _resize(frames: torch.Tensor, size: int) -> torch.Tensor:
+    if frames.shape[-2:] == (size, size):
+        return frames
+    return F.interpolate(frames, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+
+
+class ClipTransform:
+    """Turns decoded frames ``uint8 [T, H, W, 3]`` into the model's ``f32 [3, T, S, S]``."""
+
+    def __init__(self, size: int, augment: AugmentConfig | None = None) -> None:
+        self.size = size
+        self.augment = augment or AugmentConfig()
+        self._rand_augment = None
+        if self.augment.rand_augment:
+            from timm.data.auto_augment import rand_augment_transform
+
+            hparams = {
+                "translate_const": int(size * 0.45),
+                "img_mean": tuple(min(255, round(255 * m)) for m in IMAGENET_MEAN),
+            }
+            self._rand_augment = rand_augment_transform(self.augment.rand_augment, hparams)
+
+    @staticmethod
+    def _to_tensor(frames: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float().div_(255.0)
+
+    @staticmethod
+    def _finish(frames: torch.Tensor) -> torch.Tensor:
+        return ((frames - _MEAN) / _STD).permute(1, 0, 2, 3).contiguous()
+
+    def eval(self, frames: np.ndarray) -> torch.Tensor:
+        return self._finish(_resize(self._to_tensor(frames), self.size))
+
+    def rand_augment(self, frames: np.ndarray, seed: int) -> np.ndarray:
+        """The same RandAugment ops and magnitudes on every frame (timm's global RNGs re-seeded per frame)."""
+        if self._rand_augment is None:
+            return frames
+        from PIL import Image
+
+        out = []
+        state = random.getstate(), np.random.get_state()
+        try:
+            for frame in frames:
+                random.seed(seed)
+                np.random.seed(seed)
+                out.append(np.asarray(self._rand_augment(Image.fromarray(frame))))
+        finally:
+            random.setstate(state[0])
+            np.random.set_state(state[1])
+        return np.stack(out)
+
+    def finetune(self, frames: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
+        a = self.augment
+        if frames.shape[1:3] != (self.size, self.size):  # the official loaders resize to 160 first
+            frames = np.stack([cv2.resize(f, (self.size, self.size), interpolation=cv2.INTER_LINEAR) for f in frames])
+        seed = int(rng.integers(2**31))
+        x = self._to_tensor(self.rand_augment(frames, seed))
+        top, left, h, w = rrc_params(rng, x.shape[-2], x.shape[-1], a.rrc_scale, a.rrc_ratio)
+        x = F.interpolate(
+            x[:, :, top : top + h, left : left + w], size=(self.size, self.size), mode="bilinear", align_corners=False
+        )
+        if rng.random() < a.hflip:
+            x = x.flip(-1)
+        x = (x - _MEAN) / _STD
+        x = random_erase(x, rng, a.erase_prob)
+        return x.permute(1, 0, 2, 3).contiguous()
+
+    def pretrain(self, frames: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
+        a = self.augment
+        x = self._to_tensor(frames)
+        top, left, h, w = multi_scale_crop_params(
+            rng, x.shape[-2], x.shape[-1], self.size, a.pretrain_scales, a.pretrain_max_distort
+        )
+        x = F.interpolate(
+            x[:, :, top : top + h, left : left + w], size=(self.size, self.size), mode="bilinear", align_corners=False
+        )
+        return self._finish(x)
