@@ -83,12 +83,8 @@ class LGEncoder(nn.Module):
         last = len(self.blocks) - 1
         feats: dict[int, Tensor] = {}
         for i, blk in enumerate(self.blocks):
-            if i == last:
-                local = self._block(blk, h, "locals")
-                feats[i] = self.norm(local.reshape(b, -1, self.dim))
-                break
             h = self._block(blk, h, "all")
-            if i in layers:
+            if i in layers or i == last:
                 feats[i] = self.norm(h[:, :, 1:].reshape(b, -1, self.dim))
         return feats[last], [feats[i] for i in layers]
 

@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from avf.models.layers import Attention, CrossAttention, LayerNorm, drop_path_or_identity, make_mlp
 
-Output = Literal["all", "regions", "locals"]
+Output = Literal["all", "regions"]
 
 
 class LGBlock(nn.Module):
@@ -59,9 +59,9 @@ class LGBlock(nn.Module):
         Args:
             x: ``[B, K, 1 + n, C]``.
             output: ``"all"`` returns ``[B, K, 1 + n, C]``; ``"regions"`` returns only the region tokens
-                ``[B, K, C]`` (the local MLP is skipped); ``"locals"`` returns only the local tokens
-                ``[B, K, n, C]`` (step 4 and the region-token MLP are skipped). The last encoder block
-                uses the partial outputs to avoid work nobody reads.
+                ``[B, K, C]`` and skips the local-token MLP (the last fine-tuning block: nothing reads
+                its local tokens). Pretraining always runs the full block so that every parameter
+                takes part in the graph (DDP without ``find_unused_parameters``).
         """
         b, k, s, c = x.shape
         seq = x.view(b * k, s, c)
@@ -72,8 +72,6 @@ class LGBlock(nn.Module):
         n = s - 1
         update = self.local_attn(self.local_norm(local).view(b, k * n, c), self.local_ctx_norm(regions))
         local = local + self.drop_path(update).view(b, k, n, c)  # new contiguous tensor, no copy of x
-        if output == "locals":
-            return self._mlp(local.view(b * k, n, c)).view(b, k, n, c)
         if self.fourth_attn:
             ctx = self.region_ctx_norm(local).view(b, k * n, c)
             regions = regions + self.drop_path(self.region_attn(self.region_norm(regions), ctx))

@@ -26,10 +26,12 @@ __all__ = [
     "convert_official_state_dict",
     "detect_kind",
     "detect_size",
+    "load_converted",
     "load_official",
     "official_key",
     "read_checkpoint",
     "to_official_state_dict",
+    "write_converted",
 ]
 
 LG_BLOCK = {
@@ -281,4 +283,52 @@ def load_official(path: str | Path, **model_kwargs: Any) -> nn.Module:
         model.load_state_dict(ours, strict=True)
     except RuntimeError as exc:
         raise ValueError(f"{path}: converted weights do not fit the model built with {model_kwargs}: {exc}") from exc
+    return model.eval()
+
+
+def write_converted(src: str | Path, dst: str | Path, kind: str = "auto", size: str = "auto") -> dict[str, str]:
+    """Convert the official checkpoint ``src`` and write our state dict to ``dst`` (safetensors).
+
+    The file metadata records ``kind``, ``size``, ``model`` (registered name), ``num_classes`` and the
+    source file name. Returns that metadata plus the tensor and value counts.
+    """
+    from safetensors.torch import save_file
+
+    from avf.models import model_name, strip_prefixes
+    from avf.utils.io import atomic_path
+
+    sd = strip_prefixes(read_checkpoint(src))
+    kind = detect_kind(sd) if kind == "auto" else kind
+    size = detect_size(sd) if size == "auto" else size
+    ours = convert_official_state_dict(sd, kind, size)
+    num_classes = int(ours["head.weight"].shape[0]) if "head.weight" in ours else 0
+    meta = {
+        "format": "avf",
+        "kind": kind,
+        "size": size,
+        "model": model_name(kind, size),  # type: ignore[arg-type]
+        "num_classes": str(num_classes),
+        "source": Path(src).name,
+    }
+    tensors = {k: v.detach().contiguous() for k, v in ours.items()}
+    with atomic_path(dst) as tmp:
+        save_file(tensors, str(tmp), metadata=meta)
+    return {**meta, "tensors": str(len(tensors)), "parameters": str(sum(v.numel() for v in tensors.values()))}
+
+
+def load_converted(path: str | Path, **model_kwargs: Any) -> nn.Module:
+    """Build the model recorded in a file written by ``write_converted`` and load it (eval mode)."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    from avf.models import create_model
+
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+    if meta.get("format") != "avf" or "model" not in meta:
+        raise ValueError(f"{path}: not written by 'avf model import-official' (metadata {meta})")
+    if meta.get("kind") == "finetune":
+        model_kwargs.setdefault("num_classes", int(meta.get("num_classes", 0)))
+    model = create_model(meta["model"], **model_kwargs)
+    model.load_state_dict(load_file(str(path)), strict=True)
     return model.eval()

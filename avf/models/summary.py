@@ -1,0 +1,46 @@
+"""Parameter and FLOP summaries of the registered models (used by ``avf model summary``)."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import torch
+from torch import nn
+
+__all__ = ["forward_flops", "parameter_table"]
+
+
+def parameter_table(model: nn.Module, depth: int = 1) -> list[tuple[str, int]]:
+    """Parameters per module prefix of ``depth`` name components (e.g. ``video_encoder``), model order."""
+    counts: Counter[str] = Counter()
+    for name, p in model.named_parameters():
+        counts[".".join(name.split(".")[:depth])] += p.numel()
+    return list(counts.items())
+
+
+def forward_flops(model: nn.Module, batch_size: int = 1) -> int:
+    """FLOPs (2 x MAC, matmul/conv/SDPA only) of one forward pass in eval mode (works on the meta device).
+
+    Pretraining models use the default dual masks; fine-tuning models see every token.
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from avf.config.model import MaskingConfig
+    from avf.masking import sample_masks
+    from avf.models.avf_mae_pp import AVFMAEPretrain
+
+    device = next(model.parameters()).device
+    video = torch.zeros(batch_size, 3, 16, 160, 160, device=device)
+    audio = torch.zeros(batch_size, 1, 256, 128, device=device)
+    was_training = model.training
+    model.eval()
+    try:
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            if isinstance(model, AVFMAEPretrain):
+                masks = sample_masks(batch_size, MaskingConfig(), torch.Generator().manual_seed(0))
+                model(video, audio, masks)
+            else:
+                model(video, audio)
+    finally:
+        model.train(was_training)
+    return int(counter.get_total_flops())
