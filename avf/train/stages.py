@@ -58,9 +58,9 @@ def dataset_splits(params: Params, name: str, manifest_dir: Path, shard_root: Pa
     df = df[df["status"] == "ok"]
     if role == "target":
         split = assign_splits(df, params.data.split.fold, params.data.split.val_subjects, params.data.split.seed)
-    else:  # stage 2 trains on every clip except the held-out validation subjects
-        split = assign_splits(df, None, params.data.split.val_subjects, params.data.split.seed)
-        split = split.where(split != "test", "train")
+    else:  # stage 2 trains on every clip of the dataset except the held-out validation subjects
+        pooled = df.assign(test_fold=-1, official_split=None)
+        split = assign_splits(pooled, 0, params.data.split.val_subjects, params.data.split.seed)
     keys = {s: [sample_key(name, c) for c in df.loc[split == s, "clip_id"]] for s in ("train", "val", "test")}
     if not keys["train"]:
         raise ValueError(f"dataset {name}: no training clips (check data.split and the manifest)")
