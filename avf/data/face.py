@@ -11,9 +11,10 @@ Pipeline of :func:`crop_clip` (parameters in ``data.face``, :class:`avf.config.d
    rotated so the eyes are level (a similarity alignment); otherwise the crop is axis-aligned.
 3. The track state (centre x, centre y, box side, roll) of each keyframe is smoothed with a zero-phase
    exponential kernel ``smoothing**|k - k'|`` over neighbouring keyframes with a face (no lag, truncated
-   at 4 keyframes, so only ~5 * detect_every frames are buffered), then linearly interpolated to the
-   frames in between; keyframes without a face are bridged (interpolated between the surrounding faces,
-   or the nearest face held at the ends).
+   at 4 keyframes, so only ~6 * detect_every frames are buffered), then linearly interpolated to the
+   frames in between; keyframes without a face are bridged (interpolated between the surrounding faces
+   when the next one is at most 4 keyframes ahead, else the last face is held; at the ends the nearest
+   face is held).
 4. Each frame is cropped to a square of side ``box * (1 + 2 * margin)`` and resized to ``size`` in one
    bilinear warp from the decoded YUV planes, then JPEG-encoded.
 
@@ -57,6 +58,7 @@ __all__ = [
 ]
 
 SMOOTH_RADIUS_MAX = 4  # keyframes on each side that the smoothing kernel reaches
+LOOKAHEAD = 4  # keyframes decoded ahead of a frame before it is cropped (smoothing and gap bridging)
 ROI_SCALE = 3.0  # the tracking search region is this many face sides wide
 ROI_SIZE = 256  # ... resampled to this many pixels for the detector
 
@@ -262,7 +264,8 @@ class _Tracker:
     """Keyframe observations -> smoothed, interpolated per-frame states (see the module docstring).
 
     Observations are (centre x, centre y, side, roll) per keyframe, ``None`` without a face. A frame's
-    state is final once ``radius`` keyframes after its next keyframe are known (:meth:`ready`).
+    state is final once ``LOOKAHEAD`` keyframes after its next keyframe are known (:meth:`ready`): gaps
+    up to that long are interpolated, longer ones hold the last face until the next is in view.
     """
 
     def __init__(self, every: int, smoothing: float) -> None:
@@ -295,7 +298,8 @@ class _Tracker:
         return total / weight if weight > 0 else None
 
     def ready(self, i: int) -> bool:
-        return self.final or -(-i // self.every) + self.radius <= len(self.obs) - 1
+        """Frame ``i``'s state is final: LOOKAHEAD keyframes past its next one are known (or the clip ended)."""
+        return self.final or -(-i // self.every) + LOOKAHEAD <= len(self.obs) - 1
 
     def state(self, i: int) -> np.ndarray | None:
         p = i // self.every
@@ -387,7 +391,7 @@ def crop_clip(
     buffer: deque[VideoFrame] = deque()
     kept: list[tuple[float, bytes, bool, np.ndarray]] = []
     info: dict[str, Any] = {"frames": 0, "width": 0, "height": 0, "rotation": 0, "start": 0.0}
-    max_wait = (tracker.radius + 2) * cfg.detect_every
+    max_wait = (LOOKAHEAD + 2) * cfg.detect_every
 
     def emit(frame: VideoFrame) -> None:
         state = tracker.state(frame.index)

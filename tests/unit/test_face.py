@@ -1,0 +1,177 @@
+"""Face detection (MediaPipe on real photos), tracking, smoothing, coverage and cropping."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from avf.config.data import FaceConfig
+from avf.data import face, video
+from avf.data.face import Detection, crop_clip
+from avf.data.video import FrameImage, VideoFrame
+from tests import media
+
+CFG = FaceConfig()
+
+
+@pytest.fixture(scope="module")
+def detector() -> face.MediaPipeDetector:
+    return face.get_detector(CFG.detector_model, CFG.min_score)
+
+
+def _iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+def test_mediapipe_finds_the_astronauts_face(detector: face.MediaPipeDetector) -> None:
+    dets = detector.detect(media.face_image("astronaut"))
+    assert len(dets) == 1 and dets[0].score > 0.8
+    assert _iou(dets[0].box, (177, 82, 272, 177)) > 0.8  # checked by eye in the environment notes
+    right_eye, left_eye = dets[0].keypoints[:2]
+    assert right_eye[0] < left_eye[0] and abs(right_eye[1] - left_eye[1]) < 10
+
+
+def test_mediapipe_finds_grace_hopper(detector: face.MediaPipeDetector) -> None:
+    img = media.face_image("grace_hopper")
+    dets = detector.detect(img)
+    assert dets and dets[0].score > 0.8
+    cx, cy = dets[0].center
+    assert 200 < cx < 330 and 180 < cy < 320 and 120 < dets[0].side < 260  # her face, mid-upper image
+    mirrored = detector.detect(np.ascontiguousarray(img[:, ::-1]))
+    assert mirrored and abs(mirrored[0].center[0] - (img.shape[1] - cx)) < 10
+
+
+def test_crop_clip_on_a_real_video_centres_the_face(tmp_path: Path, detector: face.MediaPipeDetector) -> None:
+    path = media.write_clip(tmp_path / "a.mp4", seconds=1.0, size=(256, 192))
+    result = crop_clip(path, CFG, detector)
+    assert result.ok and result.reason is None
+    assert (result.frames_total, result.frames_kept, result.coverage) == (25, 25, 1.0)
+    assert result.keyframes == 5 and result.detections == 5
+    crop = video.decode_jpeg(result.jpegs[12])
+    assert crop.shape == (160, 160, 3)
+    again = detector.detect(crop)
+    assert again and np.allclose(again[0].center, (80, 80), atol=16)
+    # the box side is the detection (about 0.19 of the 512-px photo scaled to 192 px) with margins
+    assert result.states[0, 2] == pytest.approx(0.186 * 192, rel=0.2)
+
+
+class StubDetector:
+    """Returns a box whose centre follows ``path(t)``; ``None`` from ``path`` means no face."""
+
+    def __init__(self, path, side: float = 40.0) -> None:  # type: ignore[no-untyped-def]
+        self.path = path
+        self.side = side
+        self.calls = 0
+
+    def detect(self, rgb: np.ndarray) -> list[Detection]:
+        self.calls += 1
+        t = float(rgb[0, 0, 0])  # frames carry their index in pixel (0, 0)
+        centre = self.path(t)
+        if centre is None:
+            return []
+        scale = rgb.shape[1] / 320  # detection may run on a downscaled copy
+        x, y, s = centre[0] * scale, centre[1] * scale, self.side * scale
+        return [Detection((x - s / 2, y - s / 2, x + s / 2, y + s / 2), 0.9, np.array([[x - 5, y], [x + 5, y]]))]
+
+
+def _frames(n: int) -> list[VideoFrame]:
+    out = []
+    for i in range(n):
+        img = np.full((240, 320, 3), 100, np.uint8)
+        img[0, 0] = i
+        out.append(VideoFrame(i, i / 25, FrameImage(img)))
+    return out
+
+
+def _cfg(**kw: object) -> FaceConfig:
+    return FaceConfig(**{"detect_every": 5, "track_roi": False, "min_frames": 4, **kw})  # type: ignore[arg-type]
+
+
+def test_detector_runs_on_keyframes_only_and_boxes_are_interpolated() -> None:
+    stub = StubDetector(lambda t: (100 + 2 * t, 120))
+    result = crop_clip("stub", _cfg(smoothing=0.0), stub, frames=_frames(21))
+    assert stub.calls == 5  # frames 0, 5, 10, 15, 20
+    np.testing.assert_allclose(result.states[:, 0], 100 + 2 * np.arange(21), atol=1e-9)
+    assert result.coverage == 1.0 and result.frames_kept == 21
+
+
+def test_smoothing_is_zero_phase() -> None:
+    jitter = {0: 0, 5: 6, 10: -6, 15: 6, 20: -6, 25: 6, 30: -6, 35: 6, 40: -6}
+    stub = StubDetector(lambda t: (160 + jitter[int(t)], 120))
+    smooth = crop_clip("stub", _cfg(smoothing=0.6), stub, frames=_frames(41))
+    raw_stub = StubDetector(lambda t: (160 + jitter[int(t)], 120))
+    raw = crop_clip("stub", _cfg(smoothing=0.0), raw_stub, frames=_frames(41))
+    assert np.ptp(smooth.states[:, 0]) < 0.5 * np.ptp(raw.states[:, 0])  # jitter damped
+    linear = crop_clip("stub", _cfg(smoothing=0.6), StubDetector(lambda t: (60 + t, 120)), frames=_frames(81))
+    # a symmetric kernel (4 keyframes each side) leaves a linear motion unbiased (no lag) where it fits
+    np.testing.assert_allclose(linear.states[20:61, 0], 60 + np.arange(20, 61), atol=1e-6)
+
+
+def test_misses_are_bridged_and_coverage_counts_detection_backed_frames() -> None:
+    stub = StubDetector(lambda t: None if t in (10, 15) else (100 + 2 * t, 120))
+    result = crop_clip("stub", _cfg(smoothing=0.0), stub, frames=_frames(26))
+    # keyframes 10 and 15 missed: frames 8..17 are not backed by a detection (nearest keyframe missed)
+    assert result.coverage == pytest.approx(16 / 26)
+    assert result.ok and result.frames_kept == 26
+    np.testing.assert_allclose(result.states[12, 0], 100 + 2 * 12)  # interpolated between frames 5 and 20
+
+
+def test_leading_and_trailing_frames_without_a_face_are_dropped() -> None:
+    stub = StubDetector(lambda t: (150, 120) if 10 <= t <= 25 else None)
+    result = crop_clip("stub", _cfg(smoothing=0.0, min_coverage=0.3), stub, frames=_frames(41))
+    assert result.ok
+    assert result.frames_kept == 28 - 8  # frames 8..27 are nearest to keyframes 10..25
+    assert result.times[0] == pytest.approx(8 / 25) and result.times[-1] == pytest.approx(27 / 25)
+
+
+def test_low_coverage_and_no_face_are_rejected_with_a_reason() -> None:
+    few = crop_clip("stub", _cfg(), StubDetector(lambda t: (150, 120) if t < 6 else None), frames=_frames(41))
+    assert not few.ok and few.reason == "face in too few frames: coverage 0.20 < 0.5"
+    assert few.jpegs == [] and few.coverage == pytest.approx(8 / 41)
+    none = crop_clip("stub", _cfg(), StubDetector(lambda t: None), frames=_frames(41))
+    assert not none.ok and none.reason == "no face: none found in 9 sampled frames"
+    short = crop_clip("stub", _cfg(min_frames=8), StubDetector(lambda t: (150, 120)), frames=_frames(3))
+    assert short.reason == "too few frames: 3 < min_frames 8"
+
+
+def test_region_keeps_the_face_in_the_requested_half() -> None:
+    class TwoFaces:
+        def detect(self, rgb: np.ndarray) -> list[Detection]:
+            s = rgb.shape[1] / 320
+            return [
+                Detection((60 * s, 100 * s, 100 * s, 140 * s), 0.95),  # left speaker, higher score
+                Detection((220 * s, 100 * s, 260 * s, 140 * s), 0.7),
+            ]
+
+    right = crop_clip("stub", _cfg(), TwoFaces(), frames=_frames(11), region="right")
+    left = crop_clip("stub", _cfg(), TwoFaces(), frames=_frames(11), region="left")
+    assert right.states[0, 0] == pytest.approx(240) and left.states[0, 0] == pytest.approx(80)
+
+
+def test_crop_matrix_maps_output_square_onto_the_box() -> None:
+    a = face.crop_matrix((100.0, 50.0), 80.0, 0.0, 160)
+    corners = np.array([[0, 0, 1], [159, 159, 1]]) @ a.T
+    np.testing.assert_allclose(corners, [[60.25, 10.25], [139.75, 89.75]])
+    r = face.crop_matrix((0.0, 0.0), 10.0, math.pi / 2, 10)
+    np.testing.assert_allclose(r[:, :2], [[0, -1], [1, 0]], atol=1e-12)
+
+
+def test_landmark_alignment_levels_a_rolled_face(tmp_path: Path, detector: face.MediaPipeDetector) -> None:
+    rot = cv2.getRotationMatrix2D((128, 128), 20, 1.0)  # the face is rolled 20 degrees
+    frames = [cv2.warpAffine(f, rot, (256, 256)) for f in media.face_frames(10, (256, 256))]
+    path = media.write_video(tmp_path / "roll.mp4", frames)
+    landmarks = face.get_landmark_model(CFG.landmark_model)
+    aligned = crop_clip(path, FaceConfig(align=True, min_frames=4), detector, landmarks)
+    plain = crop_clip(path, FaceConfig(min_frames=4), detector)
+    assert aligned.ok and plain.ok
+    assert math.degrees(aligned.states[0, 3]) == pytest.approx(-20, abs=5)
+    assert plain.states[0, 3] == 0.0
+    eyes = detector.detect(video.decode_jpeg(aligned.jpegs[0]))[0].keypoints[:2]
+    assert abs(eyes[0, 1] - eyes[1, 1]) < 4  # level eyes in the aligned crop
