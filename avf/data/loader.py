@@ -59,9 +59,9 @@ __all__ = [
     "PretrainStream",
     "Sample",
     "pretrain_stream",
-    "test_view_indices",
     "train_indices",
     "unpack_sample",
+    "view_indices",
     "window_span",
 ]
 
@@ -81,7 +81,7 @@ def train_indices(n: int, num_frames: int, stride: int, rng: np.random.Generator
     return np.concatenate([idx, np.full(num_frames - len(idx), idx[-1])])
 
 
-def test_view_indices(n: int, num_frames: int, stride: int, views: int) -> list[np.ndarray]:
+def view_indices(n: int, num_frames: int, stride: int, views: int) -> list[np.ndarray]:
     """``views`` windows over every ``stride``-th frame at evenly spaced starts (official test protocol)."""
     sampled = np.arange(0, n, stride)
     if len(sampled) < num_frames:
@@ -235,7 +235,7 @@ class ClipDataset(Dataset[dict[str, Any]]):
             gain = audio_gain(rng, self.augment.gain_beta) if self.augment.audio_gain else None
             audio = _audio(sample, *window_span(sample.times, idx, c.sampling_rate), self.audio, gain)
         else:
-            views = test_view_indices(n, c.num_frames, c.sampling_rate, c.test_views)
+            views = view_indices(n, c.num_frames, c.sampling_rate, c.test_views)
             video = torch.stack([self.transform.eval(sample.decode(v)) for v in views])
             audio = torch.stack(
                 [_audio(sample, *window_span(sample.times, v, c.sampling_rate), self.audio, None) for v in views]

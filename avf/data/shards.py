@@ -184,13 +184,12 @@ class ShardWriter:
             if not _MEMBER.match(f"{key}.{name}"):
                 raise ValueError(f"unsafe member name {name!r} for sample {key!r}")
         self._seen.add(key)
-        estimate = sum(1024 + len(d) for d in members.values())
         current = self.shards[-1] if self.shards else None
         if (
             self._tar is None
             or current is None
             or current.num_samples >= self.max_count
-            or (current.num_samples > 0 and current.bytes + estimate > self.max_bytes)
+            or (current.num_samples > 0 and _closed_size(current.bytes, key, members) > self.max_bytes)
         ):
             self._close_current()
             self._open()
@@ -215,6 +214,15 @@ class ShardWriter:
     def close(self) -> list[ShardInfo]:
         self._close_current()
         return self.shards
+
+
+def _closed_size(offset: int, key: str, members: Mapping[str, bytes]) -> int:
+    """Size of the tar file if this sample were appended at ``offset`` and the file then closed."""
+    for name, data in members.items():
+        long_name = len(f"{key}.{name}") > 99  # PAX adds an extended header (2 blocks)
+        offset += tarfile.BLOCKSIZE * (1 + 2 * long_name) + -(-len(data) // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE
+    offset += 2 * tarfile.BLOCKSIZE  # end-of-archive blocks
+    return -(-offset // tarfile.RECORDSIZE) * tarfile.RECORDSIZE
 
 
 def _check_member(shard: str | Path, key: str, member: tarfile.TarInfo) -> str:

@@ -1,0 +1,260 @@
+"""Loaders over shards: the model input contract, windows, audio by timestamps, determinism, streaming."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from avf.config.data import AudioConfig, AugmentConfig, ClipConfig
+from avf.data import audio as audio_mod
+from avf.data.loader import (
+    ClipDataset,
+    pretrain_stream,
+    train_indices,
+    view_indices,
+    window_span,
+)
+from avf.data.shards import INDEX_NAME, CorruptSampleError, ShardIndex, ShardWriter, npy_bytes
+from avf.data.transforms import IMAGENET_MEAN, IMAGENET_STD, ClipTransform, multi_scale_crop_params, rrc_params
+from avf.data.video import encode_jpeg
+from tests import media
+
+AUDIO = AudioConfig()
+CLIP = ClipConfig()  # 16 frames, stride 4, 160 px, 2 test views
+TONES = (300.0, 600.0, 1200.0, 2400.0)
+
+
+def _frame(i: int, size: int) -> np.ndarray:
+    """A flat grey frame whose level encodes its index (2 * i), recoverable after JPEG and resizing."""
+    return np.full((size, size, 3), 2 * i, np.uint8)
+
+
+def _sample(i: int, n_frames: int, size: int = 160, **meta: Any) -> dict[str, bytes]:
+    times = np.arange(n_frames) / 25.0
+    wave = media.tone_schedule(TONES, n_frames / 25.0 + 0.5, 16000)[0]
+    info = {"dataset": "demo", "label": i % 3, "targets": None, "frame_times": times.round(6).tolist(), **meta}
+    members = {
+        "meta.json": json.dumps(info).encode(),
+        "fbank.npy": npy_bytes(audio_mod.log_mel(wave, AUDIO).astype(np.float16)),
+    }
+    for f in range(n_frames):
+        members[f"{f:05d}.jpg"] = encode_jpeg(_frame(f, size), 95)
+    return members
+
+
+def _shards(
+    out: Path, n: int, per_shard: int, n_frames: int = 80, bad: dict[int, str] | None = None, **meta: Any
+) -> Path:
+    """``n`` samples in shards of ``per_shard``; ``bad`` maps sample numbers to a member to corrupt."""
+    writer = ShardWriter(out, 1 << 30, per_shard)
+    for i in range(n):
+        members = _sample(i, n_frames, **meta)
+        if bad and i in bad:
+            members[bad[i]] = b"not a jpeg or json"
+        writer.write(f"demo__c{i:02d}", members)
+    index = ShardIndex("demo", writer.close(), "fbank", "fp", {"num_mel_bins": 128})
+    (out / INDEX_NAME).write_text(json.dumps(index.to_json()))
+    return out
+
+
+@pytest.fixture(scope="module")
+def shard_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _shards(tmp_path_factory.mktemp("shards"), 4, per_shard=2)
+
+
+def _frame_ids(video: torch.Tensor) -> list[int]:
+    """Recover frame indices from a normalized [3, T, S, S] eval clip (channel 0 level)."""
+    level = video[0, :, 40:120, 40:120].mean(dim=(1, 2)) * IMAGENET_STD[0] + IMAGENET_MEAN[0]
+    return [round(float(v) * 255 / 2) for v in level]
+
+
+def test_window_indices_follow_the_official_protocol() -> None:
+    rng = np.random.default_rng(0)
+    idx = train_indices(100, 16, 4, rng)
+    assert len(idx) == 16 and np.all(np.diff(idx) == 4) and 0 <= idx[0] <= 100 - 64
+    short = train_indices(30, 16, 4, rng)
+    assert short.tolist() == [0, 4, 8, 12, 16, 20, 24, 28] + [28] * 8  # padded with the last frame
+    views = view_indices(100, 16, 4, 2)
+    assert views[0].tolist() == list(range(0, 64, 4)) and views[1].tolist() == list(range(36, 100, 4))
+    assert view_indices(100, 16, 4, 1)[0][0] == 16  # one view: centred
+    times = np.arange(100) / 25
+    assert window_span(times, views[0], 4) == pytest.approx((0.0, 2.56))
+    assert window_span(times, views[1], 4) == pytest.approx((1.44, 4.0))  # extrapolated past the last frame
+    assert window_span(times[:30], short, 4) == pytest.approx((0.0, 1.28))
+
+
+def test_eval_items_have_the_contract_shapes_and_are_deterministic(shard_dir: Path) -> None:
+    ds = ClipDataset(shard_dir, None, train=False, clip=CLIP, audio=AUDIO)
+    assert len(ds) == 4 and ds.keys == ShardIndex.load(shard_dir).keys
+    item = ds[1]
+    assert item["video"].shape == (2, 3, 16, 160, 160) and item["video"].dtype == torch.float32
+    assert item["audio"].shape == (2, 1, 256, 128) and item["audio"].dtype == torch.float32
+    assert item["label"].dtype == torch.int64 and item["label"].ndim == 0
+    assert item["key"] == ds.keys[1] and item["dataset"] == "demo"
+    again = ds[1]
+    assert torch.equal(item["video"], again["video"]) and torch.equal(item["audio"], again["audio"])
+    # 80 frames -> 20 at stride 4 -> views start at sampled 0 and 4 (frames 0 and 16)
+    assert _frame_ids(item["video"][0]) == list(range(0, 64, 4))
+    assert _frame_ids(item["video"][1]) == list(range(16, 80, 4))
+
+
+def test_view_audio_is_cut_at_the_views_timestamps(tmp_path: Path) -> None:
+    out = _shards(tmp_path, 1, per_shard=1, n_frames=100, size=64)
+    ds = ClipDataset(out, None, train=False, clip=ClipConfig(image_size=64, test_views=2), audio=AUDIO)
+    item = ds[0]
+    bins = {f: int(audio_mod.log_mel(media.tone_schedule((f,), 1.0, 16000)[0], AUDIO).mean(0).argmax()) for f in TONES}
+    # view 0 starts at t = 0 (tone 0); view 1 at frame 36, t = 1.44 s: tone 2, which changes to tone 3
+    # at 1.50 s, i.e. 6 fbank frames (10 ms each) into the window
+    assert int(item["audio"][0, 0, 2:20].mean(0).argmax()) == bins[TONES[0]]
+    assert int(item["audio"][1, 0, 0:4].mean(0).argmax()) == bins[TONES[2]]
+    assert int(item["audio"][1, 0, 8:40].mean(0).argmax()) == bins[TONES[3]]
+    assert int(item["audio"][1, 0, 58:90].mean(0).argmax()) == bins[TONES[0]]  # 2.0-2.5 s: the cycle restarts
+
+
+def test_train_items_are_seeded_per_key_and_epoch(shard_dir: Path) -> None:
+    ds = ClipDataset(shard_dir, None, train=True, clip=CLIP, audio=AUDIO, seed=1)
+    a = ds[0]
+    assert a["video"].shape == (3, 16, 160, 160) and a["audio"].shape == (1, 256, 128)
+    assert torch.equal(a["video"], ds[0]["video"]) and torch.equal(a["audio"], ds[0]["audio"])
+    subset = ClipDataset(shard_dir, [ds.keys[0]], train=True, clip=CLIP, audio=AUDIO, seed=1)
+    assert torch.equal(subset[0]["video"], a["video"])  # independent of which other keys are loaded
+    ds.set_epoch(1)
+    assert not torch.equal(ds[0]["video"], a["video"])
+
+
+def test_keys_select_clips_in_index_order(shard_dir: Path) -> None:
+    keys = ShardIndex.load(shard_dir).keys
+    ds = ClipDataset(shard_dir, [keys[3], keys[1], keys[3]], train=False, clip=CLIP, audio=AUDIO)
+    assert ds.keys == [keys[1], keys[3]]
+    with pytest.raises(KeyError, match=r"1 key\(s\) not in .*index.json, e.g. \['demo__nope'\]"):
+        ClipDataset(shard_dir, ["demo__nope"], train=False, clip=CLIP, audio=AUDIO)
+
+
+def test_regression_targets_and_unlabelled_clips(tmp_path: Path) -> None:
+    reg = _shards(tmp_path / "r", 1, 1, n_frames=20, size=64, targets=[0.5, -1.0, 2.0])
+    item = ClipDataset(reg, None, train=False, clip=ClipConfig(image_size=64), audio=AUDIO)[0]
+    assert item["label"].dtype == torch.float32 and item["label"].tolist() == [0.5, -1.0, 2.0]
+    unl = _shards(tmp_path / "u", 1, 1, n_frames=20, size=64, label=-1)
+    item = ClipDataset(unl, None, train=False, clip=ClipConfig(image_size=64), audio=AUDIO)[0]
+    assert item["label"].item() == -1 and item["label"].dtype == torch.int64
+
+
+def test_default_collate_batches_train_items(shard_dir: Path) -> None:
+    ds = ClipDataset(shard_dir, None, train=True, clip=CLIP, audio=AUDIO)
+    batch = next(iter(DataLoader(ds, batch_size=2)))
+    assert batch["video"].shape == (2, 3, 16, 160, 160) and batch["audio"].shape == (2, 1, 256, 128)
+    assert batch["label"].shape == (2,) and len(batch["key"]) == 2
+
+
+def test_corrupt_frames_raise_in_the_indexed_reader(tmp_path: Path) -> None:
+    out = _shards(tmp_path, 2, 2, n_frames=20, size=64, bad={1: "00004.jpg"})
+    ds = ClipDataset(out, None, train=False, clip=ClipConfig(image_size=64), audio=AUDIO)
+    with pytest.raises(CorruptSampleError, match=r"shard-000000.tar: sample 'demo__c01': frame 4"):
+        ds[ds.keys.index("demo__c01")]
+
+
+def test_mismatched_fbank_bins_are_refused(shard_dir: Path) -> None:
+    with pytest.raises(ValueError, match=r"shards hold 128-bin fbank but data\.audio\.num_mel_bins is 64"):
+        ClipDataset(shard_dir, None, train=False, clip=CLIP, audio=AudioConfig(num_mel_bins=64))
+
+
+# ---------------------------------------------------------------------------------------- streaming
+
+SMALL = ClipConfig(num_frames=4, sampling_rate=2, image_size=32)
+
+
+@pytest.fixture(scope="module")
+def stream_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("stream")
+    writer = ShardWriter(out, 1 << 30, 3)
+    for i in range(24):  # 8 shards of 3
+        writer.write(f"demo__s{i:02d}", _sample(i, 12, size=32))
+    index = ShardIndex("demo", writer.close(), "fbank", "fp", {"num_mel_bins": 128})
+    (out / INDEX_NAME).write_text(json.dumps(index.to_json()))
+    return out
+
+
+def test_stream_splits_over_ranks_and_workers_and_covers_everything(stream_dir: Path) -> None:
+    per_rank = []
+    for rank in range(2):
+        stream = pretrain_stream(
+            [stream_dir], clip=SMALL, audio=AUDIO, seed=0, rank=rank, world_size=2, samples_per_epoch=None
+        )
+        loader = DataLoader(stream, batch_size=3, num_workers=2)
+        keys = [k for batch in loader for k in batch["key"]]
+        assert len(stream) == 12
+        per_rank.append(keys)
+    assert len(per_rank[0]) == len(per_rank[1]) == 12  # equal batches per rank
+    everything = per_rank[0] + per_rank[1]
+    assert sorted(everything) == [f"demo__s{i:02d}" for i in range(24)]  # each sample exactly once
+
+
+def test_stream_items_and_equal_quota_with_resampling(stream_dir: Path) -> None:
+    counts = []
+    for rank in range(3):
+        stream = pretrain_stream(
+            [stream_dir], clip=SMALL, audio=AUDIO, seed=5, rank=rank, world_size=3, samples_per_epoch=20
+        )
+        items = list(stream)
+        counts.append(len(items))
+    assert counts == [6, 6, 6]
+    item = items[0]
+    assert set(item) == {"video", "audio", "key"}
+    assert item["video"].shape == (3, 4, 32, 32) and item["audio"].shape == (1, 256, 128)
+    stream.set_epoch(1)
+    assert [i["key"] for i in stream] != [i["key"] for i in items]  # reshuffled per epoch
+
+
+def test_too_few_shards_for_the_readers_is_a_clear_error(stream_dir: Path) -> None:
+    with pytest.raises(ValueError, match=r"8 shard\(s\) for 10 readers \(world_size 5 x 2 DataLoader workers\)"):
+        pretrain_stream(
+            [stream_dir], clip=SMALL, audio=AUDIO, seed=0, rank=0, world_size=5, samples_per_epoch=None, num_workers=2
+        )
+    lazy = pretrain_stream([stream_dir], clip=SMALL, audio=AUDIO, seed=0, rank=0, world_size=9, samples_per_epoch=None)
+    with pytest.raises(ValueError, match="every reader needs at least one shard"):
+        next(iter(lazy))
+
+
+def test_stream_skips_and_counts_corrupt_samples(tmp_path: Path) -> None:
+    out = _shards(tmp_path, 6, 3, n_frames=12, size=32, bad={2: "meta.json"})
+    stream = pretrain_stream([out], clip=SMALL, audio=AUDIO, seed=0, rank=0, world_size=1, samples_per_epoch=6)
+    keys = [item["key"] for item in stream]
+    assert len(keys) == 6 and stream.skipped >= 1  # the quota is still met (from the other samples)
+
+
+# ---------------------------------------------------------------------------------------- transforms
+
+
+def test_finetune_augmentation_is_identical_for_every_frame() -> None:
+    frame = media.face_frames(1, (160, 160))[0]
+    frames = np.stack([frame] * 4)
+    t = ClipTransform(160, AugmentConfig(erase_prob=0.0))
+    for seed in range(5):
+        out = t.finetune(frames, np.random.default_rng(seed))
+        assert out.shape == (3, 4, 160, 160)
+        assert all(torch.equal(out[:, 0], out[:, k]) for k in range(1, 4)), f"seed {seed}"
+    plain = ClipTransform(160, AugmentConfig(rand_augment="", erase_prob=0.0, hflip=0.0, rrc_scale=(1.0, 1.0)))
+    torch.testing.assert_close(plain.finetune(frames, np.random.default_rng(0)), plain.eval(frames))
+
+
+def test_erasing_is_one_box_per_clip() -> None:
+    frames = np.stack([np.full((64, 64, 3), 128, np.uint8)] * 3)
+    t = ClipTransform(64, AugmentConfig(rand_augment="", erase_prob=1.0, rrc_scale=(1.0, 1.0), hflip=0.0))
+    out = t.finetune(frames, np.random.default_rng(0))
+    changed = (out - t.eval(frames)).abs().sum(0) > 1e-6  # [T, H, W]
+    assert changed[0].any() and all(torch.equal(changed[0], changed[k]) for k in (1, 2))
+
+
+def test_crop_parameters_stay_in_bounds() -> None:
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        top, left, h, w = rrc_params(rng, 160, 160, (0.08, 1.0), (0.75, 4 / 3))
+        assert 0 <= top <= 160 - h and 0 <= left <= 160 - w and 0.08 * 0.99 <= h * w / 160**2 <= 1.0
+        top, left, h, w = multi_scale_crop_params(rng, 160, 160, 160, (1.0, 0.875, 0.75, 0.66), 1)
+        assert h in (160, 140, 120, 105) and w in (160, 140, 120, 105) and top + h <= 160 and left + w <= 160
