@@ -32,6 +32,7 @@ import math
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -483,6 +484,7 @@ class StageRun:
         self._next_try = 0.0
         self._retry_s = _float_env(RETRY_ENV, 10.0)
         self._closed = False
+        self._lock = threading.RLock()  # log calls may come from several threads
 
     # -- state -------------------------------------------------------------------------------
     @property
@@ -513,6 +515,10 @@ class StageRun:
         return self._flush(force=force, raise_rejected=False)
 
     def _flush(self, force: bool, raise_rejected: bool) -> bool:
+        with self._lock:
+            return self._flush_locked(force, raise_rejected)
+
+    def _flush_locked(self, force: bool, raise_rejected: bool) -> bool:
         if not self._wal.pending:
             return True
         if not self._online and not force and time.monotonic() < self._next_try:
@@ -547,7 +553,8 @@ class StageRun:
         self._next_try = time.monotonic() + self._retry_s
 
     def _append(self, kind: str, **fields: Any) -> None:
-        self._wal.append(kind, **fields)
+        with self._lock:
+            self._wal.append(kind, **fields)
 
     # -- logging -----------------------------------------------------------------------------
     def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
@@ -882,11 +889,11 @@ def _sigterm_deferred(enabled: bool) -> Iterator[list[int]]:
         signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
-def _start_system_metrics(run_id: str, uri: str) -> Any:
+def _start_system_metrics(run_id: str, uri: str, node_id: str | None = None) -> Any:
     try:
         from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
 
-        monitor = SystemMetricsMonitor(run_id, tracking_uri=uri)
+        monitor = SystemMetricsMonitor(run_id, tracking_uri=uri, node_id=node_id)
         monitor.start()
         return monitor
     except Exception as exc:  # psutil/pynvml trouble must not stop training
@@ -988,7 +995,9 @@ def stage_run(
             if owner:
                 srun.log_params(flatten_params(params, sections))
             if want_sys:
-                monitor = _start_system_metrics(srun.run_id, uri)
+                # a resumed run (a Ray worker) reports under system/<node>/... next to the driver's
+                node = None if owner else f"worker-{socket.gethostname()}"
+                monitor = _start_system_metrics(srun.run_id, uri, node)
             yield srun
         status = "FINISHED"
     except BaseException as exc:
@@ -1119,13 +1128,18 @@ def register(
     alias: str | None = None,
     tracking_uri: str | None = None,
 ) -> int:
-    """Register ``model_uri`` as a new version of ``name`` (created if needed); returns the version."""
+    """Register ``model_uri`` as a new version of ``name`` (created if needed); returns the version.
+
+    The version is tagged with ``dvc.exp_name`` and ``avf.git_commit`` (when known) plus ``tags``.
+    """
     import mlflow
 
     uri = _current_uri(tracking_uri)
     _require_reachable(uri, "register a model")
     _set_global_uri(uri)
-    mv = mlflow.register_model(model_uri, name, tags={k: str(v) for k, v in (tags or {}).items()})
+    lineage = {"dvc.exp_name": os.environ.get("DVC_EXP_NAME"), "avf.git_commit": _git("rev-parse", "HEAD")}
+    all_tags = {k: v for k, v in lineage.items() if v} | {k: str(v) for k, v in (tags or {}).items()}
+    mv = mlflow.register_model(model_uri, name, tags=all_tags)
     version = int(mv.version)
     if alias:
         set_alias(name, alias, version, tracking_uri=uri)

@@ -160,9 +160,9 @@ class WriteAheadLog:
     def append(self, kind: str, **fields: Any) -> Entry:
         """Durably append an entry and queue it for sending."""
         entry: Entry = {"seq": self._next_seq, "kind": kind, **fields}
-        self._write(entry)
         self._next_seq += 1
-        self.pending.append(entry)
+        self.pending.append(entry)  # queued before the write: an interrupt in between loses nothing here
+        self._write(entry)
         return entry
 
     def mark_sent(self, upto_seq: int) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -68,7 +67,10 @@ def register(
     ),
     alias: str = typer.Option("candidate", "--alias", help="Alias for the new version ('' for none)."),
     metrics_file: Path | None = typer.Option(
-        None, "--metrics-file", help="metrics.json whose numbers become version tags (promote reads them)."
+        None,
+        "--metrics-file",
+        "--metrics",
+        help="metrics.json whose numbers become version tags (promote reads them).",
     ),
     tag: list[str] = typer.Option([], "--tag", help="Extra version tag KEY=VALUE (repeatable)."),
     out: Path | None = typer.Option(None, "--out", help="Write {name, version, alias, model_uri} as JSON here."),
@@ -95,8 +97,6 @@ def register(
         common.require_file(metrics_file, "metrics file")
         tags.update({k: repr(v) for k, v in _flat_numbers(json.loads(metrics_file.read_text())).items()})
     tags["avf.ablation"] = params.ablation.name
-    if exp := os.environ.get("DVC_EXP_NAME"):
-        tags["dvc.exp_name"] = exp
     tags.update(_parse_tags(tag))
     model_name = name or params.tracking.registered_model
     tracking.configure(params)

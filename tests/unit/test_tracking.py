@@ -38,7 +38,7 @@ class MarkerModel(mlflow.pyfunc.PythonModel):
     def load_context(self, context: Any) -> None:
         assert Path(context.artifacts["weights"]).read_text() == "w"
 
-    def predict(self, context: Any, model_input: Any, params: Any = None) -> list[float]:
+    def predict(self, context, model_input, params=None):  # no hints: MLflow would validate them
         return [self.marker] * len(model_input)
 
 
@@ -434,6 +434,10 @@ def test_register_alias_and_promote(store: dict[str, Any], tmp_path: Path) -> No
 
     v1 = tracking.register(uri_a, name, {"dvc.exp_name": "a"}, alias="candidate")
     assert v1 == 1 and isinstance(v1, int)
+    tags1 = store["client"].get_model_version(name, "1").tags
+    assert tags1["dvc.exp_name"] == "a"
+    if Path.cwd().resolve() == ROOT:
+        assert len(tags1["avf.git_commit"]) == 40
     assert tracking.get_alias_version(name, "nope") is None
     d = tracking.promote(name, actor="tester")
     assert d.promoted and d.champion_version is None and d.candidate_value == pytest.approx(0.6)
@@ -504,7 +508,7 @@ def test_registry_cli(store: dict[str, Any], tmp_path: Path) -> None:
 
     res = _cli([*p, "register", "--from-run-file", str(tmp_path / "nomodel.json")])
     assert res.exit_code == 3 and "no model_uri" in res.output
-    res = _cli([*p, "register", "--from-run-file", str(run_file), "--metrics-file", str(metrics), "--tag", "k=v"])
+    res = _cli([*p, "register", "--from-run-file", str(run_file), "--metrics", str(metrics), "--tag", "k=v"])
     assert res.exit_code == 0, res.output
     assert "registered avf-cli version 1 as @candidate" in res.output
     tags = store["client"].get_model_version("avf-cli", "1").tags
