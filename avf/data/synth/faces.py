@@ -38,64 +38,35 @@ class SourcePhoto:
     landmarks: dict[str, Point]
     head: tuple[float, float, float, float]  # head (with hair/hat) ellipse: cx, cy, ax, ay
     body: tuple[float, float, float, float]  # shoulders ellipse: cx, cy, ax, ay
+    rest: dict[str, float]  # expression offsets that bring the photo's own expression to neutral
 
 
+# fmt: off
 SOURCES: dict[str, SourcePhoto] = {
     "astronaut": SourcePhoto(
         "astronaut",
-        {
-            "eye_r": (204.5, 102.5),
-            "eye_r_up": (203, 97),
-            "eye_r_lo": (204, 104),
-            "eye_l": (246.5, 104.5),
-            "eye_l_up": (248, 100),
-            "eye_l_lo": (246, 106),
-            "brow_r_out": (188, 92),
-            "brow_r_mid": (198, 87),
-            "brow_r_in": (216, 89),
-            "brow_l_out": (264, 96),
-            "brow_l_mid": (254, 90),
-            "brow_l_in": (236, 90),
-            "mouth_r": (202, 139),
-            "mouth_l": (246, 141),
-            "lip_up_in": (223, 142),
-            "lip_lo_in": (223, 149),
-            "lip_lo_out": (223, 154),
-            "nose": (223, 131),
-            "chin": (221, 175),
-            "forehead": (227, 72),
-        },
-        head=(226, 100, 76, 88),
-        body=(250, 470, 250, 320),
+        {"eye_r": (204.5, 102.5), "eye_r_up": (203, 97), "eye_r_lo": (204, 104),
+         "eye_l": (246.5, 104.5), "eye_l_up": (248, 100), "eye_l_lo": (246, 106),
+         "brow_r_out": (188, 92), "brow_r_mid": (198, 87), "brow_r_in": (216, 89),
+         "brow_l_out": (264, 96), "brow_l_mid": (254, 90), "brow_l_in": (236, 90),
+         "mouth_r": (202, 139), "mouth_l": (246, 141), "lip_up_in": (223, 142), "lip_lo_in": (223, 149),
+         "lip_lo_out": (223, 154), "nose": (223, 131), "chin": (221, 175), "forehead": (227, 72)},
+        head=(226, 100, 76, 88), body=(250, 470, 250, 320),
+        rest={"smile": -0.45},  # she smiles in the photo
     ),
     "grace_hopper": SourcePhoto(
         "grace_hopper",
-        {
-            "eye_r": (219.5, 193.5),
-            "eye_r_up": (216, 187),
-            "eye_r_lo": (220, 197),
-            "eye_l": (307.5, 189),
-            "eye_l_up": (311, 182),
-            "eye_l_lo": (308, 193),
-            "brow_r_out": (182, 177),
-            "brow_r_mid": (202, 165),
-            "brow_r_in": (241, 164),
-            "brow_l_out": (342, 169),
-            "brow_l_mid": (322, 159),
-            "brow_l_in": (284, 162),
-            "mouth_r": (232, 278),
-            "mouth_l": (305, 275),
-            "lip_up_in": (270, 278),
-            "lip_lo_in": (270, 279),
-            "lip_lo_out": (271, 290),
-            "nose": (269, 247),
-            "chin": (274, 333),
-            "forehead": (260, 132),
-        },
-        head=(262, 190, 118, 170),
-        body=(265, 620, 270, 310),
+        {"eye_r": (219.5, 193.5), "eye_r_up": (216, 187), "eye_r_lo": (220, 197),
+         "eye_l": (307.5, 189), "eye_l_up": (311, 182), "eye_l_lo": (308, 193),
+         "brow_r_out": (182, 177), "brow_r_mid": (202, 165), "brow_r_in": (241, 164),
+         "brow_l_out": (342, 169), "brow_l_mid": (322, 159), "brow_l_in": (284, 162),
+         "mouth_r": (232, 278), "mouth_l": (305, 275), "lip_up_in": (270, 278), "lip_lo_in": (270, 279),
+         "lip_lo_out": (271, 290), "nose": (269, 247), "chin": (274, 333), "forehead": (260, 132)},
+        head=(262, 190, 118, 170), body=(265, 620, 270, 310),
+        rest={},
     ),
 }
+# fmt: on
 SOURCE_NAMES: tuple[str, ...] = tuple(SOURCES)
 
 
@@ -285,6 +256,7 @@ class Rig:
         m = self.lm
         self.mouth_centre = 0.5 * (m["lip_up_in"] + m["lip_lo_in"])
         self.mouth_halfwidth = 0.5 * float(np.linalg.norm(m["mouth_l"] - m["mouth_r"]))
+        self.rest = np.array([src.rest.get(n, 0.0) for n in EXPRESSIONS], dtype=np.float32)
 
     # -- displacement fields -------------------------------------------------------------------------------
     def _gauss(self, px: np.ndarray, centre: np.ndarray, sx: float, sy: float) -> np.ndarray:
@@ -353,6 +325,7 @@ class Rig:
     # -- rendering -----------------------------------------------------------------------------------------
     def render(self, expr: np.ndarray, head: np.ndarray) -> np.ndarray:
         """One RGB frame from expression coefficients (order :data:`EXPRESSIONS`) and head (:data:`HEAD`)."""
+        expr = expr + self.rest
         maps = self._base.copy()
         _axpy(maps[:, self._roi[0], self._roi[1]], expr, self._expr)
         img = cv2.remap(self.image, maps[0], maps[1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)

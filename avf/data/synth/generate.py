@@ -41,9 +41,14 @@ class Actor:
 
     @classmethod
     def build(cls, spec: layouts.ActorSpec, cfg: SynthConfig) -> Actor:
-        look = faces.sample_appearance(spec.source, np.random.default_rng(derive_seed(cfg.seed, "look", spec.key)))
-        v = voice.actor_voice(spec.male, np.random.default_rng(derive_seed(cfg.seed, "voice", spec.key)))
+        look, v = identity(spec, cfg)
         return cls(spec, look, v, faces.Rig(look, cfg.frame_size))
+
+
+def identity(spec: layouts.ActorSpec, cfg: SynthConfig) -> tuple[faces.Appearance, voice.Voice]:
+    """An actor's look and voice, drawn from seeds of (cfg.seed, dataset, actor id)."""
+    look = faces.sample_appearance(spec.source, np.random.default_rng(derive_seed(cfg.seed, "look", spec.key)))
+    return look, voice.actor_voice(spec.male, np.random.default_rng(derive_seed(cfg.seed, "voice", spec.key)))
 
 
 @dataclass
