@@ -64,13 +64,18 @@ def face_frames(
 ) -> list[np.ndarray]:
     """``n`` RGB frames (H, W, 3) of a face photo drifting sinusoidally by up to ``motion`` pixels.
 
-    The photo is scaled to the frame height and centred horizontally; ``face=None`` gives moving
-    low-frequency noise with no face in it.
+    The photo is scaled to the frame height and centred horizontally; ``face=None`` gives a moving
+    colour gradient with rectangles (no face in it).
     """
     w, h = size
-    if face is None:
+    if face is None:  # a colour gradient with a few rectangles: no face-like blobs
         rng = np.random.default_rng(seed)
-        base = cv2.resize(rng.integers(0, 255, (h // 8 + 2, w // 8 + 2, 3), dtype=np.uint8), (w + 32, h + 32))
+        yy, xx = np.mgrid[0 : h + 32, 0 : w + 32]
+        base = np.stack([xx * 255 // (w + 32), yy * 255 // (h + 32), np.full_like(xx, 90)], -1).astype(np.uint8)
+        for _ in range(4):
+            x0, y0 = int(rng.integers(0, w)), int(rng.integers(0, h))
+            color = tuple(int(c) for c in rng.integers(0, 255, 3))
+            cv2.rectangle(base, (x0, y0), (x0 + w // 5, y0 + h // 7), color, -1)
     else:
         img = face_image(face)
         scale = h / img.shape[0]
@@ -127,12 +132,15 @@ def write_video(
     audio: np.ndarray | None = None,
     sample_rate: int = 16000,
     rotation: int = 0,
+    faststart: bool = False,
 ) -> Path:
     """Write RGB ``frames`` (and optional float ``audio`` (channels, samples)) to ``path``.
 
     ``times`` gives each frame's timestamp in seconds (variable frame rate); by default frames are at
     ``i / fps``. ``rotation`` (0, 90, 180, 270, counter-clockwise) stores the frames rotated and sets
     the display matrix, like a phone does: decoders that honour it show ``frames`` as given.
+    ``faststart`` (mp4/mov) puts the index before the media data, as streaming sites do, so a
+    truncated copy still opens and fails while decoding.
     """
     path = Path(path)
     vcodec, acodec = _CODECS.get(path.suffix.lower(), ("libx264", "aac"))
@@ -140,7 +148,8 @@ def write_video(
     stored = [np.ascontiguousarray(np.rot90(f, k=-k)) for f in frames]
     height, width = stored[0].shape[:2]
     path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(path), "w") as container:
+    options = {"movflags": "faststart"} if faststart else {}
+    with av.open(str(path), "w", options=options) as container:
         vs = container.add_stream(vcodec, rate=round(fps))
         vs.width, vs.height, vs.pix_fmt = width, height, "yuv420p"
         tb = fractions.Fraction(1, 1000) if times is not None else fractions.Fraction(1, round(fps))
@@ -203,6 +212,7 @@ def write_clip(
     rotation: int = 0,
     vfr: bool = False,
     amplitude: float = 0.3,
+    faststart: bool = False,
 ) -> Path:
     """A talking-face-like clip: moving face photo plus a tone schedule (see :func:`tone_schedule`).
 
@@ -216,7 +226,9 @@ def write_clip(
         times = times[:n]
     frames = face_frames(n, size, face)
     wave = tone_schedule(tones, seconds, sample_rate, tone_every, channels, amplitude) if audio else None
-    return write_video(path, frames, fps=fps, times=times, audio=wave, sample_rate=sample_rate, rotation=rotation)
+    return write_video(
+        path, frames, fps=fps, times=times, audio=wave, sample_rate=sample_rate, rotation=rotation, faststart=faststart
+    )
 
 
 def write_wav(path: str | Path, audio: np.ndarray, sample_rate: int) -> Path:

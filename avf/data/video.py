@@ -55,6 +55,7 @@ _PLANAR_YUV = {
     "yuv444p": (1, 1, False),
     "yuvj444p": (1, 1, True),
 }
+TRUNCATED_SHARE = 0.9  # fewer decodable frames than this share of the container's count: truncated file
 _AVCOL_SPC_BT709 = 1
 _AVCOL_RANGE_JPEG = 2
 
@@ -285,7 +286,8 @@ def iter_frames(
     (seconds) keep only frames with ``start <= t < end`` (the decoder seeks to the keyframe before
     ``start``); ``index`` counts the frames yielded. ``threads`` is the decoder's thread count (1:
     parallelism comes from worker processes; 0: FFmpeg's choice). Raises :class:`MediaError` when the
-    file cannot be opened, has no video stream, or a packet cannot be decoded.
+    file cannot be opened, has no video stream, a packet cannot be decoded, or (full decodes) fewer
+    than 90 % of the frames the container lists come out (a truncated download).
     """
     with open_media(path) as c:
         if not c.streams.video:
@@ -309,11 +311,14 @@ def iter_frames(
                 if start is not None and t < start - 1e-6:
                     continue
                 if end is not None and t >= end - 1e-6:
-                    break
+                    return
                 yield VideoFrame(index, float(t), FrameImage(frame, _norm_rotation(frame.rotation)))
                 index += 1
         except av.FFmpegError as e:
             raise MediaError(path, f"decode error after {decoded} frames: {ffmpeg_reason(e)}") from None
+        declared = int(vs.frames or 0)
+        if start is None and declared > 0 and decoded < TRUNCATED_SHARE * declared:
+            raise MediaError(path, f"truncated or corrupt: only {decoded} of {declared} frames decodable")
 
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -375,11 +380,14 @@ def decode_jpeg(data: bytes) -> np.ndarray:
 
 
 def write_jpeg_clip(path: str | Path, jpegs: Sequence[bytes], times: Sequence[float], size: int) -> None:
-    """Write JPEG frames with their timestamps (seconds) as a Matroska MJPEG clip (1 ms resolution)."""
+    """Write JPEG frames with their timestamps (seconds) as a Matroska MJPEG clip (1 ms resolution).
+
+    The file is bit-exact (no random segment id or date): equal frames give equal bytes.
+    """
     if len(jpegs) != len(times) or not jpegs:
         raise ValueError(f"need as many timestamps as frames (>0), got {len(jpegs)} frames, {len(times)} times")
     t0 = float(times[0])
-    with av.open(str(path), "w", format="matroska") as c:
+    with av.open(str(path), "w", format="matroska", options={"fflags": "+bitexact"}) as c:  # reproducible bytes
         s = c.add_stream("mjpeg", rate=25)
         s.width = s.height = size
         s.pix_fmt = "yuvj420p"

@@ -1,0 +1,170 @@
+"""`avf data faces|audio|manifest|shards|inspect` end to end on generated clips (real MediaPipe)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import yaml
+from typer.testing import CliRunner
+
+from avf.cli import app
+from avf.config.data import AudioConfig, ClipConfig
+from avf.data.loader import ClipDataset
+from avf.data.manifest import read_manifest
+from tests import media
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def raw(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("raw")
+    media.write_clip(root / "spk1" / "happy.mp4", seconds=1.2, size=(192, 160))
+    media.write_clip(root / "spk1" / "calm.mp4", seconds=1.0, size=(160, 160), face="grace_hopper")
+    media.write_clip(root / "spk2" / "mute.mp4", seconds=1.0, size=(160, 160), audio=False)
+    media.write_clip(root / "spk2" / "empty room.mp4", seconds=1.0, size=(160, 160), face=None)
+    return root
+
+
+def _params(tmp: Path, raw: Path, **data: Any) -> Path:
+    params = {
+        "data": {
+            "datasets": {"demo": {"adapter": "folder", "raw_dir": str(raw), "roles": ["pretrain"]}},
+            "target": "demo",
+            "face": {
+                "detector_model": str(ROOT / "models/assets/face_detection_short_range.tflite"),
+                "landmark_model": str(ROOT / "models/assets/face_landmark.tflite"),
+                **data.pop("face", {}),
+            },
+            "workers": 1,
+            "max_fail_frac": 0.5,
+            **data,
+        }
+    }
+    path = tmp / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    return path
+
+
+def avf(params: Path, *args: str) -> Any:
+    return CliRunner().invoke(app, ["--params", str(params), "data", *map(str, args)])
+
+
+def _summary(tmp: Path, stage: str) -> dict[str, Any]:
+    return json.loads((tmp / "reports" / stage / "demo" / "summary.json").read_text())
+
+
+def _failures(tmp: Path, stage: str) -> list[dict[str, str]]:
+    with open(tmp / "reports" / stage / "demo" / "failures.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def test_pipeline_end_to_end(tmp_path: Path, raw: Path) -> None:
+    p = _params(tmp_path, raw)
+    faces, audio, manifest, shards, reports = (
+        tmp_path / n for n in ("faces", "audio", "m.parquet", "shards", "reports")
+    )
+    r = avf(p, "faces", "--dataset", "demo", "--out", faces, "--reports", reports)
+    assert r.exit_code == 0, r.output
+    produced = {f.name for f in faces.iterdir()}
+    assert produced == {f"spk{c}.{ext}" for c in ("1-happy", "1-calm", "2-mute") for ext in ("mkv", "json")} | {
+        "spk2-empty_room.json"
+    }
+    assert _failures(tmp_path, "faces") == [
+        {
+            "file": str(raw / "spk2" / "empty room.mp4"),
+            "clip_id": "spk2-empty_room",
+            "reason": "no face: none found in 5 sampled frames",
+        }
+    ]
+    s = _summary(tmp_path, "faces")
+    assert (s["processed"], s["skipped"], s["failed"], s["failed_by_reason"]) == (3, 0, 1, {"no face": 1})
+    sidecar = json.loads((faces / "spk1-happy.json").read_text())
+    assert sidecar["status"] == "ok" and sidecar["frames_kept"] == 30 and sidecar["coverage"] == 1.0
+    assert len(sidecar["times"]) == 30 and sidecar["times"][1] == pytest.approx(0.04)
+
+    r = avf(p, "audio", "--dataset", "demo", "--faces", faces, "--out", audio, "--reports", reports)
+    assert r.exit_code == 0, r.output
+    s = _summary(tmp_path, "audio")
+    assert (s["processed"], s["excluded"], s["flagged"]) == (3, 1, {"audio missing": 1})
+    assert json.loads((audio / "spk2-mute.json").read_text())["audio_status"] == "missing"
+
+    r = avf(
+        p, "manifest", "--dataset", "demo", "--faces", faces, "--audio", audio, "--out", manifest, "--reports", reports
+    )
+    assert r.exit_code == 0, r.output
+    df = read_manifest(manifest).set_index("clip_id")
+    assert df.loc["spk1-happy", "status"] == "ok" and df.loc["spk1-happy", "subject"] == "spk1"
+    assert df.loc["spk1-happy", "num_frames"] == 30 and df.loc["spk1-happy", "fps"] == pytest.approx(25.0)
+    assert df.loc["spk2-mute", "audio_status"] == "missing" and df.loc["spk2-empty_room", "status"].startswith(
+        "no face"
+    )
+
+    r = avf(p, "shards", "--dataset", "demo", "--manifest", manifest, "--out", shards, "--reports", reports)
+    assert r.exit_code == 0, r.output
+    assert _summary(tmp_path, "shards")["samples"] == 3
+
+    r = avf(p, "inspect", shards, "--verify")
+    assert r.exit_code == 0 and "verified 3 samples" in r.output, r.output
+    r = avf(p, "inspect", manifest)
+    assert r.exit_code == 0 and "4 clips, 2 subjects" in r.output, r.output
+
+    ds = ClipDataset(shards, None, train=False, clip=ClipConfig(), audio=AudioConfig())
+    item = ds[ds.keys.index("demo__spk1-happy")]
+    assert item["video"].shape == (2, 3, 16, 160, 160) and item["label"].item() == -1
+    assert torch.isfinite(item["audio"]).all()
+
+
+def test_reruns_skip_done_clips_and_redo_them_when_params_change(tmp_path: Path, raw: Path) -> None:
+    p = _params(tmp_path, raw)
+    out, reports = tmp_path / "faces", tmp_path / "reports"
+    assert avf(p, "faces", "-d", "demo", "--out", out, "--reports", reports).exit_code == 0
+    before = (out / "spk1-happy.mkv").stat().st_mtime_ns
+    r = avf(p, "faces", "-d", "demo", "--out", out, "--reports", reports)
+    assert r.exit_code == 0
+    s = _summary(tmp_path, "faces")
+    assert (s["processed"], s["skipped"], s["failed"]) == (0, 3, 1)  # the failure is remembered, not redone
+    assert (out / "spk1-happy.mkv").stat().st_mtime_ns == before
+    p = _params(tmp_path, raw, face={"margin": 0.4})
+    assert avf(p, "faces", "-d", "demo", "--out", out, "--reports", reports).exit_code == 0
+    assert _summary(tmp_path, "faces")["processed"] == 3
+    assert not list(out.glob(".*"))  # no temporary files left behind
+
+
+def test_failure_share_above_the_threshold_exits_1(tmp_path: Path, raw: Path) -> None:
+    p = _params(tmp_path, raw, max_fail_frac=0.1)
+    r = avf(p, "faces", "-d", "demo", "--out", tmp_path / "faces", "--reports", tmp_path / "reports")
+    assert r.exit_code == 1
+    assert "1 of 4 clips failed (25.0% > data.max_fail_frac 10.0%)" in r.output
+    assert _summary(tmp_path, "faces")["passed"] is False
+
+
+def test_usage_and_missing_input_errors(tmp_path: Path, raw: Path) -> None:
+    p = _params(tmp_path, raw)
+    r = avf(p, "faces", "-d", "nope", "--out", tmp_path / "f")
+    assert r.exit_code == 2 and "unknown dataset 'nope'" in r.output
+    p = _params(tmp_path, tmp_path / "missing")
+    r = avf(p, "faces", "-d", "demo", "--out", tmp_path / "f", "--reports", tmp_path / "reports")
+    assert r.exit_code == 3 and "not found" in r.output
+    r = avf(p, "shards", "-d", "demo", "--manifest", tmp_path / "none.parquet", "--out", tmp_path / "s")
+    assert r.exit_code == 3 and "manifest not found" in r.output
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("executor", ["process", "ray"])
+def test_parallel_executors_give_the_same_outputs(tmp_path: Path, raw: Path, executor: str) -> None:
+    inline = _params(tmp_path, raw)
+    assert avf(inline, "faces", "-d", "demo", "--out", tmp_path / "a", "--reports", tmp_path / "r1").exit_code == 0
+    fanned = _params(tmp_path, raw, workers=2, executor=executor)
+    r = avf(fanned, "faces", "-d", "demo", "--out", tmp_path / "b", "--reports", tmp_path / "r2")
+    assert r.exit_code == 0, r.output
+    for sidecar in (tmp_path / "a").glob("*.json"):
+        a, b = json.loads(sidecar.read_text()), json.loads((tmp_path / "b" / sidecar.name).read_text())
+        assert a["status"] == b["status"] and a["times"] == b["times"] if "times" in a else a == b
+    for clip in (tmp_path / "a").glob("*.mkv"):
+        assert clip.read_bytes() == (tmp_path / "b" / clip.name).read_bytes()
