@@ -241,18 +241,19 @@ class Rig:
         self._grid = np.stack([xx, yy])
         off = self._grid - c_out[:, None, None].astype(np.float32)
         c_map = c_src.astype(np.float32)[:, None, None]
-        self._base = (np.einsum("ij,jhw->ihw", self._inv, off) + c_map).astype(np.float32)
+        self._base = _hwc(np.einsum("ij,jhw->ihw", self._inv, off) + c_map)
 
-        # expression bases restricted to a face ROI (forward displacement fields, output pixels per unit)
+        # expression bases restricted to an even-sized face ROI (forward displacement fields, output pixels
+        # per unit), stored as backward maps in source units (-inv @ v) at half resolution: they are smooth,
+        # and summing them is the per-frame cost that matters
         pts = np.array(list(self.lm.values()))
         lo = np.floor(pts.min(0) - 0.9 * u).astype(int).clip(0, size)
-        hi = np.ceil(pts.max(0) + 0.9 * u).astype(int).clip(0, size)
+        hi = lo + 2 * ((np.ceil(pts.max(0) + 0.9 * u).astype(int).clip(0, size) - lo) // 2)
         self._roi = (slice(lo[1], hi[1]), slice(lo[0], hi[0]))
-        px = self._grid[:, self._roi[0], self._roi[1]]
-        fields = self._expression_fields(px)
-        # backward map in source units: base + inv @ (-v)
-        self._expr = np.stack([-np.einsum("ij,jhw->ihw", self._inv, fields[n]) for n in EXPRESSIONS]).astype(np.float32)
-        self._head = self._head_fields()
+        fields = self._expression_fields(self._grid[:, self._roi[0], self._roi[1]])
+        self._expr = np.stack([_half(-np.einsum("ij,jhw->ihw", self._inv, fields[n])) for n in EXPRESSIONS])
+        self._head = np.stack([_half(f) for f in self._head_fields()])
+        self._grid_hwc = _hwc(self._grid)
         m = self.lm
         self.mouth_centre = 0.5 * (m["lip_up_in"] + m["lip_lo_in"])
         self.mouth_halfwidth = 0.5 * float(np.linalg.norm(m["mouth_l"] - m["mouth_r"]))
@@ -327,12 +328,11 @@ class Rig:
         """One RGB frame from expression coefficients (order :data:`EXPRESSIONS`) and head (:data:`HEAD`)."""
         expr = expr + self.rest
         maps = self._base.copy()
-        _axpy(maps[:, self._roi[0], self._roi[1]], expr, self._expr)
-        img = cv2.remap(self.image, maps[0], maps[1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
+        maps[self._roi] += _full(_weighted_sum(expr, self._expr))
+        img = cv2.remap(self.image, maps, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
         self._draw_cavity(img, expr)
-        head_maps = self._grid.copy()
-        _axpy(head_maps, -head, self._head)
-        return cv2.remap(img, head_maps[0], head_maps[1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
+        head_maps = self._grid_hwc - _full(_weighted_sum(head, self._head))
+        return cv2.remap(img, head_maps, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
 
     def _draw_cavity(self, img: np.ndarray, expr: np.ndarray) -> None:
         e = dict(zip(EXPRESSIONS, expr, strict=True))
@@ -368,13 +368,31 @@ class Rig:
         img[y0:y1, x0:x1] = (patch + alpha[..., None] * (cavity - patch) + 0.5).astype(np.uint8)
 
 
-def _axpy(out: np.ndarray, coefs: np.ndarray, basis: np.ndarray) -> None:
-    """``out += sum_k coefs[k] * basis[k]`` in place (element-wise, no BLAS threads)."""
+def _hwc(field: np.ndarray) -> np.ndarray:
+    """(2, H, W) -> contiguous float32 (H, W, 2), the layout ``cv2.remap`` takes as one map."""
+    return np.ascontiguousarray(np.moveaxis(field, 0, -1), dtype=np.float32)
+
+
+def _half(field: np.ndarray) -> np.ndarray:
+    """(2, H, W) field -> (H/2, W/2, 2) by 2x2 averaging."""
+    f = _hwc(field)
+    return cv2.resize(f, (f.shape[1] // 2, f.shape[0] // 2), interpolation=cv2.INTER_AREA)
+
+
+def _full(field: np.ndarray) -> np.ndarray:
+    """(h, w, 2) half-resolution field -> (2h, 2w, 2), bilinear."""
+    return cv2.resize(field, (2 * field.shape[1], 2 * field.shape[0]), interpolation=cv2.INTER_LINEAR)
+
+
+def _weighted_sum(coefs: np.ndarray, basis: np.ndarray) -> np.ndarray:
+    """``sum_k coefs[k] * basis[k]`` (element-wise, no BLAS threads)."""
+    out = np.zeros(basis.shape[1:], np.float32)
     tmp = np.empty_like(out)
     for c, b in zip(coefs.tolist(), basis, strict=True):
         if c != 0.0:
             np.multiply(b, np.float32(c), out=tmp)
             out += tmp
+    return out
 
 
 def face_tracks(
