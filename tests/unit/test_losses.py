@@ -1,0 +1,139 @@
+"""Reconstruction targets, masked MSE and the contrastive loss (HCMCL)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+import torch.nn.functional as F
+
+from avf.losses import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    audio_targets,
+    contrastive_loss,
+    hcmcl,
+    masked_mse,
+    video_targets,
+)
+
+
+def _norm(x: torch.Tensor) -> torch.Tensor:
+    return (x - x.mean()) / (x.std(unbiased=True) + 1e-6)
+
+
+def test_video_targets_per_patch_per_channel_with_frame_difference() -> None:
+    torch.manual_seed(0)
+    patches = torch.randn(2, 3, 3, 2, 16, 16)  # [B, n, c, t, h, w], ImageNet-normalized
+    target = video_targets(patches, frame_diff=True)
+    plain = video_targets(patches, frame_diff=False)
+    assert target.shape == (2, 3, 1536) and target.dtype == torch.float32
+    b, n = 1, 2
+    t = target[b, n].view(2, 16, 16, 3)  # (p0, p1, p2, c) layout
+    p = plain[b, n].view(2, 16, 16, 3)
+    for c in range(3):
+        pixels = patches[b, n, c] * IMAGENET_STD[c] + IMAGENET_MEAN[c]
+        normed = _norm(pixels)  # over the 2x16x16 values of this channel
+        torch.testing.assert_close(p[..., c], normed.permute(0, 1, 2), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(t[0, ..., c], normed[0], rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(t[1, ..., c], normed[1] - normed[0], rtol=1e-5, atol=1e-5)
+
+
+def test_audio_targets() -> None:
+    torch.manual_seed(0)
+    patches = torch.randn(2, 5, 1, 16, 16) * 3 + 1
+    target = audio_targets(patches)
+    assert target.shape == (2, 5, 256)
+    torch.testing.assert_close(target[1, 4], _norm(patches[1, 4].flatten()), rtol=1e-5, atol=1e-5)
+
+
+def test_masked_mse_counts_only_loss_positions() -> None:
+    pred = torch.zeros(2, 3, 4)
+    target = torch.tensor([[1.0, 100.0, 2.0], [3.0, 100.0, 100.0]])[..., None].expand(2, 3, 4)
+    weight = torch.tensor([[True, False, True], [True, False, False]])
+    # per-token MSE 1, 4, 9 at the three loss positions -> mean 14 / 3
+    assert masked_mse(pred, target, weight).item() == pytest.approx(14 / 3)
+
+
+def test_contrastive_loss_hand_computed() -> None:
+    z_v = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    z_a = torch.tensor([[1.0, 0.0], [0.6, 0.8]])
+    tau = 0.5
+    # logits_v = z_v z_a^T / tau = [[2, 1.2], [0, 1.6]]; logits_a = its transpose = [[2, 0], [1.2, 1.6]]
+    ce_v = 0.5 * ((-2 + math.log(math.exp(2) + math.exp(1.2))) + (-1.6 + math.log(math.exp(0) + math.exp(1.6))))
+    ce_a = 0.5 * ((-2 + math.log(math.exp(2) + math.exp(0))) + (-1.6 + math.log(math.exp(1.2) + math.exp(1.6))))
+    expected = 0.5 * (ce_v + ce_a)
+    assert contrastive_loss(z_v, z_a, tau).item() == pytest.approx(expected, rel=1e-6)
+    # without a process group, gather_negatives changes nothing
+    assert contrastive_loss(z_v, z_a, tau, gather_negatives=True).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_hcmcl_pools_normalizes_and_sums_layers() -> None:
+    torch.manual_seed(0)
+    video = [torch.randn(4, 10, 8) for _ in range(3)]
+    audio = [torch.randn(4, 3, 8) for _ in range(3)]
+    expected = sum(
+        contrastive_loss(F.normalize(v.mean(1), dim=-1), F.normalize(a.mean(1), dim=-1), 0.07)
+        for v, a in zip(video, audio, strict=True)
+    )
+    assert hcmcl(video, audio, 0.07).item() == pytest.approx(float(expected), rel=1e-6)
+    with pytest.raises(ValueError):
+        hcmcl(video, audio[:2])
+
+
+def _dist_worker(rank: int, world: int, init_file: str, z_v: torch.Tensor, z_a: torch.Tensor, out: str) -> None:
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        rows = slice(rank * 2, rank * 2 + 2)
+        v = z_v[rows].clone().requires_grad_(True)
+        a = z_a[rows].clone().requires_grad_(True)
+        loss = contrastive_loss(v, a, 0.1, gather_negatives=True)
+        loss.backward()
+        torch.save({"loss": loss.detach(), "gv": v.grad, "ga": a.grad}, f"{out}.{rank}")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_gather_negatives_uses_rank_offsets(monkeypatch: pytest.MonkeyPatch) -> None:
+    """In-process check of the label offsets: rank r's rows are matched to rows r*B.. of the gathered set."""
+    import avf.losses as losses
+
+    torch.manual_seed(0)
+    z_v = F.normalize(torch.randn(4, 6), dim=-1)
+    z_a = F.normalize(torch.randn(4, 6), dim=-1)
+    full = contrastive_loss(z_v, z_a, 0.1)
+    monkeypatch.setattr(torch.distributed, "is_initialized", lambda: True)
+    per_rank = []
+    for rank in range(2):
+        local_v, local_a = z_v[2 * rank : 2 * rank + 2], z_a[2 * rank : 2 * rank + 2]
+        gathered = {id(local_v): z_v, id(local_a): z_a}
+        monkeypatch.setattr(losses, "_gather_with_grad", lambda x, g=gathered, r=rank: (g[id(x)], r))
+        per_rank.append(contrastive_loss(local_v, local_a, 0.1, gather_negatives=True))
+    assert (per_rank[0] + per_rank[1]).item() / 2 == pytest.approx(full.item(), rel=1e-6)
+
+
+@pytest.mark.slow
+def test_gather_negatives_across_two_ranks(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    z_v = F.normalize(torch.randn(4, 6), dim=-1)
+    z_a = F.normalize(torch.randn(4, 6), dim=-1)
+    out = str(tmp_path / "res")
+    mp.start_processes(
+        _dist_worker, args=(2, str(tmp_path / "init"), z_v, z_a, out), nprocs=2, join=True, start_method="spawn"
+    )
+    full_v, full_a = z_v.clone().requires_grad_(True), z_a.clone().requires_grad_(True)
+    full = contrastive_loss(full_v, full_a, 0.1)
+    full.backward()
+    results = [torch.load(f"{out}.{r}") for r in range(2)]
+    # mean of the per-rank losses is the full-batch loss (every rank sees all 4 clips as negatives)
+    assert (results[0]["loss"] + results[1]["loss"]).item() / 2 == pytest.approx(full.item(), rel=1e-5)
+    # the gather keeps the gradient path: DDP's 1/world averaging then gives the full-batch gradient
+    for r, res in enumerate(results):
+        rows = slice(2 * r, 2 * r + 2)
+        torch.testing.assert_close(res["gv"] / 2, full_v.grad[rows], rtol=1e-4, atol=1e-6)
+        torch.testing.assert_close(res["ga"] / 2, full_a.grad[rows], rtol=1e-4, atol=1e-6)
