@@ -123,13 +123,13 @@ def _write_reports(report_dir: Path, state: dict[str, Any], summary: dict[str, A
 def run_pretrain(params: Params, shard_root: Path, out: Path, report_dir: Path, storage: Path) -> dict[str, Any]:
     """Stage 1: self-supervised audio-visual masked autoencoding on the ``pretrain``-role datasets."""
     from avf import tracking
-    from avf.data.shards import count_samples
+    from avf.data.shards import ShardIndex
 
     names = datasets_with_role(params, "pretrain")
     if not names:
         raise ValueError("no dataset has the 'pretrain' role in params.yaml data.datasets")
     shard_dirs = [shard_root / n for n in names]
-    num = sum(count_samples(d) for d in shard_dirs)
+    num = sum(ShardIndex.load(d).num_samples for d in shard_dirs)
     with tracking.stage_run(params, stage="pretrain", sections=STAGE_SECTIONS["pretrain"]) as run:
         for d in shard_dirs:
             run.log_dataset(d.name, str(d), _dir_digest(d))

@@ -103,6 +103,7 @@ class PretrainTask:
             rank=self.session.rank,
             world_size=self.session.world_size,
             samples_per_epoch=self.samples_per_epoch,
+            num_workers=max(1, self.cfg.num_workers),
         )
         loader = torch.utils.data.DataLoader(
             stream,

@@ -43,7 +43,8 @@ def run_worker(config: dict[str, Any], session: Session) -> dict[str, Any]:
     """Run one stage's training on ``session`` (used by Ray workers and in-process tests)."""
     params = parse_params(config["params"], "<params from driver>")
     torch.manual_seed(params.seed)
-    torch.set_num_threads(max(1, int(config.get("threads_per_worker", torch.get_num_threads()))))
+    if config.get("threads_per_worker"):
+        torch.set_num_threads(max(1, int(config["threads_per_worker"])))
     task = build_task(config, params, session)
     run = None
     if session.rank == 0 and config.get("mlflow_run_id"):
