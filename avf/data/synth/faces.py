@@ -91,6 +91,11 @@ def load_source(name: str) -> np.ndarray:
     return img
 
 
+EXPRESSIONS: tuple[str, ...] = ("smile", "jaw", "stretch", "brow_raise", "brow_inner", "furrow", "eye_open")
+# per-actor face shape: resting mouth corners, mouth width, brow height and slant, eye size
+_SHAPE_RANGE = np.array([0.15, 0.0, 0.35, 0.35, 0.2, 0.2, 0.35])
+
+
 @dataclass(frozen=True)
 class Appearance:
     """How one actor looks: which photo, framed and coloured how."""
@@ -113,6 +118,7 @@ class Appearance:
     bg_angle: float
     bg_seed: int
     expressivity: float  # per-actor gain on the emotion cues
+    shape: tuple[float, ...]  # static per-actor offsets on the expression bases: brow height, eye size, ...
 
 
 def sample_appearance(source: str, rng: np.random.Generator) -> Appearance:
@@ -139,6 +145,7 @@ def sample_appearance(source: str, rng: np.random.Generator) -> Appearance:
         bg_angle=float(rng.uniform(0, np.pi)),
         bg_seed=int(rng.integers(2**31)),
         expressivity=float(rng.uniform(0.8, 1.2)),
+        shape=tuple(float(x) for x in rng.uniform(-1, 1, len(EXPRESSIONS)) * _SHAPE_RANGE),
     )
 
 
@@ -203,7 +210,6 @@ def _smoothstep(x: np.ndarray) -> np.ndarray:
     return x * x * (3 - 2 * x)
 
 
-EXPRESSIONS: tuple[str, ...] = ("smile", "jaw", "stretch", "brow_raise", "brow_inner", "furrow", "eye_open")
 HEAD: tuple[str, ...] = ("shake", "nod", "tilt")
 
 
@@ -257,7 +263,9 @@ class Rig:
         m = self.lm
         self.mouth_centre = 0.5 * (m["lip_up_in"] + m["lip_lo_in"])
         self.mouth_halfwidth = 0.5 * float(np.linalg.norm(m["mouth_l"] - m["mouth_r"]))
-        self.rest = np.array([src.rest.get(n, 0.0) for n in EXPRESSIONS], dtype=np.float32)
+        self.rest = np.array([src.rest.get(n, 0.0) for n in EXPRESSIONS], dtype=np.float32) + np.array(
+            app.shape, dtype=np.float32
+        )
 
     # -- displacement fields -------------------------------------------------------------------------------
     def _gauss(self, px: np.ndarray, centre: np.ndarray, sx: float, sy: float) -> np.ndarray:

@@ -14,7 +14,7 @@ from collections import Counter
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
@@ -24,6 +24,9 @@ from avf.data.synth import cues, faces, layouts, media, voice
 from avf.utils.io import atomic_path
 from avf.utils.progress import track
 from avf.utils.seed import derive_seed
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 log = logging.getLogger(__name__)
 WAV_RATE = 16000
@@ -156,7 +159,7 @@ class SynthSummary:
     def bytes(self) -> int:
         return int(sum(c["bytes"] for c in self.clips))
 
-    def table(self) -> Any:
+    def table(self) -> Table:
         """A rich Table: clips and media seconds per dataset and emotion, with totals."""
         from rich.table import Table
 
