@@ -399,7 +399,7 @@ def crop_clip(
             return
         cx, cy, side, angle = state
         a = crop_matrix((cx, cy), side * (1 + 2 * cfg.margin), angle, cfg.size)
-        jpeg = encode_jpeg(frame.image.warp(a, cfg.size), cfg.jpeg_quality)
+        jpeg = encode_jpeg(frame.image.warp(a, cfg.size, bgr=True), cfg.jpeg_quality, bgr=True)
         kept.append((frame.time, jpeg, tracker.covered(frame.index), state))
 
     def flush() -> None:

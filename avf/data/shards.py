@@ -226,9 +226,13 @@ def _closed_size(offset: int, key: str, members: Mapping[str, bytes]) -> int:
 
 
 def _check_member(shard: str | Path, key: str, member: tarfile.TarInfo) -> str:
-    name = member.name
     if not member.isreg():
-        raise CorruptSampleError(shard, key, f"member {name!r} is not a regular file")
+        raise CorruptSampleError(shard, key, f"member {member.name!r} is not a regular file")
+    return _member_suffix(shard, key, member.name)
+
+
+def _member_suffix(shard: str | Path, key: str, name: str) -> str:
+    """``<name>`` of a member called ``KEY.<name>``; anything else (traversal, odd names) is corrupt."""
     if "/" in name or "\\" in name or ".." in name or not _MEMBER.match(name):
         raise CorruptSampleError(shard, key, f"unsafe member name {name!r} (path traversal or odd characters)")
     mkey, _, rest = name.partition(".")
@@ -237,21 +241,68 @@ def _check_member(shard: str | Path, key: str, member: tarfile.TarInfo) -> str:
     return rest
 
 
+def _octal(field: bytes) -> int:
+    if field[:1] and field[0] & 0x80:  # GNU base-256 for huge sizes
+        return int.from_bytes(field[1:], "big")
+    text = field.split(b"\0", 1)[0].strip()
+    return int(text, 8) if text else 0
+
+
+def _tar_entries(blob: bytes) -> Iterator[tuple[str, bytes, bytes]]:
+    """``(name, typeflag, data)`` of the tar entries in ``blob`` (ustar, PAX and GNU long names).
+
+    A fast in-memory reader for one sample's byte range (``tarfile`` spends ~60 us per member); headers
+    are checksum-verified and nothing touches the file system. Raises ``ValueError`` on bad data.
+    """
+    view = memoryview(blob)
+    pos, end = 0, len(blob)
+    long_name: str | None = None
+    while pos + tarfile.BLOCKSIZE <= end:
+        header = bytes(view[pos : pos + tarfile.BLOCKSIZE])
+        if header.count(0) == tarfile.BLOCKSIZE:
+            return  # end-of-archive marker
+        stored = _octal(header[148:156])
+        unsigned = sum(header[:148]) + sum(header[156:]) + 8 * 32
+        if stored != unsigned:
+            high = np.frombuffer(header[:148] + header[156:], np.uint8) > 127
+            if stored != unsigned - 256 * int(high.sum()):  # some writers sum signed chars
+                raise ValueError(f"bad tar header checksum at byte {pos}")
+        size = _octal(header[124:136])
+        typeflag = header[156:157]
+        start = pos + tarfile.BLOCKSIZE
+        if start + size > end:
+            raise ValueError(f"member at byte {pos} runs past the end of the data (truncated)")
+        data = bytes(view[start : start + size])
+        pos = start + -(-size // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE
+        if typeflag == b"x":  # PAX extended header: "<len> key=value\n" records
+            for record in data.decode("utf-8").splitlines():
+                key, _, value = record.partition(" ")[2].partition("=")
+                if key == "path":
+                    long_name = value
+            continue
+        if typeflag == b"L":  # GNU long name
+            long_name = data.rstrip(b"\0").decode("utf-8")
+            continue
+        if typeflag == b"g":
+            continue
+        name = header[:100].split(b"\0", 1)[0].decode("utf-8")
+        prefix = header[345:500].split(b"\0", 1)[0].decode("utf-8") if header[257:262] == b"ustar" else ""
+        if long_name is not None:
+            name, long_name = long_name, None
+        elif prefix:
+            name = f"{prefix}/{name}"
+        yield name, typeflag, data
+
+
 def parse_sample(blob: bytes, key: str, shard: str | Path = "<memory>") -> dict[str, bytes]:
     """Members of one sample from its tar bytes, read in memory only (see the module docstring)."""
     out: dict[str, bytes] = {}
     try:
-        with tarfile.open(fileobj=io.BytesIO(blob), mode="r:") as tar:
-            for member in tar:
-                rest = _check_member(shard, key, member)
-                fh = tar.extractfile(member)
-                if fh is None:  # pragma: no cover - isreg() members always have data
-                    raise CorruptSampleError(shard, key, f"member {member.name!r} has no data")
-                data = fh.read()
-                if len(data) != member.size:
-                    raise CorruptSampleError(shard, key, f"member {member.name!r} is truncated")
-                out[rest] = data
-    except tarfile.TarError as e:
+        for name, typeflag, data in _tar_entries(blob):
+            if typeflag not in (b"0", b"\0"):
+                raise CorruptSampleError(shard, key, f"member {name!r} is not a regular file")
+            out[_member_suffix(shard, key, name)] = data
+    except (ValueError, UnicodeDecodeError) as e:
         raise CorruptSampleError(shard, key, f"unreadable tar data: {e}") from None
     if "meta.json" not in out:
         raise CorruptSampleError(shard, key, "no meta.json member")

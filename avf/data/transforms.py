@@ -41,8 +41,8 @@ __all__ = [
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-_MEAN = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-_STD = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+_MEAN255 = torch.tensor(IMAGENET_MEAN).view(3, 1, 1, 1) * 255.0
+_STD255 = torch.tensor(IMAGENET_STD).view(3, 1, 1, 1) * 255.0
 
 
 def rrc_params(
@@ -88,11 +88,11 @@ def multi_scale_crop_params(
 def random_erase(frames: torch.Tensor, rng: np.random.Generator, prob: float) -> torch.Tensor:
     """timm-style random erasing (pixel mode, 1 box, area 2-33 %, aspect 0.3-3.3), one box per clip.
 
-    ``frames`` is normalized ``[T, 3, H, W]``; the box gets N(0, 1) noise (independent per frame).
+    ``frames`` is a normalized clip ``[C, T, H, W]``; the box gets N(0, 1) noise (independent per frame).
     """
     if prob <= 0 or rng.random() >= prob:
         return frames
-    _, c, h, w = frames.shape
+    c, t, h, w = frames.shape
     for _ in range(10):
         target = h * w * rng.uniform(0.02, 1 / 3)
         aspect = math.exp(rng.uniform(math.log(0.3), math.log(1 / 0.3)))
@@ -100,9 +100,7 @@ def random_erase(frames: torch.Tensor, rng: np.random.Generator, prob: float) ->
         if ew < w and eh < h:
             top, left = int(rng.integers(0, h - eh + 1)), int(rng.integers(0, w - ew + 1))
             gen = torch.Generator().manual_seed(int(rng.integers(2**31)))
-            noise = torch.randn((frames.shape[0], c, eh, ew), generator=gen, dtype=frames.dtype)
-            frames = frames.clone()
-            frames[:, :, top : top + eh, left : left + ew] = noise
+            frames[:, :, top : top + eh, left : left + ew] = torch.randn((c, t, eh, ew), generator=gen)
             break
     return frames
 
@@ -112,10 +110,11 @@ def audio_gain(rng: np.random.Generator, beta: float = 10.0) -> float:
     return float(rng.beta(beta, beta) + 0.5)
 
 
-def _resize(frames: torch.Tensor, size: int) -> torch.Tensor:
-    if frames.shape[-2:] == (size, size):
-        return frames
-    return F.interpolate(frames, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+def _resized(x: torch.Tensor, size: int, antialias: bool = True) -> torch.Tensor:
+    """Bilinear resize of the last two dims of ``[C, T, H, W]`` to ``size`` (no-op when already there)."""
+    if x.shape[-2:] == (size, size):
+        return x
+    return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=antialias)
 
 
 class ClipTransform:
@@ -136,14 +135,15 @@ class ClipTransform:
 
     @staticmethod
     def _to_tensor(frames: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float().div_(255.0)
+        """``uint8 [T, H, W, 3]`` -> contiguous ``f32 [3, T, H, W]`` in 0..255 (transpose bytes, then convert)."""
+        return torch.from_numpy(np.ascontiguousarray(frames)).permute(3, 0, 1, 2).contiguous().float()
 
     @staticmethod
-    def _finish(frames: torch.Tensor) -> torch.Tensor:
-        return ((frames - _MEAN) / _STD).permute(1, 0, 2, 3).contiguous()
+    def _normalize(x: torch.Tensor) -> torch.Tensor:
+        return x.sub_(_MEAN255).div_(_STD255)
 
     def eval(self, frames: np.ndarray) -> torch.Tensor:
-        return self._finish(_resize(self._to_tensor(frames), self.size))
+        return self._normalize(_resized(self._to_tensor(frames), self.size).contiguous())
 
     def rand_augment(self, frames: np.ndarray, seed: int) -> np.ndarray:
         """The same RandAugment ops and magnitudes on every frame (timm's global RNGs re-seeded per frame)."""
@@ -170,14 +170,11 @@ class ClipTransform:
         seed = int(rng.integers(2**31))
         x = self._to_tensor(self.rand_augment(frames, seed))
         top, left, h, w = rrc_params(rng, x.shape[-2], x.shape[-1], a.rrc_scale, a.rrc_ratio)
-        x = F.interpolate(
-            x[:, :, top : top + h, left : left + w], size=(self.size, self.size), mode="bilinear", align_corners=False
-        )
+        x = _resized(x[..., top : top + h, left : left + w], self.size)
         if rng.random() < a.hflip:
             x = x.flip(-1)
-        x = (x - _MEAN) / _STD
-        x = random_erase(x, rng, a.erase_prob)
-        return x.permute(1, 0, 2, 3).contiguous()
+        x = self._normalize(x.contiguous())
+        return random_erase(x, rng, a.erase_prob)
 
     def pretrain(self, frames: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
         a = self.augment
@@ -185,7 +182,5 @@ class ClipTransform:
         top, left, h, w = multi_scale_crop_params(
             rng, x.shape[-2], x.shape[-1], self.size, a.pretrain_scales, a.pretrain_max_distort
         )
-        x = F.interpolate(
-            x[:, :, top : top + h, left : left + w], size=(self.size, self.size), mode="bilinear", align_corners=False
-        )
-        return self._finish(x)
+        x = _resized(x[..., top : top + h, left : left + w], self.size)
+        return self._normalize(x.contiguous())

@@ -22,6 +22,7 @@ import math
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -155,8 +156,9 @@ def probe(path: str | Path) -> VideoInfo:
         )
 
 
-def _yuv_to_rgb_matrix(bt709: bool, full_range: bool) -> np.ndarray:
-    """3x4 matrix (for ``cv2.transform``) mapping 8-bit (Y, U, V, 1) to RGB."""
+@cache
+def _yuv_to_rgb_matrix(bt709: bool, full_range: bool, bgr: bool = False) -> np.ndarray:
+    """3x4 matrix (for ``cv2.transform``) mapping 8-bit (Y, U, V, 1) to RGB (or BGR)."""
     kr, kb = (0.2126, 0.0722) if bt709 else (0.299, 0.114)
     kg = 1.0 - kr - kb
     ys, cs, y0 = (1.0, 1.0, 0.0) if full_range else (255.0 / 219.0, 255.0 / 224.0, 16.0)
@@ -169,18 +171,25 @@ def _yuv_to_rgb_matrix(bt709: bool, full_range: bool) -> np.ndarray:
         dtype=np.float64,
     )
     offset = -(m @ np.array([y0, 128.0, 128.0]))
-    return np.hstack([m, offset[:, None]]).astype(np.float32)
+    out = np.hstack([m, offset[:, None]]).astype(np.float32)
+    return np.ascontiguousarray(out[::-1]) if bgr else out
+
+
+_EYE3 = np.eye(3)
+_EYE3.setflags(write=False)
 
 
 def _display_to_stored(rotation: int, stored_w: int, stored_h: int) -> np.ndarray:
     """3x3 map from display pixel coordinates to stored pixel coordinates (pixel centres at integers)."""
+    if rotation == 0:
+        return _EYE3
     if rotation == 90:  # display = np.rot90(stored, 1)
         return np.array([[0, -1, stored_w - 1], [1, 0, 0], [0, 0, 1]], dtype=np.float64)
     if rotation == 180:
         return np.array([[-1, 0, stored_w - 1], [0, -1, stored_h - 1], [0, 0, 1]], dtype=np.float64)
     if rotation == 270:
         return np.array([[0, 1, 0], [-1, 0, stored_h - 1], [0, 0, 1]], dtype=np.float64)
-    return np.eye(3)
+    return _EYE3
 
 
 class FrameImage:
@@ -204,7 +213,8 @@ class FrameImage:
         if layout is not None:
             self._sub_x, self._sub_y, full = layout
             full = full or frame.color_range == _AVCOL_RANGE_JPEG
-            self._matrix = _yuv_to_rgb_matrix(frame.colorspace == _AVCOL_SPC_BT709, full)
+            self._matrix = _yuv_to_rgb_matrix(frame.colorspace == _AVCOL_SPC_BT709, full, False)
+            self._matrix_bgr = _yuv_to_rgb_matrix(frame.colorspace == _AVCOL_SPC_BT709, full, True)
             planes = []
             for i, plane in enumerate(frame.planes[:3]):
                 w = plane.width if i == 0 else -(-frame.width // self._sub_x)
@@ -222,20 +232,22 @@ class FrameImage:
             return self.stored_h, self.stored_w
         return self.stored_w, self.stored_h
 
-    def _to_rgb(self, yuv: np.ndarray) -> np.ndarray:
-        return cv2.transform(yuv, self._matrix)
+    def _to_rgb(self, yuv: np.ndarray, bgr: bool = False) -> np.ndarray:
+        return cv2.transform(yuv, self._matrix_bgr if bgr else self._matrix)
 
-    def warp(self, out_to_display: np.ndarray, size: int) -> np.ndarray:
+    def warp(self, out_to_display: np.ndarray, size: int, bgr: bool = False) -> np.ndarray:
         """RGB ``(size, size, 3)`` uint8: output pixel (u, v) samples display point ``A @ (u, v, 1)``.
 
         ``out_to_display`` is a 2x3 affine map; samples outside the frame are black (bilinear).
+        ``bgr`` returns OpenCV's channel order instead (for JPEG encoding without a conversion).
         """
         a = np.vstack([np.asarray(out_to_display, dtype=np.float64), [0, 0, 1]])
         m = _display_to_stored(self.rotation, self.stored_w, self.stored_h) @ a
         flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
         if self._planes is None:
             assert self._rgb is not None
-            return cv2.warpAffine(self._rgb, m[:2], (size, size), flags=flags, borderValue=(0, 0, 0))
+            out = cv2.warpAffine(self._rgb, m[:2], (size, size), flags=flags, borderValue=(0, 0, 0))
+            return out[:, :, ::-1].copy() if bgr else out
         y = cv2.warpAffine(self._planes[0], m[:2], (size, size), flags=flags, borderValue=16)
         # chroma sample (i, j) sits at luma ((i + 0.5) * sub - 0.5): map luma coordinates to chroma ones.
         to_chroma = np.array(
@@ -244,7 +256,7 @@ class FrameImage:
         mc = (to_chroma @ m)[:2]
         u = cv2.warpAffine(self._planes[1], mc, (size, size), flags=flags, borderValue=128)
         v = cv2.warpAffine(self._planes[2], mc, (size, size), flags=flags, borderValue=128)
-        return self._to_rgb(cv2.merge([y, u, v]))
+        return self._to_rgb(cv2.merge([y, u, v]), bgr)
 
     def rgb(self, max_side: int | None = None) -> np.ndarray:
         """The displayed frame as RGB ``(H, W, 3)`` uint8, downscaled (area) so its longest side <= max_side."""
@@ -363,9 +375,10 @@ def read_video(path: str | Path, max_side: int | None = None) -> tuple[np.ndarra
     return np.stack(frames), np.asarray(times)
 
 
-def encode_jpeg(rgb: np.ndarray, quality: int = 90) -> bytes:
-    """JPEG bytes of an RGB uint8 image (libjpeg-turbo via OpenCV)."""
-    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
+def encode_jpeg(rgb: np.ndarray, quality: int = 90, bgr: bool = False) -> bytes:
+    """JPEG bytes of an RGB (or, with ``bgr``, BGR) uint8 image (libjpeg-turbo via OpenCV)."""
+    img = rgb if bgr else cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+    ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:  # pragma: no cover - OpenCV only fails on impossible inputs
         raise ValueError("JPEG encoding failed")
     return buf.tobytes()

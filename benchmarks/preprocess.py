@@ -1,0 +1,340 @@
+"""Preprocessing and loader throughput on generated talking-face clips, one process, one thread.
+
+Measured in one run, on the same clips:
+
+1. **preprocessing vs. decoding**: clips per second per core through face cropping (detect, track,
+   crop, JPEG) + audio (16 kHz, align, wav) + sharding (fbank, tar), next to the floor: merely decoding
+   the same clips (every video frame to an RGB array, every audio frame to samples) with PyAV. The ratio
+   pipeline / decode is the overhead (target <= 1.5).
+2. **loader**: clips per second from shards (``ClipDataset``, a training window: 16 frames + its fbank,
+   augmentation off) vs. the official layout (a folder of per-frame JPEGs: PIL open + convert + resize to
+   160 for 16 frames, plus the wav and a Kaldi fbank of the window) (target shards >= 3x).
+3. **frame packing**: bytes per clip and time to get a 16-frame window from JPEG members vs. one H.264 mp4.
+4. **fbank placement**: time per audio window from the stored full-clip fbank vs. from the waveform.
+
+Run ``python benchmarks/preprocess.py [--quick]``; the JSON goes to ``reports/bench/preprocess.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+import wave
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    os.environ[_var] = "1"
+os.environ.setdefault("GLOG_minloglevel", "2")
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import av  # noqa: E402
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from avf.config.data import AudioConfig, AugmentConfig, ClipConfig, DataConfig, FaceConfig  # noqa: E402
+from avf.data import stages  # noqa: E402
+from avf.data.audio import log_mel, read_wav, window_from_waveform  # noqa: E402
+from avf.data.loader import ClipDataset, train_indices, window_span  # noqa: E402
+from avf.data.shards import INDEX_NAME, ShardIndex, ShardWriter  # noqa: E402
+from avf.data.transforms import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
+from avf.data.video import decode_jpeg, read_jpeg_clip  # noqa: E402
+from avf.utils.io import write_json  # noqa: E402
+from tests import media  # noqa: E402
+
+
+def _timed(fn: Callable[[], Any]) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+def make_clips(out: Path, n: int, size: tuple[int, int], seconds: float, fps: float) -> list[Path]:
+    """``n`` talking-face-like clips (H.264 + 48 kHz AAC), alternating the two face photos."""
+    tones = (220.0, 330.0, 440.0, 660.0)
+    return [
+        media.write_clip(
+            out / f"clip{i:02d}.mp4",
+            seconds=seconds,
+            fps=fps,
+            size=size,
+            face=media.FACES[i % 2],
+            tones=tones[i % 4 :] + tones[: i % 4],
+            sample_rate=48000,
+        )
+        for i in range(n)
+    ]
+
+
+def decode_only(path: Path) -> int:
+    """The floor: every video frame to RGB, every audio frame to samples (single-threaded decoder)."""
+    frames = 0
+    with av.open(str(path)) as c:
+        vs = c.streams.video[0]
+        vs.codec_context.thread_count = 1
+        for frame in c.decode(vs):
+            frame.to_ndarray(format="rgb24")
+            frames += 1
+    with av.open(str(path)) as c:
+        for frame in c.decode(c.streams.audio[0]):
+            frame.to_ndarray()
+    return frames
+
+
+def preprocess(clips: Sequence[Path], work: Path, cfg: DataConfig) -> dict[str, float]:
+    """faces -> audio -> shards for every clip, timed per stage (the stage job functions themselves)."""
+    faces, audio = work / "faces", work / "audio"
+    faces.mkdir(parents=True)
+    audio.mkdir(parents=True)
+    t: dict[str, float] = {"faces": 0.0, "audio": 0.0, "shards": 0.0}
+    writer = ShardWriter(work / "shards", 256 << 20, 1000)
+    for path in clips:
+        cid = path.stem
+        job = stages.FaceJob(cid, str(path), str(faces), cfg.face, "bench")
+        start = time.perf_counter()
+        side = stages.face_job(job)
+        t["faces"] += time.perf_counter() - start
+        assert side["status"] == "ok", side["status"]
+        ajob = stages.AudioJob(
+            cid, str(path), None, side["times"][0], side["duration_s"] + stages.AUDIO_MARGIN_S, 0.0, str(audio),
+            cfg.audio, "bench",
+        )  # fmt: skip
+        start = time.perf_counter()
+        aside = stages.audio_job(ajob)
+        t["audio"] += time.perf_counter() - start
+        assert aside["status"] == "ok", aside["status"]
+        row = {
+            "clip_id": cid, "dataset": "bench", "subject": "s", "label": 0, "label_name": "x", "targets": None,
+            "test_fold": -1, "official_split": None, "fps": side["fps"], "face_coverage": side["coverage"],
+            "has_audio": True, "audio_status": "ok", "face_path": str(faces / f"{cid}.mkv"),
+            "audio_path": str(audio / f"{cid}.wav"),
+        }  # fmt: skip
+        start = time.perf_counter()
+        writer.write(f"bench__{cid}", stages.shard_job(stages.ShardJob(f"bench__{cid}", row, cfg.audio, True)))
+        t["shards"] += time.perf_counter() - start
+    start = time.perf_counter()
+    index = ShardIndex("bench", writer.close(), "fbank", "bench", {"num_mel_bins": cfg.audio.num_mel_bins})
+    (work / "shards" / INDEX_NAME).write_text(json.dumps(index.to_json()))
+    t["shards"] += time.perf_counter() - start
+    return t
+
+
+def write_official_layout(work: Path, shard_dir: Path, side: int = 112) -> list[tuple[Path, Path]]:
+    """Per-frame JPEG folders (OpenFace's 112 px ``frame_det_00_000001.jpg``) + 16 kHz wavs, as HiCMAE reads."""
+    out = []
+    for face_clip in sorted((work / "faces").glob("*.mkv")):
+        folder = work / "official" / face_clip.stem
+        folder.mkdir(parents=True)
+        jpegs, _ = read_jpeg_clip(face_clip)
+        for i, data in enumerate(jpegs, 1):
+            small = cv2.resize(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR), (side, side))
+            cv2.imwrite(str(folder / f"frame_det_00_{i:06d}.jpg"), small, [cv2.IMWRITE_JPEG_QUALITY, 90])
+        out.append((folder, work / "audio" / f"{face_clip.stem}.wav"))
+    return out
+
+
+_MEAN = torch.tensor(IMAGENET_MEAN).view(3, 1, 1, 1)
+_STD = torch.tensor(IMAGENET_STD).view(3, 1, 1, 1)
+
+
+def official_item(folder: Path, wav_path: Path, rng: np.random.Generator, cfg: AudioConfig) -> dict[str, Any]:
+    """HiCMAE's VideoClsDatasetFrame, minus augmentation: sorted glob, PIL per frame, relative-position audio."""
+    from PIL import Image
+
+    files = sorted(folder.glob("*.jpg"))
+    n = len(files)
+    idx = train_indices(n, 16, 4, rng)
+    frames = [np.asarray(Image.open(files[i]).convert("RGB").resize((160, 160), Image.BILINEAR)) for i in idx]
+    video = (torch.from_numpy(np.stack(frames)).permute(3, 0, 1, 2).float() / 255 - _MEAN) / _STD
+    with wave.open(str(wav_path), "rb") as w:
+        samples = np.frombuffer(w.readframes(w.getnframes()), "<i2").astype(np.float32) / 32768
+    s0 = int(idx[0] / max(n - 1, 1) * len(samples))
+    s1 = int(min(idx[0] + 64, n - 1) / max(n - 1, 1) * len(samples))
+    return {"video": video, "audio": window_from_waveform(samples[s0:s1], 0.0, (s1 - s0) / 16000, cfg)}
+
+
+def loader_throughput(work: Path, official: list[tuple[Path, Path]], reps: int, cfg: AudioConfig) -> dict[str, float]:
+    plain = AugmentConfig(rand_augment="", erase_prob=0.0, hflip=0.0, rrc_scale=(1.0, 1.0), audio_gain=False)
+    ds = ClipDataset(work / "shards", None, train=True, clip=ClipConfig(), audio=cfg, augment=plain)
+    rng = np.random.default_rng(0)
+    n = len(ds)
+    ds[0], official_item(*official[0], rng, cfg)  # warm up (page cache, lazy imports)
+    t_shards = _timed(lambda: [ds[i % n] for i in range(reps)])
+    t_official = _timed(lambda: [official_item(*official[i % n], rng, cfg) for i in range(reps)])
+    return {
+        "clips": reps,
+        "shards_clips_per_s": reps / t_shards,
+        "official_jpeg_folders_clips_per_s": reps / t_official,
+        "speedup": t_official / t_shards,
+    }
+
+
+def frame_packing(work: Path, reps: int) -> dict[str, float]:
+    """JPEG members vs. one H.264 mp4 per clip: bytes and time for a 16-frame window (stride 4)."""
+    jpeg_bytes = mp4_bytes = 0
+    t_jpeg = t_mp4 = 0.0
+    clips = sorted((work / "faces").glob("*.mkv"))
+    for face_clip in clips:
+        jpegs, times = read_jpeg_clip(face_clip)
+        jpeg_bytes += sum(len(j) for j in jpegs)
+        buf = io.BytesIO()
+        with av.open(buf, "w", format="mp4") as c:
+            vs = c.add_stream("libx264", rate=25)
+            vs.width = vs.height = 160
+            vs.pix_fmt = "yuv420p"
+            vs.options = {"crf": "18", "preset": "veryfast"}
+            for j in jpegs:
+                for packet in vs.encode(av.VideoFrame.from_ndarray(decode_jpeg(j), format="rgb24")):
+                    c.mux(packet)
+            for packet in vs.encode():
+                c.mux(packet)
+        blob = buf.getvalue()
+        mp4_bytes += len(blob)
+        idx = np.arange(0, 64, 4)
+        idx = idx[idx < len(jpegs)]
+        for _ in range(reps):
+            t_jpeg += _timed(lambda jpegs=jpegs, idx=idx: [decode_jpeg(jpegs[i]) for i in idx])
+
+            def from_mp4(blob: bytes = blob, last: int = int(idx[-1])) -> None:
+                with av.open(io.BytesIO(blob)) as c:
+                    c.streams.video[0].codec_context.thread_count = 1
+                    for k, frame in enumerate(c.decode(video=0)):
+                        if k % 4 == 0:
+                            frame.to_ndarray(format="rgb24")
+                        if k >= last:
+                            break
+
+            t_mp4 += _timed(from_mp4)
+    n = len(clips) * reps
+    return {
+        "jpeg_kb_per_clip": jpeg_bytes / len(clips) / 1024,
+        "mp4_kb_per_clip": mp4_bytes / len(clips) / 1024,
+        "jpeg_window_ms": 1000 * t_jpeg / n,
+        "mp4_window_ms": 1000 * t_mp4 / n,
+    }
+
+
+def fbank_placement(work: Path, reps: int, cfg: AudioConfig) -> dict[str, float]:
+    wav_path = sorted((work / "audio").glob("*.wav"))[0]
+    samples = read_wav(wav_path)
+    full = log_mel(samples, cfg).astype(np.float16)
+    from avf.data.audio import fbank_window
+
+    span = (0.2, 0.2 + 2.56)
+    t_slice = _timed(lambda: [fbank_window(full, *span, cfg) for _ in range(reps)])
+    t_wave = _timed(lambda: [window_from_waveform(samples, *span, cfg) for _ in range(reps)])
+    seconds = len(samples) / 16000
+    return {
+        "slice_stored_fbank_ms": 1000 * t_slice / reps,
+        "fbank_from_waveform_ms": 1000 * t_wave / reps,
+        "fbank_float16_bytes_per_s": full.nbytes / seconds,
+        "pcm_int16_bytes_per_s": 2 * 16000,
+    }
+
+
+def run(size: tuple[int, int], n: int, seconds: float, fps: float, loader_reps: int, tmp: Path) -> dict[str, Any]:
+    work = tmp / f"{size[0]}x{size[1]}"
+    clips = make_clips(work / "raw", n, size, seconds, fps)
+    cfg = DataConfig(
+        face=FaceConfig(
+            detector_model=str(ROOT / "models/assets/face_detection_short_range.tflite"),
+            landmark_model=str(ROOT / "models/assets/face_landmark.tflite"),
+        )
+    )
+    from avf.data.face import get_detector
+
+    get_detector(cfg.face.detector_model, cfg.face.min_score)  # model load is per process, not per clip
+    decode_only(clips[0])  # warm up
+    frames = 0
+    t_decode = 0.0
+    for path in clips:
+        start = time.perf_counter()
+        frames += decode_only(path)
+        t_decode += time.perf_counter() - start
+    stage_t = preprocess(clips, work, cfg)
+    t_pipe = sum(stage_t.values())
+    # the same decode again after the pipeline, so both sides see the same machine state; take the mean
+    t_decode = (t_decode + sum(_timed(lambda p=p: decode_only(p)) for p in clips)) / 2
+    official = write_official_layout(work, work / "shards")
+    return {
+        "clip": {"size": f"{size[0]}x{size[1]}", "seconds": seconds, "fps": fps, "clips": n, "frames": frames},
+        "decode_only": {"s": t_decode, "clips_per_s_per_core": n / t_decode, "ms_per_frame": 1000 * t_decode / frames},
+        "pipeline": {
+            "s": t_pipe,
+            "clips_per_s_per_core": n / t_pipe,
+            "ms_per_frame": 1000 * t_pipe / frames,
+            "stage_s": stage_t,
+        },
+        "overhead_vs_decode": t_pipe / t_decode,
+        "loader": loader_throughput(work, official, loader_reps, cfg.audio),
+        "frame_packing": frame_packing(work, 3),
+        "fbank": fbank_placement(work, 200, cfg.audio),
+    }
+
+
+def _size(text: str) -> tuple[int, int]:
+    w, h = text.lower().split("x")
+    return int(w), int(h)
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="3 small clips (a smoke run, ~20 s)")
+    parser.add_argument("--sizes", default="1280x720,480x360", help="comma-separated WxH of the generated clips")
+    parser.add_argument("--clips", type=int, default=8)
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--fps", type=float, default=30.0)
+    parser.add_argument("--out", type=Path, default=ROOT / "reports" / "bench" / "preprocess.json")
+    args = parser.parse_args(argv)
+    cv2.setNumThreads(1)
+    torch.set_num_threads(1)
+    sizes = [_size(s) for s in args.sizes.split(",")]
+    n, seconds, reps = args.clips, args.seconds, 64
+    if args.quick:
+        sizes, n, seconds, reps = [(640, 360)], 3, 2.0, 12
+    results: dict[str, Any] = {
+        "machine": {"cpu": platform.processor() or platform.machine(), "cores_used": 1, "python": platform.python_version()},
+        "runs": [],
+    }
+    with tempfile.TemporaryDirectory(prefix="avf-bench-") as tmp:
+        for size in sizes:
+            r = run(size, n, seconds, args.fps, reps, Path(tmp))
+            results["runs"].append(r)
+            d, p, ld = r["decode_only"], r["pipeline"], r["loader"]
+            print(
+                f"{r['clip']['size']} x{n} ({seconds:g} s @ {args.fps:g} fps): decode {d['clips_per_s_per_core']:.2f} "
+                f"clips/s/core ({d['ms_per_frame']:.2f} ms/frame) | faces+audio+shards "
+                f"{p['clips_per_s_per_core']:.2f} clips/s/core ({p['ms_per_frame']:.2f} ms/frame) | "
+                f"overhead {r['overhead_vs_decode']:.2f}x decode (target <= 1.5)"
+            )
+            st = p["stage_s"]
+            print(f"    stages: faces {st['faces']:.2f}s, audio {st['audio']:.2f}s, shards {st['shards']:.2f}s")
+            print(
+                f"    loader: shards {ld['shards_clips_per_s']:.1f} clips/s vs official JPEG folders "
+                f"{ld['official_jpeg_folders_clips_per_s']:.1f} clips/s = {ld['speedup']:.1f}x (target >= 3)"
+            )
+            fp, fb = r["frame_packing"], r["fbank"]
+            print(
+                f"    frames: JPEG {fp['jpeg_kb_per_clip']:.0f} KB/clip, {fp['jpeg_window_ms']:.1f} ms/window | "
+                f"mp4 {fp['mp4_kb_per_clip']:.0f} KB/clip, {fp['mp4_window_ms']:.1f} ms/window"
+            )
+            print(
+                f"    fbank window: stored slice {fb['slice_stored_fbank_ms']:.2f} ms vs from waveform "
+                f"{fb['fbank_from_waveform_ms']:.2f} ms"
+            )
+    write_json(args.out, results)
+    print(f"wrote {args.out}")
+    return results
+
+
+if __name__ == "__main__":
+    main()
