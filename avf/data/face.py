@@ -215,6 +215,7 @@ class FaceClip:
     height: int = 0
     rotation: int = 0
     source_start: float = 0.0  # timestamp of the first decoded frame (origin of a separate audio file)
+    covered: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))  # bool [frames_kept]: keyframe had a face
 
     @property
     def frames_kept(self) -> int:
@@ -460,6 +461,7 @@ def crop_clip(
         jpegs=[k[1] for k in kept] if reason is None else [],
         times=np.array([k[0] for k in kept] if reason is None else [], dtype=np.float64),
         states=np.array([k[3] for k in kept] if reason is None else np.zeros((0, 4)), dtype=np.float64),
+        covered=np.array([k[2] for k in kept] if reason is None else [], dtype=bool),
         frames_total=total,
         coverage=coverage,
         keyframes=len(tracker.obs),
