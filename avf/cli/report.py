@@ -1,7 +1,28 @@
-"""`avf report ...` commands."""
+"""`avf report ...`: comparisons people read."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
+from avf.cli import common
+
 app = typer.Typer(no_args_is_help=True)
+
+
+@app.command("ablations")
+def ablations(
+    experiments: list[str] = typer.Argument(None, help="DVC experiment names (default: all experiments)."),
+    baseline: str | None = typer.Option(None, "--baseline", help="Experiment or branch to compare against."),
+    out: Path = typer.Option(Path("reports/ablations"), "--out"),
+    project: Path = typer.Option(Path("."), "--project", help="The DVC project folder."),
+) -> None:
+    """Compare DVC experiments: differing params, metric deltas, training curves (Markdown + HTML)."""
+    from avf.report.ablations import write_report
+
+    try:
+        paths = write_report(project, out, experiments or [], baseline)
+    except (ValueError, RuntimeError) as e:
+        common.fail(str(e), common.EXIT_USAGE)
+    common.console.print(f"wrote {paths['md']} and {paths['html']}")

@@ -1,0 +1,1 @@
+"""Reports people read: ablation comparisons of DVC experiments."""
