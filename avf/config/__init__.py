@@ -27,6 +27,7 @@ from avf.config.data import (
 )
 from avf.config.infra import AblationConfig, RayConfig, TrackingConfig
 from avf.config.model import MaskingConfig, ModelConfig
+from avf.config.predict import PredictConfig
 from avf.config.train import (
     ContrastiveConfig,
     EvalConfig,
@@ -82,6 +83,7 @@ class Params(Section):
     ray: RayConfig = RayConfig()
     tracking: TrackingConfig = TrackingConfig()
     ablation: AblationConfig = AblationConfig()
+    predict: PredictConfig = PredictConfig()
 
     @model_validator(mode="after")
     def _masks_fit_model(self) -> Params:
