@@ -106,4 +106,22 @@ def evaluate(params: Params, model_dir: Path, manifest_dir: Path, shard_root: Pa
     with atomic_path(out_dir / "predictions.csv") as tmp:
         table.to_csv(tmp, index=False)
     write_json(out_dir / "metrics.json", result)
+    _track(params, name, model_dir, out_dir, result, card)
     return result
+
+
+def _track(
+    params: Params, dataset: str, model_dir: Path, out_dir: Path, result: dict[str, Any], card: dict[str, Any]
+) -> None:
+    """One MLflow run for the evaluation: metrics, the pictures and tables, a link to the training run."""
+    from avf import tracking
+
+    with tracking.stage_run(
+        params, stage="evaluate", sections=("data.clip", "data.split", "eval"), dataset=dataset
+    ) as run:
+        run.set_tags({"avf.model_dir": str(model_dir), "avf.train_run_id": str(card.get("mlflow_run_id"))})
+        run.log_metrics({k: v for k, v in result.items() if isinstance(v, (int, float)) and "/" in k}, step=0)
+        for name in ("confusion.png", "predictions.csv", "per_class.csv", "metrics.json"):
+            if (out_dir / name).exists():
+                run.log_artifact(str(out_dir / name), "eval")
+        tracking.write_run_file(out_dir / "mlflow_run.json", run)
