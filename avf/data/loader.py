@@ -31,7 +31,9 @@ samples per epoch (default: the number of samples in the shards), so every rank 
 of batches (the role of WebDataset's ``resampled=True`` + ``with_epoch``). Fewer shards than readers
 is an error (a reader without data would hang distributed training). Corrupt samples: the indexed
 reader raises :class:`~avf.data.shards.CorruptSampleError` (naming shard and key); the stream skips
-them with a warning, counts them in ``skipped``, and fails if a reader's shards give nothing usable.
+them with a warning naming shard and key, counts them in ``skipped`` (per process: each DataLoader
+worker has its own copy), still meets its quota from the other samples, and fails if a reader's
+shards give nothing usable or more than 100 bad samples come in a row.
 """
 
 from __future__ import annotations

@@ -7,15 +7,21 @@ import json
 from pathlib import Path
 from typing import Any
 
+import cv2
+import numpy as np
 import pytest
 import torch
 import yaml
 from typer.testing import CliRunner
 
 from avf.cli import app
-from avf.config.data import AudioConfig, ClipConfig
+from avf.config.data import AudioConfig, ClipConfig, DataConfig, DatasetSpec, FaceConfig
+from avf.data import stages
+from avf.data.adapters.base import Adapter, RawClip, ScanResult
+from avf.data.audio import read_wav
 from avf.data.loader import ClipDataset
 from avf.data.manifest import read_manifest
+from avf.data.report import StageReport
 from tests import media
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -168,3 +174,64 @@ def test_parallel_executors_give_the_same_outputs(tmp_path: Path, raw: Path, exe
         assert a["status"] == b["status"] and a["times"] == b["times"] if "times" in a else a == b
     for clip in (tmp_path / "a").glob("*.mkv"):
         assert clip.read_bytes() == (tmp_path / "b" / clip.name).read_bytes()
+
+
+class _ListAdapter(Adapter):
+    """Returns the clips it was given (to exercise the ``RawClip.extra`` conventions)."""
+
+    def __init__(self, clips: list[RawClip]) -> None:
+        super().__init__()
+        self.clips = clips
+
+    def scan(self, root: Path) -> ScanResult:
+        return ScanResult(list(self.clips))
+
+
+def _face_cfg() -> DataConfig:
+    face = FaceConfig(
+        detector_model=str(ROOT / "models/assets/face_detection_short_range.tflite"),
+        landmark_model=str(ROOT / "models/assets/face_landmark.tflite"),
+    )
+    return DataConfig(face=face, workers=1)
+
+
+def test_stages_honour_frame_folders_time_windows_and_speaker_halves(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a MAFW/DFEW-style frame folder (1.jpg, 2.jpg, ... 10.jpg sorted naturally) with its own wav
+    frames_dir = tmp_path / "frames" / "00001"
+    frames_dir.mkdir(parents=True)
+    for i, frame in enumerate(media.face_frames(20, (128, 128)), 1):
+        cv2.imwrite(str(frames_dir / f"{i}.jpg"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    wav = media.write_wav(tmp_path / "00001.wav", media.tone_schedule((440.0,), 1.0, 16000), 16000)
+    # an IEMOCAP-style dialog: two people side by side, the utterance is 1.0-2.0 s of the right speaker
+    left, right = media.face_frames(75, (128, 160)), media.face_frames(75, (128, 160), face="grace_hopper")
+    dialog = media.write_video(
+        tmp_path / "dialog.mp4", [np.hstack([a, b]) for a, b in zip(left, right, strict=True)],
+        audio=media.tone_schedule((300.0, 1200.0), 3.0, 16000, every=1.0),
+    )  # fmt: skip
+    clips = [
+        RawClip("00001", "x", "s1", frames_dir, audio_path=wav, extra={"frames": True, "fps": 20.0}),
+        RawClip("utt", "x", "s2", dialog, extra={"start": 1.0, "end": 2.0, "crop": "right"}),
+        RawClip("quiet", "x", "s3", frames_dir, extra={"frames": True, "no_audio": True}),
+    ]
+    monkeypatch.setattr(stages, "get_adapter", lambda name, **options: _ListAdapter(clips))
+    spec = DatasetSpec(name="x", adapter="list", raw_dir=str(tmp_path))
+    faces, audio = tmp_path / "faces", tmp_path / "audio"
+    stages.run_faces(spec, faces, _face_cfg(), StageReport("faces", "x"))
+    report = StageReport("audio", "x")
+    stages.run_audio(spec, faces, audio, _face_cfg(), report)
+    assert report.failed == 0 and report.flags == {"audio missing": 1}
+
+    folder = json.loads((faces / "00001.json").read_text())
+    assert folder["status"] == "ok" and folder["frames_kept"] == 20
+    assert folder["times"][:3] == [0.0, 0.05, 0.1]  # 20 fps from extra["fps"]
+
+    utt = json.loads((faces / "utt.json").read_text())
+    assert utt["status"] == "ok" and utt["frames_kept"] == 25
+    assert utt["times"][0] == pytest.approx(1.0) and utt["times"][-1] == pytest.approx(1.96)
+    assert all(box[0] > 128 for box in utt["boxes"])  # the right-hand speaker's face
+    x = read_wav(audio / "utt.wav")  # starts at the utterance (1.0 s): the second tone
+    spectrum = np.abs(np.fft.rfft(x[:8000]))
+    assert np.fft.rfftfreq(8000, 1 / 16000)[spectrum.argmax()] == pytest.approx(1200, abs=5)
+    assert json.loads((audio / "quiet.json").read_text())["audio_status"] == "missing"
