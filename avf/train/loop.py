@@ -154,7 +154,9 @@ def fit(task: Task, session: Session, log_fn: LogFn | None = None) -> dict[str, 
             if improved:
                 best_weights = state_dict_tensors(eval_model)
             if log_fn is not None:
-                log_fn({k: float(v) for k, v in metrics.items() if k not in ("epoch", "step")}, state["step"])
+                log_fn(
+                    {f"epoch/{k}": float(v) for k, v in metrics.items() if k not in ("epoch", "step")}, state["step"]
+                )
         with tempfile.TemporaryDirectory(prefix="avf-ckpt-") as tmp:
             ckpt_dir = None
             if session.rank == 0:
