@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import subprocess
 import tempfile
@@ -49,10 +50,14 @@ def avf_exe() -> str:
     return executable("avf", AVF_CLI_ENV)
 
 
-def _env() -> dict[str, str]:
+def _env(cwd: Path) -> dict[str, str]:
     extra: dict[str, str] = {}
     if run_id := flow_run.get_id():
         extra["PREFECT_FLOW_RUN_ID"] = str(run_id)  # avf.tracking tags MLflow runs with it
+    if (cwd / "avf" / "__init__.py").exists():
+        # A worker's fresh clone: its stages must run the clone's avf code, not the copy installed in
+        # the image (PYTHONPATH comes before site-packages and editable installs on sys.path).
+        extra["PYTHONPATH"] = os.pathsep.join(p for p in (str(cwd.resolve()), os.environ.get("PYTHONPATH")) if p)
     return child_env(extra)
 
 
@@ -60,11 +65,11 @@ def stream(cmd: list[str], cwd: Path) -> CommandResult:
     """Run ``cmd``, logging each output line as it is printed; raise with the tail on failure."""
     log = logger()
     log.info("$ %s   [in %s]", " ".join(cmd), cwd)
-    return check(stream_command(cmd, cwd, lambda line: log.info("%s", line), env=_env()))
+    return check(stream_command(cmd, cwd, lambda line: log.info("%s", line), env=_env(cwd)))
 
 
 def _capture(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(cmd, cwd=cwd, env=_env(), capture_output=True, text=True, check=False)
+    return subprocess.run(cmd, cwd=cwd, env=_env(cwd), capture_output=True, text=True, check=False)
 
 
 def validate_exp_name(name: str) -> str:
