@@ -26,7 +26,7 @@ Output = Literal["all", "regions"]
 
 
 class LGBlock(nn.Module):
-    """One LG block: 24C^2 + 31C parameters with the fourth step, 16C^2 + 25C without it."""
+    """One LG block: 24C^2 + 31C parameters with the fourth step, 20C^2 + 24C without it."""
 
     def __init__(
         self,

@@ -1,0 +1,336 @@
+"""AVF-MAE++ model family: registration, exact sizes, blocks, forward/backward, layer decay, init."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+from pathlib import Path
+
+import pytest
+import timm
+import torch
+import torch.nn.functional as F
+from timm.optim import create_optimizer_v2
+from torch import nn
+
+from avf.config.model import MaskingConfig
+from avf.masking import Masks, sample_masks
+from avf.models import AVFMAEPretrain, AVFViT, create_model, init_finetune_from_pretrain, model_name
+from avf.models.layers import Attention, CrossAttention, gather_video_patches
+from avf.models.lg_block import LGBlock
+
+ROOT = Path(__file__).resolve().parents[2]
+B = 2
+NAMES = [model_name(kind, size) for kind in ("pretrain", "finetune") for size in ("tiny", "base", "large", "huge")]
+
+
+@pytest.fixture(scope="module")
+def inputs() -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    return torch.randn(B, 3, 16, 160, 160, generator=g), torch.randn(B, 1, 256, 128, generator=g)
+
+
+@pytest.fixture(scope="module")
+def masks() -> Masks:
+    return sample_masks(B, MaskingConfig(), torch.Generator().manual_seed(0))
+
+
+def _count(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def test_every_name_is_registered_and_builds() -> None:
+    assert sorted(timm.list_models("avf_mae_pp_*")) == sorted(NAMES)
+    for name in NAMES:  # the large sizes are built by test_exact_parameter_counts
+        if name.endswith("_tiny"):
+            model = timm.create_model(name)
+            assert isinstance(model, AVFMAEPretrain if "pretrain" in name else AVFViT)
+            assert model.pretrained_cfg["architecture"] == name
+    with pytest.raises(ValueError, match="no hosted weights"):
+        create_model("avf_mae_pp_base", pretrained=True)
+    with pytest.raises(ValueError, match="not an AVF-MAE"):
+        create_model("vit_base_patch16_224")
+
+
+@pytest.mark.parametrize(
+    ("name", "num_classes", "expected"),
+    [
+        ("avf_mae_pp_pretrain_base", None, 187_942_660),
+        ("avf_mae_pp_pretrain_large", None, 336_322_308),
+        ("avf_mae_pp_pretrain_huge", None, 572_665_092),
+        ("avf_mae_pp_base", 11, 169_122_851),
+        ("avf_mae_pp_large", 11, 303_233_319),
+        ("avf_mae_pp_huge", 11, 521_309_229),
+    ],
+)
+def test_exact_parameter_counts(name: str, num_classes: int | None, expected: int) -> None:
+    kwargs = {} if num_classes is None else {"num_classes": num_classes}
+    with torch.device("meta"):
+        model = create_model(name, **kwargs)
+        assert _count(model) == expected
+        if name == "avf_mae_pp_huge":
+            model.reset_classifier(4)  # MSP-IMPROV, matches the official log
+            assert _count(model) == 521_298_470
+
+
+def test_module_parameter_formulas() -> None:
+    c = 64
+    assert _count(Attention(c, 4)) == _count(CrossAttention(c, 4)) == 4 * c * c + 3 * c
+    assert _count(LGBlock(c, 4)) == 24 * c * c + 31 * c
+    assert _count(LGBlock(c, 4, fourth_attn=False)) == 20 * c * c + 24 * c
+    with torch.device("meta"):
+        model = create_model("avf_mae_pp_base", num_classes=11)
+    assert _count(model.fusion) == 160 * 512**2 + 178 * 512 + 4
+
+
+def test_attention_qv_bias_no_k_bias() -> None:
+    torch.manual_seed(0)
+    attn = Attention(8, 2)
+    with torch.no_grad():
+        attn.q_bias.normal_()
+        attn.v_bias.normal_()
+    x, ctx = torch.randn(3, 5, 8), torch.randn(3, 7, 8)
+    q, k, v = (x @ w.t() for w in attn.qkv.weight.chunk(3))
+    q, v = q + attn.q_bias, v + attn.v_bias
+    split = [t.view(3, 5, 2, 4).transpose(1, 2) for t in (q, k, v)]
+    weights = (split[0] @ split[1].transpose(-1, -2) / 2.0).softmax(-1)
+    ref = attn.proj((weights @ split[2]).transpose(1, 2).reshape(3, 5, 8))
+    torch.testing.assert_close(attn(x), ref, rtol=1e-5, atol=1e-5)
+    cross = CrossAttention(8, 2)
+    k2, v2 = (ctx @ w.t() for w in cross.kv.weight.chunk(2))
+    q2 = x @ cross.q.weight.t() + cross.q_bias
+    sq, sk, sv = (t.view(3, -1, 2, 4).transpose(1, 2) for t in (q2, k2, v2 + cross.v_bias))
+    ref2 = cross.proj(((sq @ sk.transpose(-1, -2) / 2.0).softmax(-1) @ sv).transpose(1, 2).reshape(3, 5, 8))
+    torch.testing.assert_close(cross(x, ctx), ref2, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("fourth", [True, False])
+def test_lg_block_matches_a_per_region_reference(fourth: bool) -> None:
+    torch.manual_seed(0)
+    blk = LGBlock(16, 2, fourth_attn=fourth).eval()
+    x = torch.randn(2, 4, 6, 16)  # B=2, K=4 regions of 1 region token + 5 local tokens
+    out = blk(x)
+    for b in range(2):
+        seqs = [x[b, k] for k in range(4)]
+        seqs = [s + blk.intra_attn(blk.intra_norm(s)[None])[0] for s in seqs]
+        regions = torch.stack([s[0] for s in seqs])
+        regions = regions + blk.inter_attn(blk.inter_norm(regions)[None])[0]
+        local = torch.cat([s[1:] for s in seqs])
+        local = local + blk.local_attn(blk.local_norm(local)[None], blk.local_ctx_norm(regions)[None])[0]
+        if fourth:
+            regions = regions + blk.region_attn(blk.region_norm(regions)[None], blk.region_ctx_norm(local)[None])[0]
+        for k in range(4):
+            seq = torch.cat([regions[k : k + 1], local[5 * k : 5 * k + 5]])
+            ref = seq + blk.mlp(blk.mlp_norm(seq))
+            torch.testing.assert_close(out[b, k], ref, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(blk(x, "regions"), out[:, :, 0], rtol=1e-6, atol=1e-6)
+
+
+def test_pretrain_forward_backward(inputs: tuple[torch.Tensor, torch.Tensor], masks: Masks) -> None:
+    video, audio = inputs
+    torch.manual_seed(0)
+    model = create_model("avf_mae_pp_pretrain_tiny")
+    out = model(video, audio, masks)
+    assert out.pred_video.shape == (B, 400, 1536) and out.pred_audio.shape == (B, 64, 256)
+    assert out.video_loss_mask.sum(1).tolist() == [360, 360]
+    assert out.audio_loss_mask.shape == (B, 64)
+    total = out.loss_video + out.loss_audio + 0.0025 * out.loss_contrastive
+    assert torch.isfinite(out.loss) and out.loss.item() == pytest.approx(total.item(), rel=1e-6)
+    assert not out.loss_video.requires_grad and out.loss.requires_grad
+    out.loss.backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None]
+    assert not missing, f"parameters outside the graph (DDP would need find_unused_parameters): {missing}"
+
+
+def test_pretrain_never_reads_hidden_patches(inputs: tuple[torch.Tensor, torch.Tensor], masks: Masks) -> None:
+    video, audio = inputs
+    model = create_model("avf_mae_pp_pretrain_tiny").eval()
+    hidden = torch.stack([torch.nonzero(row).flatten() for row in masks.video_enc])  # [B, 720]
+    noisy = video.clone()
+    grid = (8, 10, 10)
+    view = noisy.view(B, 3, 8, 2, 10, 16, 10, 16).permute(0, 2, 4, 6, 1, 3, 5, 7)
+    rows = torch.arange(B)[:, None]
+    sel = (rows, hidden // 100, hidden // 10 % 10, hidden % 10)
+    view[sel] += 5.0 * torch.randn(view[sel].shape, generator=torch.Generator().manual_seed(1))
+    assert not torch.equal(gather_video_patches(noisy, hidden, grid), gather_video_patches(video, hidden, grid))
+    with torch.no_grad():
+        a, b = model(video, audio, masks), model(noisy, audio, masks)
+    torch.testing.assert_close(a.pred_video, b.pred_video)
+    assert a.loss_video != b.loss_video, "targets at hidden positions do change"
+
+
+def test_pretrain_grouping_modes(inputs: tuple[torch.Tensor, torch.Tensor], masks: Masks) -> None:
+    """On balanced masks the official raster grouping of video tokens already forms the real regions, so
+    both modes encode video identically; audio runs of 3 differ from 4x4 blocks."""
+    from avf.masking import visible_index
+
+    video, audio = inputs
+    model = create_model("avf_mae_pp_pretrain_tiny").eval()
+    with torch.no_grad():
+        outs = []
+        for balanced in (True, False):
+            v_idx = visible_index(masks.video_enc, "video", balanced)
+            a_idx = visible_index(masks.audio_enc, "audio", balanced)
+            outs.append(model.forward_encoders(video, audio, v_idx, a_idx))
+    torch.testing.assert_close(outs[0][0], outs[1][0])
+    assert not torch.allclose(outs[0][1].sort(dim=1).values, outs[1][1].sort(dim=1).values)
+    unbalanced = sample_masks(B, MaskingConfig(region_balanced=False), torch.Generator().manual_seed(5))
+    with pytest.raises(ValueError, match="region-balanced"):
+        model(video, audio, unbalanced)
+    raster = create_model("avf_mae_pp_pretrain_tiny", region_balanced=False).eval()
+    with torch.no_grad():
+        assert raster(video, audio, unbalanced).pred_video.shape == (B, 400, 1536)
+
+
+def test_pretrain_variants(inputs: tuple[torch.Tensor, torch.Tensor]) -> None:
+    video, audio = inputs
+    full_dec = sample_masks(B, MaskingConfig(decoder_masking=False), torch.Generator().manual_seed(0))
+    model = create_model("avf_mae_pp_pretrain_tiny", iavcl=False, lg_fourth_attn=False, frame_diff_target=False)
+    assert model.fusion is None and not hasattr(model.video_encoder.blocks[0], "region_attn")
+    out = model(video, audio, full_dec)
+    assert out.pred_video.shape == (B, 800, 1536) and out.pred_audio.shape == (B, 128, 256)
+    assert out.video_loss_mask.sum().item() == B * 720
+    out.loss.backward()
+    no_contrast = create_model("avf_mae_pp_pretrain_tiny", contrastive_weight=0.0)
+    assert no_contrast(video, audio, full_dec).loss_contrastive.item() == 0.0
+    with pytest.raises(ValueError, match="skip layers"):
+        create_model("avf_mae_pp_pretrain_tiny", skip_layers=(1, 3))
+
+
+def test_grad_checkpointing_is_exact(inputs: tuple[torch.Tensor, torch.Tensor], masks: Masks) -> None:
+    from avf.masking import visible_index
+
+    _, audio = inputs
+    model = create_model("avf_mae_pp_pretrain_tiny")
+    index = visible_index(masks.audio_enc, "audio", True)
+    grads, outs = [], []
+    for enabled in (False, True):
+        model.set_grad_checkpointing(enabled)
+        model.zero_grad()
+        final, skips = model.audio_encoder.forward_visible(audio, index, model.skip_layers)
+        (final.square().mean() + sum(s.mean() for s in skips)).backward()
+        outs.append(final.detach())
+        grads.append(model.audio_encoder.blocks[0].mlp.fc1.weight.grad.clone())
+    assert model.audio_encoder.grad_checkpointing and model.video_encoder.grad_checkpointing
+    torch.testing.assert_close(outs[0], outs[1])
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-5, atol=1e-7)
+
+
+def test_finetune_forward_backward_and_heads(inputs: tuple[torch.Tensor, torch.Tensor]) -> None:
+    video, audio = inputs
+    torch.manual_seed(0)
+    model = create_model("avf_mae_pp_tiny", num_classes=7)
+    logits = model(video, audio)
+    assert logits.shape == (B, 7)
+    logits.sum().backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None]
+    assert not missing, f"parameters outside the graph: {missing}"
+    model.eval()
+    with torch.no_grad():
+        feats = model.forward_features(video, audio)
+        assert feats.shape == (B, model.num_features) == (B, 192)
+        logits = model(video, audio)
+        torch.testing.assert_close(model.forward_head(feats), logits)
+        external = nn.Sequential(nn.LayerNorm(192, eps=1e-6), nn.Linear(192, 7))
+        external[0].load_state_dict(model.fc_norm.state_dict())
+        external[1].load_state_dict(model.head.state_dict())
+        torch.testing.assert_close(external(feats), logits)
+        model.reset_classifier(3)
+        assert model.forward_head(feats).shape == (B, 3) and model.get_classifier().out_features == 3
+        model.reset_classifier(0)
+        assert torch.equal(model.forward_head(feats), model.fc_norm(feats))
+
+
+def test_finetune_variants(inputs: tuple[torch.Tensor, torch.Tensor]) -> None:
+    video, audio = inputs
+    with torch.no_grad():
+        reg = create_model("avf_mae_pp_tiny", num_classes=3, head_activation="sigmoid").eval()
+        out = reg.forward_head(torch.randn(B, 192) * 10)
+        assert ((out > 0) & (out < 1)).all()
+        plain = create_model("avf_mae_pp_tiny", num_classes=3, iavcl=False, lg_fourth_attn=False).eval()
+        assert plain.fusion is None and plain(video, audio).shape == (B, 3)
+    with pytest.raises(ValueError, match="head_activation"):
+        create_model("avf_mae_pp_tiny", head_activation="softmax")
+
+
+def test_layer_decay_groups_follow_the_spec() -> None:
+    with torch.device("meta"):
+        model = create_model("avf_mae_pp_base", num_classes=11)
+    opt = create_optimizer_v2(model, "adamw", lr=1.0, weight_decay=0.05, layer_decay=0.75)
+    scale: dict[int, float] = {}
+    decay: dict[int, float] = {}
+    for group in opt.param_groups:
+        for p in group["params"]:
+            assert id(p) not in scale, "each parameter in exactly one group"
+            scale[id(p)], decay[id(p)] = group["lr_scale"], group["weight_decay"]
+    named = dict(model.named_parameters())
+    assert set(scale) == {id(p) for p in named.values()}, "group_matcher covers every parameter"
+    top = 10 + 3  # L + 3: ids embed 0, blocks 1..10, fusion units 11..12, rest 13
+
+    def layer(name: str) -> int:
+        return top - round(math.log(scale[id(named[name])]) / math.log(0.75))
+
+    assert layer("video_encoder.patch_embed.proj.weight") == layer("audio_encoder.patch_embed.proj.bias") == 0
+    assert layer("video_encoder.blocks.0.intra_attn.qkv.weight") == 1
+    assert layer("audio_encoder.blocks.9.mlp.fc2.weight") == 10
+    assert layer("fusion.units.0.video.sa.qkv.weight") == 11 and layer("fusion.units.1.audio.gate1.bias") == 12
+    for name in ("fusion.er.proj.weight", "fusion.hafe.ctx_attn.q.weight", "head.weight", "fc_norm.weight"):
+        assert layer(name) == top
+    assert layer("video_encoder.region_tokens") == top and decay[id(named["video_encoder.region_tokens"])] == 0
+    assert decay[id(named["video_encoder.blocks.0.intra_attn.qkv.weight"])] == 0.05
+
+
+def test_init_finetune_from_pretrain() -> None:
+    pre = create_model("avf_mae_pp_pretrain_tiny")
+    fine = create_model("avf_mae_pp_tiny", num_classes=5)
+    report = init_finetune_from_pretrain(fine, {f"module.{k}": v for k, v in pre.state_dict().items()})
+    assert "video_decoder.mask_token" in report["dropped"] and "audio_decoder.embed.weight" in report["dropped"]
+    assert all(k.startswith(("video_decoder.", "audio_decoder.")) for k in report["dropped"])
+    assert report["missing"] == sorted(
+        ["layer_weights_video", "layer_weights_audio", "fc_norm.weight", "fc_norm.bias", "head.weight", "head.bias"]
+    )
+    assert report["unexpected"] == []
+    torch.testing.assert_close(fine.fusion.er.proj.weight, pre.fusion.er.proj.weight)
+    torch.testing.assert_close(fine.video_encoder.region_tokens, pre.video_encoder.region_tokens)
+    no_fusion = create_model("avf_mae_pp_tiny", iavcl=False)
+    assert any(k.startswith("fusion.") for k in init_finetune_from_pretrain(no_fusion, pre.state_dict())["unexpected"])
+    bad = dict(pre.state_dict())
+    bad["video_encoder.norm.weight"] = torch.ones(7)
+    with pytest.raises(ValueError, match=r"video_encoder\.norm\.weight"):
+        init_finetune_from_pretrain(fine, bad)
+
+
+def test_reconstruction_picture(tmp_path: Path, inputs: tuple[torch.Tensor, torch.Tensor], masks: Masks) -> None:
+    from avf.models.viz import reconstruct, render_reconstruction
+
+    video, audio = inputs
+    model = create_model("avf_mae_pp_pretrain_tiny").eval()
+    with torch.no_grad():
+        out = model(video, audio, masks)
+    pics = reconstruct(video, audio, masks, out)
+    visible = ~masks.video_enc[0].view(8, 10, 10)
+    t, h, w = (int(i) for i in torch.nonzero(visible)[0])
+    patch = (slice(2 * t, 2 * t + 2), slice(16 * h, 16 * h + 16), slice(16 * w, 16 * w + 16))
+    torch.testing.assert_close(pics["video_recon"][0][(slice(None), *patch)], pics["video"][0][(slice(None), *patch)])
+    path = render_reconstruction(video, audio, masks, out, tmp_path / "recon.png", max_items=1)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_benchmark_smoke(capsys: pytest.CaptureFixture[str]) -> None:
+    spec = importlib.util.spec_from_file_location("model_step", ROOT / "benchmarks" / "model_step.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.main(["--size", "tiny", "--iters", "1", "--warmup", "0", "--batch-size", "2"])
+    out = capsys.readouterr().out
+    assert "ratio" in out and "avf_mae_pp_pretrain_tiny" in out
+
+
+def test_tubelet_embedding_equals_conv3d(inputs: tuple[torch.Tensor, torch.Tensor]) -> None:
+    video, _ = inputs
+    model = create_model("avf_mae_pp_tiny")
+    embed = model.video_encoder.patch_embed
+    index = torch.arange(800)[None].expand(B, -1)
+    ref = embed.proj(video).flatten(2).transpose(1, 2)
+    torch.testing.assert_close(embed(video, index), ref, rtol=1e-4, atol=1e-4)
+    assert F.mse_loss(embed(video, index[:, :5]), ref[:, :5]).item() < 1e-8
