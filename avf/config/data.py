@@ -47,7 +47,7 @@ class SynthConfig(Section):
     statements: tuple[Literal[1, 2], ...] = (1,)
     repetitions: tuple[Literal[1, 2], ...] = (1,)
     intensities: tuple[Literal[1, 2], ...] = (1,)  # 02 = strong (1.5x cues); neutral has none, as in RAVDESS
-    # CREMA-D-style set used by stage 2 (hybrid intermediate fine-tuning); actors 1001.., 0 disables it.
+    # CREMA-D-style set used by stage 2 (hybrid intermediate fine-tuning); ids spread over 1001..1091, 0: none.
     cremad_actors: int = Field(12, ge=0, le=91)
     cremad_sentences: tuple[CremadSentence, ...] = ("DFA", "IEO")
     cremad_emotions: tuple[CremadEmotion, ...] = ("ANG", "DIS", "FEA", "HAP", "NEU", "SAD")

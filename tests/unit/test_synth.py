@@ -79,7 +79,11 @@ def test_cremad_levels_only_on_ieo_and_never_neutral() -> None:
     for n in names:
         _, sentence, emo, level = n.split("_")
         assert (level != "XX") == (sentence == "IEO" and emo != "NEU"), n
-    assert {n[:4] for n in names} == {"1001", "1002"}
+    assert {n[:4] for n in names} == {"1001", "1046"}
+    ids = [layouts.cremad_actor_id(k, 12) for k in range(12)]  # default: spread over the five official folds
+    assert ids[0] == 1001 and len(set(ids)) == 12 and max(ids) <= 1091
+    assert {min((i - 1001) // 18, 4) for i in ids} == {0, 1, 2, 3, 4}
+    assert [layouts.cremad_actor_id(k, 91) for k in range(91)] == list(range(1001, 1092))
 
 
 def test_default_size_is_in_the_demo_budget() -> None:

@@ -3,7 +3,7 @@
 Output under ``out/``: ``ravdess/Actor_NN/01-01-EE-II-SS-RR-NN.mp4`` (H.264 + AAC 48 kHz, 25 fps, 3 s),
 ``cremad/VideoFlash/AAAA_SSS_EEE_LL.flv`` (H.264 + AAC) with ``cremad/AudioWAV/AAAA_SSS_EEE_LL.wav``
 (16 kHz mono PCM16), and ``synth.json`` (config and every clip's drawn cues). RAVDESS actors 01..24
-and CREMA-D actors 1001.. are different identities (own appearance and voice draws).
+and CREMA-D actors (ids spread over 1001..1091) are different identities (own appearance and voice draws).
 
 Faces are real photographs shipped by scikit-image and matplotlib, restyled per actor and animated by
 landmark-anchored warps (:mod:`.faces`); the voice is a glottal-source/formant synthesiser

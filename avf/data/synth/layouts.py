@@ -5,8 +5,8 @@ RAVDESS (``shared/docs/datasets.md`` §4.2): ``ravdess/Actor_NN/MM-VV-EE-II-SS-R
 01/02, repetition 01/02, actor 01..24 (odd = male, even = female).
 
 CREMA-D (§4.1): ``cremad/VideoFlash/AAAA_SSS_EEE_LL.flv`` (H.264 + AAC) and ``cremad/AudioWAV/<same>.wav``
-(16 kHz mono PCM16); actors 1001..; sentence codes; emotions ANG DIS FEA HAP NEU SAD; level LO/MD/HI
-only for IEO (and never for NEU), XX otherwise.
+(16 kHz mono PCM16); actor ids spread over 1001..1091 so every official fold gets actors; sentence codes;
+emotions ANG DIS FEA HAP NEU SAD; level LO/MD/HI only for IEO (and never for NEU), XX otherwise.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ CREMAD_EMOTIONS: dict[str, str] = {
     "SAD": "sad",
 }
 CREMAD_LEVELS: dict[str, float] = {"LO": 0.6, "MD": 1.0, "HI": 1.4, "XX": 1.0}
-CREMAD_FIRST_ACTOR = 1001
+CREMAD_FIRST_ACTOR, CREMAD_ACTORS = 1001, 91
 CREMAD_RE = re.compile(
     r"^(1\d{{3}})_({})_({})_(LO|MD|HI|XX)$".format("|".join(CREMAD_SENTENCES), "|".join(CREMAD_EMOTIONS))
 )
@@ -110,10 +110,15 @@ def ravdess_actors(cfg: SynthConfig) -> list[ActorSpec]:
     return actors
 
 
+def cremad_actor_id(k: int, n: int) -> int:
+    """Actor id of the k-th of n actors, spread over 1001..1091 so every official fold gets actors."""
+    return CREMAD_FIRST_ACTOR + (k * CREMAD_ACTORS) // n
+
+
 def cremad_actors(cfg: SynthConfig) -> list[ActorSpec]:
     actors = []
     for k in range(cfg.cremad_actors):
-        actor = CREMAD_FIRST_ACTOR + k
+        actor = cremad_actor_id(k, cfg.cremad_actors)
         clips = []
         for sentence in cfg.cremad_sentences:
             for emo in cfg.cremad_emotions:

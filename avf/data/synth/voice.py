@@ -385,7 +385,7 @@ def synthesize(plan: Plan, cues: VoiceCues, voice: Voice, duration_s: float, rng
     y = y - cues.tilt * np.concatenate([[0.0], y[:-1]])
     speech = voiced > 0.3
     rms = float(np.sqrt(np.mean(y[speech] ** 2))) if speech.any() else 1.0
-    y *= 10.0 ** ((-24.0 + cues.loud_db + voice.loud_db) / 20.0) / max(rms, 1e-9)
+    y *= 10.0 ** ((-27.0 + cues.loud_db + voice.loud_db) / 20.0) / max(rms, 1e-9)
     y += 10.0 ** (-62.0 / 20.0) * _smooth(rng.standard_normal(n), 3)
     mag = np.abs(y)
     y = np.where(mag > 0.8, np.sign(y) * (0.8 + 0.19 * np.tanh((mag - 0.8) / 0.19)), y)
