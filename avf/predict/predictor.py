@@ -1,0 +1,265 @@
+"""The :class:`Predictor`: a fine-tuned model applied to raw videos, window by window.
+
+Usage::
+
+    predictor = Predictor.from_uri("models/finetune")          # or a package, .safetensors, models:/...
+    result = predictor.predict_video("talk.mp4")               # never raises for a bad video
+    result.scores                                              # f32 [K]: whole-video probabilities
+    [w.scores for w in result.windows]                         # f32 [K] per window (None: flagged)
+
+Per window, classification averages the softmax over the test-time views (the evaluation protocol);
+regression averages the outputs. The whole-video prediction is the mean over the predicted windows.
+Windows are batched (``predict.batch_size`` windows x views per forward pass); over many files the
+next videos are decoded and face-cropped in a background thread while the model runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from avf.config.data import AugmentConfig, DataConfig
+from avf.config.predict import PredictConfig
+from avf.data.face import FaceDetector, LandmarkModel
+from avf.data.transforms import ClipTransform
+from avf.data.video import MediaError
+from avf.predict.prepare import PreparedVideo, WindowInput, plan_windows, prepare_video, window_input
+from avf.predict.source import ModelSpec, load_model, resolve_asset
+
+__all__ = ["Predictor", "VideoPrediction", "WindowPrediction"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class WindowPrediction:
+    """One window: its span (seconds from the first frame), flags, and scores ``f32 [K]`` (None: not predicted)."""
+
+    index: int
+    start_s: float
+    end_s: float
+    frames: int
+    face_share: float
+    face: bool
+    audio: str  # ok | silent | missing
+    reasons: list[str]
+    scores: np.ndarray | None
+
+    @property
+    def predicted(self) -> bool:
+        return self.scores is not None
+
+
+@dataclass
+class VideoPrediction:
+    """Whole-video result: ``scores f32 [K]`` (mean of the predicted windows) or ``error``."""
+
+    path: str
+    error: str | None = None
+    windows: list[WindowPrediction] = field(default_factory=list)
+    scores: np.ndarray | None = None
+    duration_s: float = 0.0
+    fps: float = 0.0
+    frames: int = 0
+    width: int = 0
+    height: int = 0
+    has_audio: bool = False
+    warnings: list[str] = field(default_factory=list)
+    seconds: float = 0.0  # processing time
+    prepared: PreparedVideo | None = None  # kept for --plot / --render; drop it once used
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.scores is not None
+
+
+class Predictor:
+    """A model plus its training preprocessing, applied to raw videos (see the module docstring)."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        spec: ModelSpec,
+        settings: PredictConfig | None = None,
+        *,
+        detector: FaceDetector | None = None,
+        landmarks: LandmarkModel | None = None,
+    ) -> None:
+        self.model = model.eval()
+        self.spec = spec
+        self.settings = settings or PredictConfig()
+        self._detector = detector
+        self._landmarks = landmarks
+        self._transform = ClipTransform(spec.clip.image_size, AugmentConfig(rand_augment=""))
+        self._prepare_lock = threading.Lock()  # one face detector per process: one video at a time
+
+    @classmethod
+    def from_uri(
+        cls,
+        uri: str | Path,
+        settings: PredictConfig | None = None,
+        *,
+        card: dict[str, Any] | str | Path | None = None,
+        data: DataConfig | None = None,
+        detector: FaceDetector | None = None,
+    ) -> Predictor:
+        """Load any model source of :func:`avf.predict.source.load_model`."""
+        model, spec = load_model(uri, card=card, data=data)
+        return cls(model, spec, settings, detector=detector)
+
+    @property
+    def views(self) -> int:
+        return self.settings.views or self.spec.clip.test_views
+
+    @property
+    def regression(self) -> bool:
+        return self.spec.task == "regression"
+
+    # -- preprocessing -------------------------------------------------------------------------
+    def _face_models(self) -> tuple[FaceDetector, LandmarkModel | None]:
+        from avf.data.face import get_detector, get_landmark_model
+
+        cfg, base = self.spec.face, self.spec.base_dir
+        if self._detector is None:
+            self._detector = get_detector(str(resolve_asset(cfg.detector_model, base)), cfg.min_score)
+        if cfg.align and self._landmarks is None:
+            self._landmarks = get_landmark_model(str(resolve_asset(cfg.landmark_model, base)))
+        return self._detector, self._landmarks
+
+    def prepare(self, path: str | Path) -> PreparedVideo:
+        """Decode, face-track and crop, and load the audio of one video (raises ``MediaError``)."""
+        with self._prepare_lock:
+            detector, landmarks = self._face_models()
+            return prepare_video(path, self.spec.face, self.spec.audio, detector, landmarks)
+
+    def _try_prepare(self, path: str | Path) -> tuple[PreparedVideo | None, str | None, float]:
+        """(prepared video or None, error, seconds taken): unreadable media and surprises become an error."""
+        t = time.perf_counter()
+        try:
+            return self.prepare(path), None, time.perf_counter() - t
+        except MediaError as e:
+            return None, e.reason, time.perf_counter() - t
+        except (OSError, ValueError, RuntimeError) as e:  # a decoder or detector failing on this file only
+            log.warning("%s: %s", path, e, exc_info=log.isEnabledFor(logging.DEBUG))
+            return None, f"cannot process: {type(e).__name__}: {e}", time.perf_counter() - t
+
+    def window_inputs(self, prep: PreparedVideo) -> list[WindowInput]:
+        """The windows of a prepared video with their model inputs (see ``avf.predict.prepare``)."""
+        s = self.settings
+        spans = plan_windows(prep.duration_s, s.window_s, s.stride_s)
+        return [
+            window_input(prep, i, span, self.spec.clip, self.spec.audio, self.views, s.min_face_share, self._transform)
+            for i, span in enumerate(spans)
+        ]
+
+    # -- model ---------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def forward(self, video: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
+        """Scores ``f32 [B, K]`` of windows ``video [B, V, 3, T, S, S]``, ``audio [B, V, 1, F, M]`` (views averaged)."""
+        b, v = video.shape[:2]
+        out = self.model(video.flatten(0, 1), audio.flatten(0, 1)).float()
+        if not self.regression:
+            out = out.softmax(-1)
+        return out.view(b, v, -1).mean(1)
+
+    def _score_windows(self, wins: Sequence[WindowInput]) -> list[np.ndarray | None]:
+        scores: list[np.ndarray | None] = [None] * len(wins)
+        todo = [i for i, w in enumerate(wins) if w.has_face]
+        bs = self.settings.batch_size
+        for start in range(0, len(todo), bs):
+            chunk = todo[start : start + bs]
+            video = torch.stack([wins[i].video for i in chunk])  # type: ignore[misc]
+            audio = torch.stack([wins[i].audio for i in chunk])  # type: ignore[misc]
+            for i, row in zip(chunk, self.forward(video, audio).numpy(), strict=True):
+                scores[i] = row.astype(np.float32)
+        return scores
+
+    # -- videos --------------------------------------------------------------------------------
+    def predict_prepared(self, prep: PreparedVideo, keep_prepared: bool = False) -> VideoPrediction:
+        """Windows, scores and the whole-video prediction of a prepared video."""
+        wins = self.window_inputs(prep)
+        scores = self._score_windows(wins)
+        windows = [
+            WindowPrediction(
+                index=w.index,
+                start_s=w.start_s,
+                end_s=w.end_s,
+                frames=w.frames,
+                face_share=w.face_share,
+                face=w.has_face,
+                audio=w.audio_status,
+                reasons=list(w.reasons),
+                scores=s,
+            )
+            for w, s in zip(wins, scores, strict=True)
+        ]
+        done = [s for s in scores if s is not None]
+        result = VideoPrediction(
+            path=prep.path,
+            windows=windows,
+            scores=np.mean(done, axis=0).astype(np.float32) if done else None,
+            duration_s=prep.duration_s,
+            fps=prep.fps,
+            frames=len(prep.frame_times),
+            width=prep.face.width,
+            height=prep.face.height,
+            has_audio=prep.has_audio,
+            warnings=list(prep.warnings),
+            prepared=prep if keep_prepared else None,
+        )
+        if not done:
+            result.error = "no window could be predicted: " + (
+                prep.face.reason or "no face in enough frames of any window"
+            )
+        return result
+
+    def predict_video(self, path: str | Path, keep_prepared: bool = False) -> VideoPrediction:
+        """Predict one video; an unreadable file gives a result with ``error`` set (never raises for media)."""
+        self._face_models()
+        return self._finish(path, *self._try_prepare(path), keep_prepared)
+
+    def _finish(
+        self, path: str | Path, prep: PreparedVideo | None, error: str | None, took: float, keep_prepared: bool
+    ) -> VideoPrediction:
+        t = time.perf_counter()
+        result = self.predict_prepared(prep, keep_prepared) if prep is not None else VideoPrediction(str(path), error)
+        result.seconds = took + time.perf_counter() - t
+        return result
+
+    def predict_paths(
+        self, paths: Iterable[str | Path], *, progress: bool = True, keep_prepared: bool = False
+    ) -> Iterator[VideoPrediction]:
+        """Predict many videos in order (a progress bar over files; decoding runs ahead in a thread)."""
+        from avf.utils.progress import track
+
+        items = list(paths)
+        ahead = self.settings.prefetch
+        self._face_models()  # a missing face model file fails here, once, not per video
+        it = track(items, total=len(items), desc="predict") if progress else iter(items)
+        if ahead == 0:
+            for path in it:
+                yield self._finish(path, *self._try_prepare(path), keep_prepared)
+            return
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="avf-prepare") as pool:
+            queue: list[tuple[str | Path, Future[Any]]] = []
+            pending = iter(items)
+            for path in pending:
+                queue.append((path, pool.submit(self._try_prepare, path)))
+                if len(queue) > ahead:
+                    break
+            for _ in it:
+                path, fut = queue.pop(0)
+                nxt = next(pending, None)
+                if nxt is not None:
+                    queue.append((nxt, pool.submit(self._try_prepare, nxt)))
+                yield self._finish(path, *fut.result(), keep_prepared)
