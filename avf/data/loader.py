@@ -217,7 +217,8 @@ class ClipDataset(Dataset[dict[str, Any]]):
         return len(self.keys)
 
     def set_epoch(self, epoch: int) -> None:
-        """Re-seed train-time randomness (call before each epoch, in every process)."""
+        """Re-seed train-time randomness: call before creating each epoch's DataLoader iterator
+        (workers receive a copy of the dataset then; ``persistent_workers=True`` would keep the old epoch)."""
         self.epoch = epoch
 
     def load(self, key: str) -> Sample:
