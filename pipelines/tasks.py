@@ -205,7 +205,7 @@ def report_ablations(cwd: Path, names: list[str], baseline: str, out_dir: str) -
         )
         return None
     usage = _capture([avf_exe(), "report", "ablations", "--help"], cwd).stdout
-    takes_names = bool(re.search(r"Usage:.*ablations \[OPTIONS\] \[?[A-Z]", usage))
+    takes_names = bool(re.search(r"Usage:.*ablations \[OPTIONS\] \[?[A-Za-z]", usage))
     cmd = [avf_exe(), "report", "ablations", "--baseline", baseline, "--out", out_dir]
     stream([*cmd, *(names if takes_names else [])], cwd)
     return out_dir

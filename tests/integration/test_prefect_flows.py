@@ -171,6 +171,25 @@ def test_run_dvc_streams_each_line_and_raises_with_the_tail(tmp_path: Path, monk
     assert "line 0 of" not in str(err.value)  # only the tail
 
 
+def test_report_ablations_passes_the_names_when_the_cli_takes_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pipelines.tasks import report_ablations
+
+    fake, args = tmp_path / "avf-with-report", tmp_path / "args.txt"
+    fake.write_text(
+        "#!/bin/sh\n"
+        'if [ "$3" = --help ]; then echo " Usage: avf report ablations [OPTIONS] [experiments]..."; exit 0; fi\n'
+        f'shift 2; echo "$@" > {args}\n'
+    )
+    fake.chmod(0o755)
+    monkeypatch.setenv("AVF_CLI", str(fake))
+    assert report_ablations.fn(tmp_path, ["x2", "baseline"], "baseline", "reports/abl") == "reports/abl"
+    assert args.read_text().split() == ["--baseline", "baseline", "--out", "reports/abl", "x2", "baseline"]
+    fake.write_text('#!/bin/sh\necho "Error: No such command ablations" >&2; exit 2\n')
+    assert report_ablations.fn(tmp_path, ["x2"], "baseline", "reports/abl") is None  # tolerated, logged
+
+
 def test_summaries_from_run_files_and_dvc_json(tmp_path: Path) -> None:
     for stage, data in {
         "finetune": {"run_id": "abc", "experiment_id": "3", "tracking_uri": "http://mlflow:5000/"},
