@@ -25,6 +25,7 @@ Design:
 from __future__ import annotations
 
 import contextlib
+import functools
 import getpass
 import json
 import logging
@@ -73,12 +74,14 @@ __all__ = [
     "attach",
     "configure",
     "current_uri",
+    "download_model",
     "experiment_name",
     "flatten_params",
     "flush_buffers",
     "get_alias_version",
     "is_mlflow_error",
     "list_versions",
+    "log_video_model",
     "null_run",
     "promote",
     "reachable",
@@ -1291,3 +1294,140 @@ def list_versions(name: str | None = None, *, tracking_uri: str | None = None) -
                 }
             )
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# the logged video model (MLflow pyfunc) and model downloads
+# ---------------------------------------------------------------------------------------------
+MODEL_CACHE_ENV = "AVF_MODEL_CACHE"  # where downloaded models go (default: the system temp dir)
+# Distributions the video model needs at serving time (pinned to the installed versions); avf itself
+# must be installed there too (``pip install`` of this repository).
+VIDEO_MODEL_REQUIREMENTS = (
+    "torch",
+    "torchaudio",
+    "timm",
+    "safetensors",
+    "numpy",
+    "pandas",
+    "av",
+    "mediapipe",
+    "opencv-contrib-python",
+    "ai-edge-litert",
+    "pydantic",
+    "PyYAML",
+    "mlflow",
+)
+
+
+def download_model(uri: str, dst: str | Path | None = None, *, tracking_uri: str | None = None) -> Path:
+    """Download a logged model's files (``models:/NAME@alias``, ``models:/NAME/3``, ``models:/m-<id>``,
+    ``runs:/<run>/model``) into ``dst`` (default: a new folder under ``$AVF_MODEL_CACHE`` or the temp dir)."""
+    import tempfile
+
+    import mlflow
+
+    store = _current_uri(tracking_uri)
+    _require_reachable(store, f"download {uri}")
+    _set_global_uri(store)
+    if dst is None:
+        cache = os.environ.get(MODEL_CACHE_ENV)
+        if cache:
+            Path(cache).mkdir(parents=True, exist_ok=True)
+        dst = tempfile.mkdtemp(prefix="avf-model-", dir=cache or None)
+    return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dst), tracking_uri=store))
+
+
+def _video_paths(model_input: Any) -> list[str]:
+    """Paths from a DataFrame with a ``video`` column, a list / array of paths, or a single path."""
+    if hasattr(model_input, "columns"):
+        if "video" not in model_input.columns:
+            raise ValueError(f"expected a 'video' column of file paths, got columns {list(model_input.columns)}")
+        return [str(p) for p in model_input["video"]]
+    if isinstance(model_input, str | Path):
+        return [str(model_input)]
+    if isinstance(model_input, Mapping) and "video" in model_input:
+        model_input = model_input["video"]
+        if isinstance(model_input, str | Path):
+            return [str(model_input)]
+    return [str(p) for p in model_input]
+
+
+@functools.cache
+def _video_pyfunc_class() -> type:
+    """The ``VideoPyfunc`` class, built on first use so that importing this module never imports mlflow."""
+    import mlflow.pyfunc
+
+    class VideoPyfunc(mlflow.pyfunc.PythonModel):  # type: ignore[misc]
+        """MLflow pyfunc of a fine-tuned model: video paths in, whole-video predictions out.
+
+        A thin wrapper over :class:`avf.predict.Predictor`: the artifact ``model_dir`` is the stage
+        output (or an exported package); ``settings`` is the ``predict`` params section at logging
+        time. ``predict`` returns the rows of ``avf predict``'s ``videos.csv`` as a DataFrame.
+        """
+
+        def __init__(self, settings: dict[str, Any] | None = None) -> None:
+            self.settings = dict(settings or {})
+            self._predictor: Any = None
+
+        def load_context(self, context: Any) -> None:
+            from avf.config.predict import PredictConfig
+            from avf.predict import Predictor
+
+            settings = PredictConfig.model_validate(self.settings)
+            self._predictor = Predictor.from_uri(context.artifacts["model_dir"], settings)
+
+        def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]  # hints: MLflow validates them
+            from avf.predict.outputs import video_frame
+
+            preds = self._predictor.predict_paths(_video_paths(model_input), progress=False)
+            return video_frame(preds, self._predictor.spec)
+
+    VideoPyfunc.__module__ = __name__
+    VideoPyfunc.__qualname__ = "VideoPyfunc"
+    return VideoPyfunc
+
+
+def __getattr__(name: str) -> Any:
+    """``avf.tracking.VideoPyfunc`` resolves lazily (and pickles by reference to this module)."""
+    if name == "VideoPyfunc":
+        return _video_pyfunc_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _pinned(names: Sequence[str]) -> list[str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = []
+    for n in names:
+        try:
+            out.append(f"{n}=={version(n)}")
+        except PackageNotFoundError:
+            out.append(n)
+    return out
+
+
+def log_video_model(
+    run: StageRun | NullRun, model_dir: str | Path, settings: Mapping[str, Any] | None = None
+) -> str | None:
+    """Log ``model_dir`` (a fine-tuned stage output) as the video pyfunc of ``run``; returns its ``models:/`` URI.
+
+    Returns None for a :class:`NullRun` or when the tracking store is unreachable (logged as a warning:
+    the stage's outputs stay valid; the model can be logged later from the DVC output).
+    """
+    if isinstance(run, NullRun):
+        return None
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, Schema
+
+    signature = ModelSignature(inputs=Schema([ColSpec("string", "video")]))
+    try:
+        return run.log_model(
+            _video_pyfunc_class()(dict(settings or {})),
+            artifacts={"model_dir": str(model_dir)},
+            name="model",
+            signature=signature,
+            pip_requirements=_pinned(VIDEO_MODEL_REQUIREMENTS),
+        )
+    except TrackingUnavailableError as exc:
+        log.warning("model not logged to MLflow: %s", exc)
+        return None
