@@ -296,6 +296,8 @@ def run_supervised(
             "metrics": summary,
             "mlflow_run_id": run.run_id,
             "params_hash": section_hash(params, *_sections(params, stage)),
+            # what `avf predict` must do to a raw video (older cards without it fall back to params.yaml)
+            "preprocessing": {k: getattr(params.data, k).model_dump(mode="json") for k in ("face", "clip", "audio")},
         }
         with atomic_path(out) as tmp:
             export_model(tmp, weights, card)
@@ -303,7 +305,10 @@ def run_supervised(
         run.log_metrics(
             {f"final/{k}": v for k, v in summary.items() if isinstance(v, (int, float))}, step=state["step"]
         )
-        tracking.write_run_file(report_dir / "mlflow_run.json", run)
+        model_uri = None
+        if stage == "finetune":  # the MLflow pyfunc (avf.predict on video paths) that the registry serves
+            model_uri = tracking.log_video_model(run, out, params.predict.model_dump(mode="json"))
+        tracking.write_run_file(report_dir / "mlflow_run.json", run, **({"model_uri": model_uri} if model_uri else {}))
     return summary
 
 
