@@ -10,7 +10,7 @@ ratio says how close the LG blocks and the fusion run to the speed of the raw co
 Usage::
 
     .venv/bin/python benchmarks/model_step.py                 # base, batch 2, 3 timed steps (CPU: minutes)
-    .venv/bin/python benchmarks/model_step.py --quick         # base, batch 1, 1 timed step
+    .venv/bin/python benchmarks/model_step.py --quick         # base, batch 2, 1 timed step
     .venv/bin/python benchmarks/model_step.py --size tiny --iters 1 --warmup 0
 """
 
@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
 import gc
+import multiprocessing
+import resource
 import statistics
 import sys
 import threading
@@ -76,12 +77,6 @@ class PlainStack(nn.Module):
         return pv.pow(2).mean() + pa.pow(2).mean()
 
 
-def _limit_malloc_caching() -> None:
-    """Make glibc return freed large blocks to the OS so RSS tracks live tensors (Linux, best effort)."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6").mallopt(-3, 1 << 16)  # M_MMAP_THRESHOLD = 64 KiB (fixed)
-
-
 @contextlib.contextmanager
 def peak_memory(device: torch.device) -> Iterator[list[int]]:
     """Yields a one-element list that holds the peak extra bytes used inside the block."""
@@ -117,12 +112,19 @@ def peak_memory(device: torch.device) -> Iterator[list[int]]:
         result[0] = max(peak[0], proc.memory_info().rss) - base
 
 
-def measure(step: Callable[[], None], device: torch.device, warmup: int, iters: int) -> tuple[float, int]:
-    """Median seconds per step and peak extra bytes during the timed steps."""
-    for _ in range(warmup):
-        step()
-    times = []
-    with peak_memory(device) as peak:
+def measure(
+    step: Callable[[], None], device: torch.device, warmup: int, iters: int, isolated: bool
+) -> tuple[float, int]:
+    """Median seconds per step and peak extra bytes (over the memory held before the first step).
+
+    ``isolated``: this process runs only this case, so the CPU peak is the lifetime peak RSS
+    (``ru_maxrss``) minus the RSS before the first step; otherwise RSS is sampled in a thread.
+    """
+
+    def timed() -> list[float]:
+        for _ in range(warmup):
+            step()
+        times = []
         for _ in range(iters):
             if device.type == "cuda":
                 torch.cuda.synchronize()
@@ -131,7 +133,44 @@ def measure(step: Callable[[], None], device: torch.device, warmup: int, iters: 
             if device.type == "cuda":
                 torch.cuda.synchronize()
             times.append(time.perf_counter() - t0)
+        return times
+
+    if device.type == "cpu" and isolated:
+        import psutil
+
+        gc.collect()
+        base = psutil.Process().memory_info().rss
+        times = timed()
+        return statistics.median(times), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base
+    with peak_memory(device) as peak:
+        times = timed()
     return statistics.median(times), peak[0]
+
+
+def run_case(case: str, size: str, batch: int, warmup: int, iters: int, device: str, threads: int,
+             isolated: bool) -> tuple[float, int]:  # fmt: skip
+    """Build ``case`` ("ours" or "plain") with its inputs and measure one training step."""
+    if threads:
+        torch.set_num_threads(threads)
+    dev = torch.device(device)
+    torch.manual_seed(0)
+    if case == "ours":
+        model = create_model(model_name("pretrain", size)).to(dev)
+        video, audio, masks = _inputs(batch, dev)
+
+        def step() -> None:
+            model.zero_grad(set_to_none=True)
+            model(video, audio, masks).loss.backward()
+
+    else:
+        model = PlainStack(size).to(dev)
+        pv, pa = torch.randn(batch, 80, 1536, device=dev), torch.randn(batch, 24, 256, device=dev)
+
+        def step() -> None:
+            model.zero_grad(set_to_none=True)
+            model(pv, pa).backward()
+
+    return measure(step, dev, warmup, iters, isolated)
 
 
 def forward_gflops(build: Callable[[], nn.Module], run: Callable[[nn.Module, torch.device], object]) -> float:
@@ -158,44 +197,33 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--batch-size", type=int, default=2)
     parser.add_argument("--iters", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=1)
-    parser.add_argument("--quick", action="store_true", help="batch 1, no warm-up, one timed step")
+    parser.add_argument("--quick", action="store_true", help="batch 2, no warm-up, one timed step")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave as is)")
+    parser.add_argument(
+        "--no-isolate",
+        dest="isolate",
+        action="store_false",
+        help="measure both cases in this process (faster; CPU peak memory from sampled RSS is less exact)",
+    )
     args = parser.parse_args(argv)
     if args.quick:
-        args.batch_size, args.warmup, args.iters = 1, 0, 1
+        args.batch_size, args.warmup, args.iters = 2, 0, 1
     if args.threads:
         torch.set_num_threads(args.threads)
-    batch = max(args.batch_size, 2)  # BatchNorm in the ER layer needs 2 clips in training mode
+    batch = max(args.batch_size, 2)  # the ER layer's BatchNorm needs 2 clips in training mode
     device = torch.device(args.device)
-    _limit_malloc_caching()
     name = model_name("pretrain", args.size)
-    torch.manual_seed(0)
-    video, audio, masks = _inputs(batch, device)
-
-    def ours_step_fn() -> Callable[[], None]:
-        model = create_model(name).to(device)
-
-        def step() -> None:
-            model.zero_grad(set_to_none=True)
-            model(video, audio, masks).loss.backward()
-
-        return step
-
-    def plain_step_fn() -> Callable[[], None]:
-        model = PlainStack(args.size).to(device)
-        pv, pa = torch.randn(batch, 80, 1536, device=device), torch.randn(batch, 24, 256, device=device)
-
-        def step() -> None:
-            model.zero_grad(set_to_none=True)
-            model(pv, pa).backward()
-
-        return step
-
-    t_ours, mem_ours = measure(ours_step_fn(), device, args.warmup, args.iters)
-    gc.collect()
-    t_plain, mem_plain = measure(plain_step_fn(), device, args.warmup, args.iters)
-    gc.collect()
+    results = {}
+    for case in ("ours", "plain"):
+        case_args = (case, args.size, batch, args.warmup, args.iters, args.device, args.threads, args.isolate)
+        if args.isolate:
+            with multiprocessing.get_context("spawn").Pool(1) as pool:
+                results[case] = pool.apply(run_case, case_args)
+        else:
+            results[case] = run_case(*case_args)
+            gc.collect()
+    (t_ours, mem_ours), (t_plain, mem_plain) = results["ours"], results["plain"]
 
     def run_ours(model: nn.Module, dev: torch.device) -> object:
         v, a, m = _inputs(1, dev)

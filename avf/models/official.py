@@ -11,6 +11,7 @@ missing or mis-shaped key raises ``ValueError`` naming the key. Files are read w
 from __future__ import annotations
 
 import argparse
+import functools
 import pickle
 import re
 from collections.abc import Mapping
@@ -186,8 +187,9 @@ def detect_size(state_dict: Mapping[str, Tensor]) -> str:
     raise ValueError(f"no registered size has width {width} and depth {depth}; known: {known}")
 
 
+@functools.lru_cache(maxsize=16)
 def _expected_state(kind: str, size: str, num_classes: int) -> dict[str, tuple[int, ...]]:
-    """Key -> shape of our model, built on the meta device (no memory, fast for every size)."""
+    """Key -> shape of our model, built on the meta device (no memory, fast for every size); cached."""
     from avf.models import create_model, model_name
 
     kwargs: dict[str, Any] = {"num_classes": num_classes} if kind == "finetune" else {}

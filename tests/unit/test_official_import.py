@@ -1,0 +1,158 @@
+"""Official checkpoint import: key layout, strict conversion, safe loading, CLI round trip."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from avf.cli import app
+from avf.config.model import MaskingConfig
+from avf.masking import sample_masks
+from avf.models import convert_official_state_dict, create_model, load_official, to_official_state_dict
+from avf.models.official import load_converted, read_checkpoint
+
+B = 2
+
+
+class NotAWeight:  # module-level so that pickle can store it by reference
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return (print, ("code ran while unpickling",))
+
+
+@pytest.fixture(scope="module")
+def inputs() -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    return torch.randn(B, 3, 16, 160, 160, generator=g), torch.randn(B, 1, 256, 128, generator=g)
+
+
+def _randomized(model: torch.nn.Module) -> torch.nn.Module:
+    """Non-trivial values everywhere (zero biases would hide a mapping mistake)."""
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.02 * torch.randn(p.shape, generator=g))
+        for name, b in model.named_buffers():
+            if name.endswith("running_var"):
+                b.uniform_(0.5, 1.5, generator=g)
+            elif name.endswith("running_mean"):
+                b.normal_(0, 0.1, generator=g)
+    return model.eval()
+
+
+def test_official_key_layout() -> None:
+    with torch.device("meta"):
+        pre = create_model("avf_mae_pp_pretrain_base")
+        fine = create_model("avf_mae_pp_base", num_classes=11)
+    off = to_official_state_dict(pre.state_dict())
+    for key in (
+        "encoder.patch_embed.proj.weight",
+        "encoder.lg_region_tokens",
+        "encoder.blocks.0.first_attn.q.weight",
+        "encoder.blocks.0.first_attn.kv.weight",
+        "encoder.blocks.9.fourth_attn_norm1.bias",
+        "encoder_audio.blocks.3.third_attn.v_bias",
+        "encoder_fusion.blocks.0.attn.qkv.weight",
+        "encoder_fusion.blocks.1.norm3.weight",
+        "encoder_fusion.blocks.1.cross_attn_a.kv.weight",
+        "encoder_fusion.Iterative_Refinement_Module.conv_audio.1.running_mean",
+        "encoder_fusion.Iterative_Refinement_Module.post_extract_proj.weight",
+        "encoder_fusion.vadaptiveinteraction.q_bias",
+        "encoder_fusion.cross_norm_3.weight",
+        "encoder_fusion.mlp_att_audio_IR.fc2.bias",
+        "encoder_to_decoder.weight",
+        "mask_token_audio",
+        "decoder.blocks.0.attn.qkv.weight",
+        "decoder_audio.blocks.3.cross_norm2.weight",
+        "decoder_audio.head.weight",
+    ):
+        assert key in off, key
+    assert off["encoder.blocks.0.first_attn.kv.weight"].shape == (1024, 512)
+    assert off["decoder_audio.head.weight"].shape == (256, 384)
+    assert len(off) == 1240  # the official base pretraining state dict holds 1240 entries
+    assert len(to_official_state_dict(fine.state_dict())) == 1070
+    assert {"fc_norm.weight", "head.bias", "layer_weights_audio"} <= set(to_official_state_dict(fine.state_dict()))
+
+
+@pytest.mark.parametrize("size", ["base", "huge"])
+def test_key_mapping_round_trips_for_every_size(size: str) -> None:
+    with torch.device("meta"):
+        for model in (create_model(f"avf_mae_pp_pretrain_{size}"), create_model(f"avf_mae_pp_{size}", num_classes=4)):
+            ours = model.state_dict()
+            back = convert_official_state_dict(to_official_state_dict(ours))
+            assert list(back) == list(ours)
+            assert all(back[k].shape == v.shape for k, v in ours.items())
+
+
+def test_pretrain_round_trip_gives_identical_outputs(inputs: tuple[torch.Tensor, torch.Tensor]) -> None:
+    video, audio = inputs
+    src = _randomized(create_model("avf_mae_pp_pretrain_tiny"))
+    off = to_official_state_dict(src.state_dict())
+    dst = create_model("avf_mae_pp_pretrain_tiny").eval()
+    dst.load_state_dict(convert_official_state_dict(off, "pretrain", "tiny"), strict=True)
+    masks = sample_masks(B, MaskingConfig(), torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        a, b = src(video, audio, masks), dst(video, audio, masks)
+    assert torch.equal(a.pred_video, b.pred_video) and torch.equal(a.pred_audio, b.pred_audio)
+
+
+def test_finetune_load_official_file(tmp_path: Path, inputs: tuple[torch.Tensor, torch.Tensor]) -> None:
+    video, audio = inputs
+    src = _randomized(create_model("avf_mae_pp_tiny", num_classes=7))
+    off = {f"module.{k}": v for k, v in to_official_state_dict(src.state_dict()).items()}
+    path = tmp_path / "checkpoint-best.pth"
+    torch.save({"module": off, "epoch": 12, "args": argparse.Namespace(lr=1e-3, model="avit")}, path)
+    loaded = load_official(path, head_activation=None)
+    assert not loaded.training and loaded.num_classes == 7
+    with torch.no_grad():
+        assert torch.equal(loaded(video, audio), src(video, audio))
+
+    # the CLI writes safetensors that load back into the same model
+    dst = tmp_path / "converted.safetensors"
+    result = CliRunner().invoke(app, ["model", "import-official", str(path), str(dst)])
+    assert result.exit_code == 0, result.output
+    again = load_converted(dst)
+    with torch.no_grad():
+        assert torch.equal(again(video, audio), src(video, audio))
+
+
+def test_strict_conversion_names_the_key() -> None:
+    off = to_official_state_dict(create_model("avf_mae_pp_tiny", num_classes=3).state_dict())
+    missing = dict(off)
+    del missing["encoder_fusion.blocks.1.norm3.weight"]
+    with pytest.raises(ValueError, match=r"missing key 'encoder_fusion\.blocks\.1\.norm3\.weight'"):
+        convert_official_state_dict(missing, "finetune", "tiny")
+    unknown = {**off, "encoder.pos_embed": torch.zeros(1, 800, 96)}
+    with pytest.raises(ValueError, match=r"unknown key.*encoder\.pos_embed"):
+        convert_official_state_dict(unknown, "finetune", "tiny")
+    shaped = {**off, "encoder.blocks.2.third_attn.q.weight": torch.zeros(96, 95)}
+    with pytest.raises(ValueError, match=r"encoder\.blocks\.2\.third_attn\.q\.weight.*shape"):
+        convert_official_state_dict(shaped, "finetune", "tiny")
+    with pytest.raises(ValueError, match="no registered size"):
+        convert_official_state_dict({**off, "encoder.patch_embed.proj.weight": torch.zeros(100, 3, 2, 16, 16)})
+    with pytest.raises(ValueError, match="not an AVF-MAE"):
+        convert_official_state_dict({"foo": torch.zeros(1)})
+
+
+def test_pickled_code_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "evil.pth"
+    torch.save({"model": {"w": torch.zeros(1)}, "payload": NotAWeight()}, path)
+    with pytest.raises(ValueError, match="refusing to load"):
+        read_checkpoint(path)
+    result = CliRunner().invoke(app, ["model", "import-official", str(path), str(tmp_path / "out.safetensors")])
+    assert result.exit_code == 1 and not (tmp_path / "out.safetensors").exists()
+    missing = CliRunner().invoke(app, ["model", "import-official", str(tmp_path / "nope.pth"), "x.safetensors"])
+    assert missing.exit_code == 3
+
+
+def test_cli_help_and_summary() -> None:
+    runner = CliRunner()
+    assert runner.invoke(app, ["model", "--help"]).exit_code == 0
+    assert runner.invoke(app, ["model", "import-official", "--help"]).exit_code == 0
+    result = runner.invoke(app, ["model", "summary", "avf_mae_pp_base", "--num-classes", "11"])
+    assert result.exit_code == 0, result.output
+    assert "169,122,851" in result.output and "fusion" in result.output
+    assert runner.invoke(app, ["model", "summary", "avf_mae_pp_nope"]).exit_code == 2
