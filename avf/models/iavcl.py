@@ -83,6 +83,11 @@ class ERLayer(nn.Module):
 
     def forward(self, global_tokens: Tensor, v: Tensor, a: Tensor) -> Tensor:
         """``global_tokens [B, M, 2C or C]``, ``v [B, Nv, C]``, ``a [B, Na, C]`` -> ``[B, M, C]``."""
+        if self.training and global_tokens.shape[0] * global_tokens.shape[1] < 2:
+            raise ValueError(
+                "the ER layer's BatchNorm needs at least 2 global tokens per batch in training mode: "
+                "pretrain with at least 2 clips per device (or call model.eval())"
+            )
         f = self.proj(global_tokens) if global_tokens.shape[-1] == 2 * self.dim else global_tokens
         q = f.unsqueeze(1)
         r_a = F.scaled_dot_product_attention(q, a.unsqueeze(1), a.unsqueeze(1)).squeeze(1)

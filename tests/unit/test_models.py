@@ -193,6 +193,9 @@ def test_pretrain_variants(inputs: tuple[torch.Tensor, torch.Tensor]) -> None:
     out.loss.backward()
     no_contrast = create_model("avf_mae_pp_pretrain_tiny", contrastive_weight=0.0)
     assert no_contrast(video, audio, full_dec).loss_contrastive.item() == 0.0
+    one = sample_masks(1, MaskingConfig(), torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match="at least 2 clips"):
+        create_model("avf_mae_pp_pretrain_tiny")(video[:1], audio[:1], one)
     with pytest.raises(ValueError, match="skip layers"):
         create_model("avf_mae_pp_pretrain_tiny", skip_layers=(1, 3))
 
