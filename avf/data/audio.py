@@ -13,18 +13,19 @@ htk_compat, a Hanning window, 25 ms / 10 ms, 128 mel bins, dither 0 and no energ
 (:func:`fbank_window`) is zero-padded or cut to 256 frames (2.56 s) and normalized as
 ``(x + 4.2677393) / (2 * 4.5689974)``, padding included, as in the official loaders.
 
-Where fbank is computed -- decided by measurement (2-core CPU here, one thread, 2.56 s windows):
+Where fbank is computed -- decided by measurement (``benchmarks/preprocess.py``, one core, 2.56 s
+windows, 2-core shared machine):
 
 =========================================  ============  ====================
 per window                                 time          bytes per clip-second
 =========================================  ============  ====================
-kaldi fbank from the int16 waveform        1.3-1.6 ms    32,000 (int16 PCM)
-slice of the stored full-clip fbank        0.09 ms       25,600 (float16)
+kaldi fbank from the int16 waveform        1.3-3.1 ms    32,000 (int16 PCM)
+slice of the stored full-clip fbank        0.05-0.13 ms  25,600 (float16)
 =========================================  ============  ====================
 
 So the shard writer stores the full-clip log-mel fbank as float16 (``data.shards.fbank_at_shard_time``,
-default true) and the loader slices windows: 15x less CPU per view (two test views per clip) and 20 %
-smaller than the waveform. The loss is nil in practice: Kaldi removes each frame's DC offset, so a
+default true) and the loader slices windows: 15-60x less CPU per view (two test views per clip) and
+20 % smaller than the waveform. The loss is nil in practice: Kaldi removes each frame's DC offset, so a
 stored frame equals a frame of the window's own fbank whenever the window starts on the 10 ms grid,
 and windows are snapped to it (<= 5 ms shift); float16 adds < 5e-4 after normalization. The train-time
 random gain ``g`` becomes ``+ 2 ln g`` on the log-mel values: exact, since the mel energies are linear

@@ -10,11 +10,11 @@ dots so that WebDataset / Ray split ``key.member`` at the first dot):
 - ``KEY.fbank.npy``: float16 ``[frames, 128]`` Kaldi log-mel of the whole clip (10 ms hop), or
   ``KEY.pcm.npy``: int16 16 kHz waveform when ``data.shards.fbank_at_shard_time`` is false.
 
-Frames as JPEG members rather than one mp4 per sample, by measurement (160x160 face clip of 75
-frames, one core): the loader needs 16 frames of a window, which costs 2 ms as 16 JPEG decodes but
-28-32 ms from an H.264 mp4 (frames depend on each other: the decoder runs from the start); the mp4 is
-~28x smaller (22 KB vs 640 KB at JPEG quality 90). Loader speed wins: storage is cheap next to GPU
-time, and ``benchmarks/preprocess.py`` re-measures both.
+Frames as JPEG members rather than one mp4 per sample, by measurement (``benchmarks/preprocess.py``:
+160x160 face clips of 90 frames, one core): the loader needs the 16 frames of a window, which costs
+2.3-2.5 ms as 16 JPEG decodes but 22-25 ms from an H.264 mp4 (the decoder must run from the start:
+frames depend on each other); the mp4 is 11-15x smaller (45-71 KB vs 690-770 KB at JPEG quality 90).
+Loader speed wins: storage is cheap next to GPU time, and the JPEGs are the faces stage's own bytes.
 
 ``index.json`` lists each shard's name, sample count, bytes, keys and each sample's byte range, so
 the indexed reader (:func:`read_sample`) seeks straight to a sample. Samples are written in a seeded
@@ -258,11 +258,12 @@ def _tar_entries(blob: bytes) -> Iterator[tuple[str, bytes, bytes]]:
     pos, end = 0, len(blob)
     long_name: str | None = None
     while pos + tarfile.BLOCKSIZE <= end:
-        header = bytes(view[pos : pos + tarfile.BLOCKSIZE])
-        if header.count(0) == tarfile.BLOCKSIZE:
+        header = blob[pos : pos + tarfile.BLOCKSIZE]
+        if header[0] == 0 and header.count(0) == tarfile.BLOCKSIZE:
             return  # end-of-archive marker
-        stored = _octal(header[148:156])
-        unsigned = sum(header[:148]) + sum(header[156:]) + 8 * 32
+        field = header[148:156]
+        stored = _octal(field)
+        unsigned = sum(header) - sum(field) + 8 * 32  # the checksum field counts as spaces
         if stored != unsigned:
             high = np.frombuffer(header[:148] + header[156:], np.uint8) > 127
             if stored != unsigned - 256 * int(high.sum()):  # some writers sum signed chars

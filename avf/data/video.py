@@ -384,12 +384,16 @@ def encode_jpeg(rgb: np.ndarray, quality: int = 90, bgr: bool = False) -> bytes:
     return buf.tobytes()
 
 
+_IMREAD_RGB = getattr(cv2, "IMREAD_COLOR_RGB", None)  # OpenCV >= 4.10: libjpeg-turbo writes RGB directly
+
+
 def decode_jpeg(data: bytes) -> np.ndarray:
     """RGB uint8 ``(H, W, 3)`` from JPEG bytes; raises ``ValueError`` on corrupt data."""
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    buf = np.frombuffer(data, np.uint8)
+    img = cv2.imdecode(buf, _IMREAD_RGB if _IMREAD_RGB is not None else cv2.IMREAD_COLOR)
     if img is None:
         raise ValueError("not a decodable JPEG image")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    return img if _IMREAD_RGB is not None else cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
 def write_jpeg_clip(path: str | Path, jpegs: Sequence[bytes], times: Sequence[float], size: int) -> None:
