@@ -64,7 +64,7 @@ def test_dataset_names_come_from_keys_and_target_must_exist(tmp_path: Path) -> N
         load_params(write(tmp_path, {"data": {"datasets": {"a": ds}, "target": "b"}}))
     with pytest.raises(ParamsError, match="must equal its key"):
         load_params(write(tmp_path, {"data": {"datasets": {"a": {**ds, "name": "c"}}, "target": "a"}}))
-    with pytest.raises(ParamsError, match="data.datasets.a.Bad"):
+    with pytest.raises(ParamsError, match=r"data\.datasets\.a\.Bad"):
         load_params(write(tmp_path, {"data": {"datasets": {"a": {**ds, "Bad": 1}}, "target": "a"}}))
 
 
