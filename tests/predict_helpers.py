@@ -22,7 +22,7 @@ def make_model_dir(
     outputs: Sequence[str] = CLASSES,
     task: str = "classification",
     seed: int = 0,
-    head_scale: float = 30.0,
+    head_scale: float = 3.0,
     preprocessing: bool = True,
     clip: ClipConfig | None = None,
 ) -> Path:

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from avf.cli import common
+from avf.cli.predict import export
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -65,3 +66,6 @@ def summary(
     if flops:
         table.add_row("forward GFLOPs (per clip)", f"{forward_flops(model) / 1e9:.2f}")
     common.console.print(table)
+
+
+app.command("export", help="Same as `avf export`: package folder (+ ONNX) of a fine-tuned model.")(export)
