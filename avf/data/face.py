@@ -32,6 +32,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import math
+import os
 import threading
 from collections import deque
 from collections.abc import Iterable
@@ -176,10 +177,16 @@ class LandmarkModel:
 def get_detector(model_path: str, min_score: float) -> MediaPipeDetector:
     """One detector per process, closed at exit before MediaPipe's own dispatcher threads stop."""
     det = MediaPipeDetector(model_path, min_score)
+    owner = os.getpid()
+
+    def close() -> None:
+        if os.getpid() == owner:  # a forked child (DataLoader worker) has no MediaPipe threads to talk to
+            det.close()
+
     # threading's exit hooks run before the thread pools shut down (plain atexit runs too late and
     # MediaPipe's __del__ then prints an error); fall back to atexit if the hook ever disappears.
     register = getattr(threading, "_register_atexit", atexit.register)
-    register(det.close)
+    register(close)
     return det
 
 

@@ -167,7 +167,13 @@ def test_parallel_executors_give_the_same_outputs(tmp_path: Path, raw: Path, exe
     inline = _params(tmp_path, raw)
     assert avf(inline, "faces", "-d", "demo", "--out", tmp_path / "a", "--reports", tmp_path / "r1").exit_code == 0
     fanned = _params(tmp_path, raw, workers=2, executor=executor)
-    r = avf(fanned, "faces", "-d", "demo", "--out", tmp_path / "b", "--reports", tmp_path / "r2")
+    try:
+        r = avf(fanned, "faces", "-d", "demo", "--out", tmp_path / "b", "--reports", tmp_path / "r2")
+    finally:
+        if executor == "ray":
+            import ray
+
+            ray.shutdown()
     assert r.exit_code == 0, r.output
     for sidecar in (tmp_path / "a").glob("*.json"):
         a, b = json.loads(sidecar.read_text()), json.loads((tmp_path / "b" / sidecar.name).read_text())
