@@ -1365,6 +1365,8 @@ def _video_pyfunc_class() -> type:
         time. ``predict`` returns the rows of ``avf predict``'s ``videos.csv`` as a DataFrame.
         """
 
+        _skip_type_hint_validation = True  # paths in, DataFrame out: no MLflow type-hint validation or warning
+
         def __init__(self, settings: dict[str, Any] | None = None) -> None:
             self.settings = dict(settings or {})
             self._predictor: Any = None
@@ -1376,7 +1378,7 @@ def _video_pyfunc_class() -> type:
             settings = PredictConfig.model_validate(self.settings)
             self._predictor = Predictor.from_uri(context.artifacts["model_dir"], settings)
 
-        def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]  # hints: MLflow validates them
+        def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
             from avf.predict.outputs import video_frame
 
             preds = self._predictor.predict_paths(_video_paths(model_input), progress=False)
@@ -1416,16 +1418,18 @@ def log_video_model(
     """
     if isinstance(run, NullRun):
         return None
-    from mlflow.models import ModelSignature
-    from mlflow.types import ColSpec, Schema
+    try:  # no signature: MLflow would then refuse a plain list of paths; VideoPyfunc checks its input
+        if reachable(run.tracking_uri) and run.experiment_id:
+            import mlflow
 
-    signature = ModelSignature(inputs=Schema([ColSpec("string", "video")]))
-    try:
+            # MLflow 3 files a LoggedModel under the *active* experiment (else "Default", whose artifacts
+            # land in ./mlruns of the working dir): make it the run's experiment
+            _set_global_uri(run.tracking_uri)
+            mlflow.set_experiment(experiment_id=run.experiment_id)
         return run.log_model(
             _video_pyfunc_class()(dict(settings or {})),
             artifacts={"model_dir": str(model_dir)},
             name="model",
-            signature=signature,
             pip_requirements=_pinned(VIDEO_MODEL_REQUIREMENTS),
         )
     except TrackingUnavailableError as exc:

@@ -64,7 +64,7 @@ def export_onnx(model: nn.Module, spec: ModelSpec, path: str | Path) -> Path:
     return path
 
 
-def check_onnx(model: nn.Module, spec: ModelSpec, path: str | Path, batch: int = 3, seed: int = 1) -> float:
+def check_onnx(model: nn.Module, spec: ModelSpec, path: str | Path, batch: int = 2, seed: int = 1) -> float:
     """Max absolute difference between onnxruntime's and PyTorch's logits on random inputs."""
     import onnxruntime as ort
 

@@ -286,6 +286,18 @@ def load_model(
     return _load_local(Path(source), card_dict, data)
 
 
+def _mlflow_model_dir(path: Path) -> Path:
+    """The ``model_dir`` artifact of a downloaded MLflow model logged by ``avf.tracking.log_video_model``."""
+    import yaml
+
+    meta = yaml.safe_load((path / "MLmodel").read_text()) or {}
+    artifacts = (meta.get("flavors", {}).get("python_function", {}) or {}).get("artifacts") or {}
+    rel = (artifacts.get("model_dir") or {}).get("path")
+    if not rel or not (path / rel).is_dir():
+        raise ValueError(f"{path}: an MLflow model without a 'model_dir' artifact (not logged by avf)")
+    return path / rel
+
+
 def _load_local(path: Path, card: dict[str, Any] | None, data: DataConfig) -> tuple[nn.Module, ModelSpec]:
     source = str(path)
     if path.is_dir():
@@ -294,10 +306,7 @@ def _load_local(path: Path, card: dict[str, Any] | None, data: DataConfig) -> tu
         if (path / "card.json").is_file() and (path / "model.safetensors").is_file():
             return _load_stage_dir(path, source, data)
         if (path / "MLmodel").is_file():  # a downloaded MLflow model: the stage folder is its artifact
-            inner = path / "artifacts" / "model_dir"
-            if not inner.is_dir():
-                raise ValueError(f"{path}: an MLflow model without a 'model_dir' artifact (not logged by avf)")
-            return _load_local(inner, card, data)
+            return _load_local(_mlflow_model_dir(path), card, data)
         raise FileNotFoundError(f"{path}: no model here (expected card.json + model.safetensors, or {PACKAGE_CONFIG})")
     if not path.is_file():
         raise FileNotFoundError(f"model not found: {path}")

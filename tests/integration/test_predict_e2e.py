@@ -1,0 +1,207 @@
+"""End to end: `avf predict` / `avf export` on generated videos, ONNX vs PyTorch, the MLflow pyfunc, Ray."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from avf import tracking
+from avf.cli import app
+from avf.config import parse_params
+from avf.predict import Predictor
+from avf.predict.outputs import read_jsonl
+from tests import media
+from tests.predict_helpers import CLASSES, make_model_dir
+
+PARAMS = "predict:\n  window_s: 2.0\n  stride_s: 1.0\n"
+PROBS = [f"prob_{c}" for c in CLASSES]
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("predict-e2e")
+    (d / "params.yaml").write_text(PARAMS)
+    vids = d / "videos"
+    media.write_clip(vids / "talk.mp4", seconds=3.0, tones=(300.0, 900.0), tone_every=0.3)
+    media.write_clip(vids / "phone.mov", seconds=2.5, size=(144, 256), rotation=90)
+    media.write_clip(vids / "nested" / "mute.mkv", seconds=2.0, audio=False)
+    media.random_bytes(vids / "broken.mp4")
+    return {"root": d, "videos": vids, "model": make_model_dir(d / "models" / "finetune")}
+
+
+def _invoke(args: list[str]) -> Any:
+    """Run the CLI in-process; the root logging handlers it installs (on CliRunner's streams) are undone."""
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        return CliRunner().invoke(app, args)
+    finally:
+        root.handlers[:], root.level = saved[0], saved[1]
+
+
+def _avf(ws: dict[str, Path], *args: str) -> Any:
+    result = _invoke(["--params", str(ws["root"] / "params.yaml"), *args])
+    assert result.exit_code == 0, result.output
+    return result
+
+
+@pytest.fixture(scope="module")
+def cli_out(workspace: dict[str, Path]) -> Path:
+    out = workspace["root"] / "out"
+    _avf(
+        workspace,
+        "predict",
+        str(workspace["videos"]),
+        "--model",
+        str(workspace["model"]),
+        "--out",
+        str(out),
+        "--plot",
+        "--render",
+    )
+    return out
+
+
+def test_cli_predicts_a_folder_with_pictures(cli_out: Path, workspace: dict[str, Path]) -> None:
+    videos = read_jsonl(cli_out / "videos.jsonl")
+    by_id = {v["video_id"]: v for v in videos}
+    assert sorted(by_id) == ["broken", "mute", "phone", "talk"]
+    assert not by_id["broken"]["ok"] and "cannot open" in by_id["broken"]["error"]
+    for vid in ("mute", "phone", "talk"):
+        rec = by_id[vid]
+        assert rec["ok"] and sum(rec["probabilities"].values()) == pytest.approx(1, abs=1e-4)
+        assert (cli_out / "plots" / f"{vid}.png").stat().st_size > 20_000
+        assert (cli_out / "renders" / f"{vid}.mp4").stat().st_size > 5_000
+    assert by_id["mute"]["windows_no_audio"] == by_id["mute"]["num_windows"] and not by_id["mute"]["has_audio"]
+    assert (by_id["phone"]["width"], by_id["phone"]["height"]) == (144, 256)  # as displayed (rotation applied)
+    windows = pd.read_csv(cli_out / "windows.csv")
+    for vid, group in windows.groupby("video_id"):
+        assert group["start_s"].min() == 0 and group["end_s"].max() == pytest.approx(by_id[vid]["duration_s"])
+    assert len(windows) == sum(v["num_windows"] for v in videos)
+
+
+def test_cli_exports_a_package_and_onnx_that_agree(workspace: dict[str, Path]) -> None:
+    import onnxruntime as ort
+
+    pkg = workspace["root"] / "package"
+    result = _avf(workspace, "export", str(workspace["model"]), "--out", str(pkg), "--onnx")
+    config = json.loads((pkg / "config.json").read_text())
+    assert config["files"]["onnx"] == "model.onnx" and config["onnx_max_abs_diff"] < 1e-4, result.output
+    assert config["avf_version"] and config["classes"] == list(CLASSES)
+    # ONNX on the real model inputs of a window (its test-time views) equals the PyTorch forward
+    pred = Predictor.from_uri(pkg)
+    assert pred.spec.format == "package"
+    win = next(w for w in pred.window_inputs(pred.prepare(workspace["videos"] / "talk.mp4")) if w.has_face)
+    assert win.video is not None and win.audio is not None
+    session = ort.InferenceSession(str(pkg / "model.onnx"), providers=["CPUExecutionProvider"])
+    (onnx_logits,) = session.run(["logits"], {"video": win.video.numpy(), "audio": win.audio.numpy()})
+    with torch.inference_mode():
+        torch_logits = pred.model(win.video, win.audio).numpy()
+    np.testing.assert_allclose(onnx_logits, torch_logits, atol=1e-4, rtol=1e-4)
+
+
+# ------------------------------------------------------------------------------------ MLflow pyfunc
+
+
+@pytest.fixture
+def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv(tracking.BUFFER_DIR_ENV, str(tmp_path / "buffer"))
+    monkeypatch.setenv(tracking.MODEL_CACHE_ENV, str(tmp_path / "downloads"))
+    for var in ("DVC_EXP_NAME", tracking.PARENT_RUN_ENV, "PREFECT__FLOW_RUN_ID", "PREFECT_FLOW_RUN_ID"):
+        monkeypatch.delenv(var, raising=False)
+    params = parse_params({"tracking": {"artifact_root": str(tmp_path / "artifacts")}, "predict": {"window_s": 2.0}})
+    tracking.configure(params)
+    yield {"uri": uri, "params": params}
+
+
+def test_pyfunc_predicts_like_avf_predict(
+    store: dict[str, Any], cli_out: Path, workspace: dict[str, Path], tmp_path: Path
+) -> None:
+    import mlflow
+    import mlflow.pyfunc
+
+    params = store["params"]
+    with tracking.stage_run(params, stage="finetune", sections=(), dataset="demo") as run:
+        uri = tracking.log_video_model(run, workspace["model"], params.predict.model_dump(mode="json"))
+    assert uri is not None and uri.startswith("models:/") and run.model_uri == uri
+    logged = mlflow.MlflowClient().get_logged_model(uri.removeprefix("models:/"))
+    assert logged.experiment_id == run.experiment_id  # under the run's experiment and artifact root
+    assert str(tmp_path / "artifacts") in logged.artifact_location
+    tracking.write_run_file(tmp_path / "run.json", run, model_uri=uri)
+    assert tracking.read_run_file(tmp_path / "run.json")["model_uri"] == uri
+
+    paths = [str(workspace["videos"] / n) for n in ("talk.mp4", "nested/mute.mkv", "broken.mp4")]
+    model = mlflow.pyfunc.load_model(uri)
+    frame = model.predict(pd.DataFrame({"video": paths}))
+    assert list(frame["video"]) == paths and list(frame["ok"]) == [True, True, False]
+    cli = pd.read_csv(cli_out / "videos.csv").set_index("video")
+    for col in ("label", "num_windows", "windows_predicted", *PROBS):
+        ours = frame.set_index("video").loc[paths[:2], col].tolist()
+        assert ours == cli.loc[paths[:2], col].tolist(), col
+    listed = model.predict(paths[:1])  # a plain list of paths works too
+    assert listed[PROBS].to_numpy().tolist() == frame[PROBS].iloc[:1].to_numpy().tolist()
+
+    # the registry URI loads in the Predictor and in `avf predict`
+    version = tracking.register(uri, "avf-predict-test", alias="champion")
+    assert version == 1
+    out = tmp_path / "from-registry"
+    _avf(workspace, "predict", paths[0], "--model", "models:/avf-predict-test@champion", "--out", str(out))
+    (rec,) = read_jsonl(out / "videos.jsonl")
+    assert rec["model"] == "models:/avf-predict-test@champion"
+    assert [rec["probabilities"][c] for c in CLASSES] == frame[PROBS].iloc[0].tolist()
+
+
+def test_cli_errors_are_one_line(workspace: dict[str, Path], tmp_path: Path) -> None:
+    base = ["--params", str(workspace["root"] / "params.yaml"), "predict"]
+    missing = _invoke([*base, str(workspace["videos"]), "--model", str(tmp_path / "nope"), "--out", "o"])
+    assert missing.exit_code == 3 and "model not found" in missing.output
+    empty = _invoke([*base, str(tmp_path), "--model", str(workspace["model"]), "--out", "o"])
+    assert empty.exit_code == 3 and "no videos found" in empty.output
+    both = _invoke([*base, str(workspace["videos"]), "--model", "m", "--out", "o", "--ray", "--plot"])
+    assert both.exit_code == 2
+    only_bad = tmp_path / "bad.mp4"
+    shutil.copy(workspace["videos"] / "broken.mp4", only_bad)
+    failed = _invoke([*base, str(only_bad), "--model", str(workspace["model"]), "--out", str(tmp_path / "o")])
+    assert failed.exit_code == 1 and "1 failed" in failed.output
+
+
+# --------------------------------------------------------------------------------------------- Ray
+
+
+@pytest.mark.slow
+def test_ray_job_writes_the_same_predictions_as_parquet(workspace: dict[str, Path], cli_out: Path) -> None:
+    import ray
+
+    out = workspace["root"] / "out-ray"
+    try:
+        _avf(
+            workspace,
+            "predict",
+            str(workspace["videos"]),
+            "--model",
+            str(workspace["model"]),
+            "--out",
+            str(out),
+            "--ray",
+        )
+    finally:
+        ray.shutdown()
+    table = pd.read_parquet(out / "predictions.parquet").set_index("video_id").sort_index()
+    cli = pd.read_csv(cli_out / "videos.csv").set_index("video_id").sort_index()
+    assert list(table.index) == list(cli.index)
+    assert table["ok"].tolist() == cli["ok"].tolist()
+    np.testing.assert_allclose(table[PROBS].to_numpy(dtype=float), cli[PROBS].to_numpy(dtype=float), atol=1e-6)
+    windows = table.loc["mute", "windows"]
+    assert len(windows) == cli.loc["mute", "num_windows"] and all(w["audio"] == "missing" for w in windows)
