@@ -39,6 +39,7 @@ class PredictConfig(Section):
     min_face_share: float = Field(0.5, ge=0.0, le=1.0)
     extensions: tuple[str, ...] = VIDEO_EXTENSIONS  # what a folder or glob picks up
     prefetch: int = Field(1, ge=0)  # videos decoded and face-cropped ahead in a thread while the model runs
+    threads: int = Field(0, ge=0)  # PyTorch CPU threads (0: PyTorch's default); 1 is faster on a busy machine
     thumbnails: int = Field(8, ge=0, le=32)  # face thumbnails along the top of the --plot timeline
     render_crf: int = Field(23, ge=0, le=51)  # x264 quality of --render videos
     # Ray Data (--ray): videos per map_batches call, predictor actors and CPUs per actor.

@@ -29,11 +29,8 @@ class PredictActor:
     """Ray Data callable class: one Predictor per actor, a batch of paths in, an Arrow table out."""
 
     def __init__(self, model: str, settings: dict[str, Any], data: dict[str, Any], card: dict[str, Any] | None) -> None:
-        import torch
-
         from avf.predict.predictor import Predictor
 
-        torch.set_num_threads(1)
         self.predictor = Predictor.from_uri(
             model, PredictConfig.model_validate(settings), card=card, data=DataConfig.model_validate(data)
         )
@@ -71,12 +68,13 @@ def run_ray_job(
     out = Path(out_dir) / "predictions.parquet"
     if out.exists():
         shutil.rmtree(out)  # write_parquet appends; a rerun replaces the previous result
-    # a single-threaded predictor per actor; the pool size bounds memory (one model per actor)
+    # one predictor (one model in memory) per actor; ray_actors bounds both memory and parallelism
     result = ds.map_batches(
         PredictActor,
         fn_constructor_kwargs={
             "model": model,
-            "settings": s.model_copy(update={"prefetch": 0}).model_dump(mode="json"),
+            # one thread per actor unless set: the actors share the node's CPUs
+            "settings": s.model_copy(update={"prefetch": 0, "threads": s.threads or 1}).model_dump(mode="json"),
             "data": params.data.model_dump(mode="json"),
             "card": card,
         },

@@ -98,6 +98,8 @@ class Predictor:
         self.model = model.eval()
         self.spec = spec
         self.settings = settings or PredictConfig()
+        if self.settings.threads:
+            torch.set_num_threads(self.settings.threads)  # process-wide, as for any PyTorch program
         self._detector = detector
         self._landmarks = landmarks
         self._transform = ClipTransform(spec.clip.image_size, AugmentConfig(rand_augment=""))
