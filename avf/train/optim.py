@@ -19,7 +19,7 @@ def scaled_lr(base_lr: float, effective_batch: int) -> float:
 def build_optimizer(
     model: torch.nn.Module, cfg: OptimConfig, effective_batch: int, layer_decay: float | None = None
 ) -> torch.optim.Optimizer:
-    """AdamW with no decay on 1-D params, biases and ``model.no_weight_decay()``; foreach kernels.
+    """AdamW with no decay on 1-D params, biases and ``model.no_weight_decay()``; fused kernels.
 
     ``layer_decay`` (fine-tuning) scales each group's lr by ``decay ** (max_id - layer_id)`` using the
     model's ``group_matcher()`` (timm reads it), so the scheduler and layer decay compose.
@@ -32,8 +32,14 @@ def build_optimizer(
         layer_decay=layer_decay if layer_decay is not None and layer_decay < 1.0 else None,
         betas=cfg.betas,
         eps=1e-8,
-        foreach=True,
+        # perf (issue 9): fused AdamW (one kernel per step, CPU and CUDA) is 4-9x faster than foreach on CPU
+        # and has no step-sized temporaries; foreach where a parameter lives elsewhere.
+        **({"fused": True} if _fused_ok(model) else {"foreach": True}),
     )
+
+
+def _fused_ok(model: torch.nn.Module) -> bool:
+    return all(p.device.type in ("cpu", "cuda") for p in model.parameters())
 
 
 def build_scheduler(
