@@ -1,0 +1,81 @@
+"""Evaluation metrics against scikit-learn / scipy and hand-computed cases; view averaging."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy.stats import pearsonr
+from sklearn.metrics import balanced_accuracy_score, f1_score
+
+from avf.eval.metrics import ccc, classification_metrics, confusion, mean_over_folds, pcc, regression_metrics
+from avf.eval.predict import predict_views, score
+
+
+def test_classification_metrics_match_sklearn() -> None:
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 5, 200)
+    p = np.where(rng.random(200) < 0.6, y, rng.integers(0, 5, 200))
+    m = classification_metrics(y, p, 5)
+    assert m["war"] == pytest.approx(100 * (y == p).mean())
+    assert m["uar"] == pytest.approx(100 * balanced_accuracy_score(y, p))
+    assert m["macro_f1"] == pytest.approx(100 * f1_score(y, p, average="macro"))
+    assert m["weighted_f1"] == pytest.approx(100 * f1_score(y, p, average="weighted"))
+
+
+def test_uar_hand_case_and_absent_classes() -> None:
+    # class 0: 2/2 right, class 1: 1/2 right, class 2 never occurs in the labels.
+    y, p = np.array([0, 0, 1, 1]), np.array([0, 0, 1, 2])
+    m = classification_metrics(y, p, 3)
+    assert m["uar"] == pytest.approx(75.0)
+    assert m["war"] == pytest.approx(75.0)
+    cm = confusion(y, p, 3)
+    assert cm.tolist() == [[2, 0, 0], [0, 1, 1], [0, 0, 0]]
+    with pytest.raises(ValueError, match="no samples"):
+        classification_metrics(np.array([]), np.array([]), 3)
+
+
+def test_pcc_ccc_against_scipy_and_formula() -> None:
+    rng = np.random.default_rng(1)
+    t = rng.normal(size=300)
+    x = 0.7 * t + rng.normal(scale=0.5, size=300) + 0.3
+    assert pcc(x, t) == pytest.approx(pearsonr(x, t)[0], rel=1e-9)
+    expected = 2 * np.cov(x, t, bias=True)[0, 1] / (x.var() + t.var() + (x.mean() - t.mean()) ** 2)
+    assert ccc(x, t) == pytest.approx(expected, rel=1e-9)
+    assert ccc(t, t) == pytest.approx(1.0)
+    assert ccc(t + 1.0, t) < 1.0 < 1.0 + pcc(t + 1.0, t)  # a shift lowers CCC, not PCC
+    assert pcc(np.ones(5), np.arange(5)) == 0.0
+    m = regression_metrics(np.stack([x, t], 1), np.stack([t, t], 1), ["a", "b"])
+    assert m["ccc_b"] == pytest.approx(1.0) and m["ccc"] == pytest.approx((expected + 1) / 2)
+    assert m["mae"] == pytest.approx(np.abs(x - t).mean() / 2)
+
+
+def test_mean_over_folds() -> None:
+    assert mean_over_folds([{"uar": 10.0, "war": 20.0}, {"uar": 30.0, "war": 40.0}]) == {"uar": 20.0, "war": 30.0}
+
+
+class _Views(torch.utils.data.Dataset):
+    """Clips whose two views point to different classes; the average decides."""
+
+    def __len__(self) -> int:
+        return 3
+
+    def __getitem__(self, i: int) -> dict:
+        video = torch.zeros(2, 3, 2, 4, 4)
+        video[0, 0] = 1.0 + i  # view 0 -> class 0 logit, view 1 -> class 1 logit
+        video[1, 1] = 2.5
+        return {"video": video, "audio": torch.zeros(2, 1, 4, 4), "label": torch.tensor(i % 2), "key": f"k{i}"}
+
+
+class _Logits(torch.nn.Module):
+    def forward(self, video: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
+        return video.mean(dim=(2, 3, 4))[:, :2]
+
+
+def test_views_are_averaged_as_probabilities() -> None:
+    out = predict_views(_Logits(), _Views(), range(3), torch.device("cpu"), batch_size=2)
+    assert out["scores"].shape == (3, 2) and np.allclose(out["scores"].sum(1), 1.0)
+    assert list(out["keys"]) == ["k0", "k1", "k2"]
+    # view 1 always says class 1 (logit 2.5); view 0 says class 0 with logit 1 + i: averaged probabilities
+    assert out["scores"].argmax(1).tolist() == [1, 1, 0]
+    assert score(out, "classification", 2)["war"] == pytest.approx(100 * 2 / 3)
