@@ -156,13 +156,16 @@ class Predictor:
             return None, f"cannot process: {type(e).__name__}: {e}", time.perf_counter() - t
 
     def window_inputs(self, prep: PreparedVideo) -> list[WindowInput]:
-        """The windows of a prepared video with their model inputs (see ``avf.predict.prepare``)."""
-        s = self.settings
-        spans = plan_windows(prep.duration_s, s.window_s, s.stride_s)
-        return [
-            window_input(prep, i, span, self.spec.clip, self.spec.audio, self.views, s.min_face_share, self._transform)
-            for i, span in enumerate(spans)
-        ]
+        """All windows of a prepared video with their model inputs (see ``avf.predict.prepare``).
+
+        Holds every window's tensors at once (about 10 MB per window); prediction streams them instead.
+        """
+        return list(self._iter_windows(prep))
+
+    def _iter_windows(self, prep: PreparedVideo) -> Iterator[WindowInput]:
+        s, spec = self.settings, self.spec
+        for i, span in enumerate(plan_windows(prep.duration_s, s.window_s, s.stride_s)):
+            yield window_input(prep, i, span, spec.clip, spec.audio, self.views, s.min_face_share, self._transform)
 
     # -- model ---------------------------------------------------------------------------------
     @torch.inference_mode()
@@ -175,36 +178,47 @@ class Predictor:
         return out.view(b, v, -1).mean(1)
 
     def _score_windows(self, wins: Sequence[WindowInput]) -> list[np.ndarray | None]:
+        """Scores ``f32 [K]`` of each window with a face (None for the others), one forward pass per call."""
         scores: list[np.ndarray | None] = [None] * len(wins)
         todo = [i for i, w in enumerate(wins) if w.has_face]
-        bs = self.settings.batch_size
-        for start in range(0, len(todo), bs):
-            chunk = todo[start : start + bs]
-            video = torch.stack([wins[i].video for i in chunk])  # type: ignore[misc]
-            audio = torch.stack([wins[i].audio for i in chunk])  # type: ignore[misc]
-            for i, row in zip(chunk, self.forward(video, audio).numpy(), strict=True):
+        if todo:
+            video = torch.stack([wins[i].video for i in todo])  # type: ignore[misc]
+            audio = torch.stack([wins[i].audio for i in todo])  # type: ignore[misc]
+            for i, row in zip(todo, self.forward(video, audio).numpy(), strict=True):
                 scores[i] = row.astype(np.float32)
         return scores
+
+    def _predict_windows(self, prep: PreparedVideo) -> Iterator[WindowPrediction]:
+        """Window predictions, ``batch_size`` windows with a face per forward pass (inputs freed after each)."""
+        batch: list[WindowInput] = []
+        bs = self.settings.batch_size
+
+        def flush() -> Iterator[WindowPrediction]:
+            for w, score in zip(batch, self._score_windows(batch), strict=True):
+                yield WindowPrediction(
+                    index=w.index,
+                    start_s=w.start_s,
+                    end_s=w.end_s,
+                    frames=w.frames,
+                    face_share=w.face_share,
+                    face=w.has_face,
+                    audio=w.audio_status,
+                    reasons=list(w.reasons),
+                    scores=score,
+                )
+            batch.clear()
+
+        for win in self._iter_windows(prep):
+            batch.append(win)
+            if sum(w.has_face for w in batch) >= bs:
+                yield from flush()
+        yield from flush()
 
     # -- videos --------------------------------------------------------------------------------
     def predict_prepared(self, prep: PreparedVideo, keep_prepared: bool = False) -> VideoPrediction:
         """Windows, scores and the whole-video prediction of a prepared video."""
-        wins = self.window_inputs(prep)
-        scores = self._score_windows(wins)
-        windows = [
-            WindowPrediction(
-                index=w.index,
-                start_s=w.start_s,
-                end_s=w.end_s,
-                frames=w.frames,
-                face_share=w.face_share,
-                face=w.has_face,
-                audio=w.audio_status,
-                reasons=list(w.reasons),
-                scores=s,
-            )
-            for w, s in zip(wins, scores, strict=True)
-        ]
+        windows = list(self._predict_windows(prep))
+        scores = [w.scores for w in windows]
         done = [s for s in scores if s is not None]
         result = VideoPrediction(
             path=prep.path,

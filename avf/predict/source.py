@@ -43,6 +43,7 @@ PACKAGE_CONFIG = "config.json"
 PACKAGE_FORMAT = "avf-model-package"
 OFFICIAL_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
 Task = Literal["classification", "regression"]
+Format = Literal["stage", "safetensors", "official", "package"]
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,7 @@ class ModelSpec:
     """What a loaded model predicts and the preprocessing it was trained with."""
 
     source: str  # the URI it was loaded from
-    format: Literal["stage", "safetensors", "official", "package"]
+    format: Format
     size: str  # tiny | base | large | huge
     task: Task
     outputs: tuple[str, ...]  # class names (classification) or target names (regression)
@@ -131,14 +132,16 @@ def _head(card: dict[str, Any], where: str) -> tuple[str | None, Task, tuple[str
     ((name, ds),) = datasets.items()
     task: Task = "regression" if ds.get("task") == "regression" else "classification"
     n = int(ds["num_outputs"])
-    names = list(ds.get("targets") if task == "regression" else ds.get("classes")) or []
+    names = list((ds.get("targets") if task == "regression" else ds.get("classes")) or [])
     if len(names) != n:
         prefix = "target" if task == "regression" else "class"
         names = [f"{prefix}_{i}" for i in range(n)]
     return name, task, tuple(names), n
 
 
-def _spec_from_card(card: dict[str, Any], source: str, fmt: Any, data: DataConfig, base_dir: Path | None) -> ModelSpec:
+def _spec_from_card(
+    card: dict[str, Any], source: str, fmt: Format, data: DataConfig, base_dir: Path | None
+) -> ModelSpec:
     if card.get("kind") not in (None, "finetune"):
         raise ValueError(f"{source}: expected a fine-tuned model, its card says kind={card.get('kind')!r}")
     dataset, task, names, _ = _head(card, source)
@@ -175,6 +178,7 @@ def _load_package(path: Path, source: str, data: DataConfig) -> tuple[nn.Module,
     if cfg.get("format") != PACKAGE_FORMAT:
         raise ValueError(f"{path / PACKAGE_CONFIG}: not an avf model package (format {cfg.get('format')!r})")
     card = {
+        **(cfg.get("provenance") or {}),
         "kind": "finetune",
         "model": cfg["model"],
         "datasets": {
@@ -186,7 +190,6 @@ def _load_package(path: Path, source: str, data: DataConfig) -> tuple[nn.Module,
             }
         },
         "preprocessing": cfg.get("preprocessing"),
-        **(cfg.get("provenance") or {}),
     }
     spec = _replace(_spec_from_card(card, source, "package", data, path), dataset=cfg.get("dataset"))
     weights = load_weights(path / cfg.get("files", {}).get("weights", "model.safetensors"))
@@ -200,7 +203,7 @@ def _replace(spec: ModelSpec, **changes: Any) -> ModelSpec:
 
 
 def _generic_spec(
-    source: str, fmt: Any, size: str, num_outputs: int, data: DataConfig, card: dict[str, Any] | None
+    source: str, fmt: Format, size: str, num_outputs: int, data: DataConfig, card: dict[str, Any] | None
 ) -> ModelSpec:
     """Spec of a checkpoint without a card: ``class_i`` names unless ``card`` gives the head."""
     if card is not None:

@@ -163,6 +163,38 @@ def test_pyfunc_predicts_like_avf_predict(
     assert [rec["probabilities"][c] for c in CLASSES] == frame[PROBS].iloc[0].tolist()
 
 
+def test_finetune_stage_logs_the_video_model_and_records_it(
+    store: dict[str, Any], workspace: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """run_supervised("finetune") with the training loop stubbed: card preprocessing, pyfunc, run file."""
+    import mlflow.pyfunc
+
+    from avf.train import stages
+    from avf.train.tasks import DatasetSplits
+
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    shutil.copy(workspace["model"] / "model.safetensors", ckpt / "model.safetensors")
+    state = {"step": 1, "epoch": 1, "history": [], "curve": []}
+    (ckpt / "state.json").write_text(json.dumps({"loop": state}))
+    split = DatasetSplits("ravdess", tmp_path / "shards", ["k"], [], ["t"], "classification", 3, CLASSES)
+    monkeypatch.setattr(stages, "dataset_splits", lambda *a, **k: split)
+    monkeypatch.setattr(stages, "_execute", lambda *a, **k: (ckpt, state))
+    params = store["params"]
+    out, reports = tmp_path / "models" / "finetune", tmp_path / "reports" / "finetune"
+    stages.run_supervised(params, "finetune", tmp_path, tmp_path, out, reports, tmp_path / "ray", None, None)
+
+    card = json.loads((out / "card.json").read_text())
+    assert card["preprocessing"]["clip"] == params.data.clip.model_dump(mode="json")
+    assert card["preprocessing"]["face"]["detector_model"] == params.data.face.detector_model
+    run_file = tracking.read_run_file(reports / "mlflow_run.json")
+    assert run_file["model_uri"].startswith("models:/")  # what `avf registry register --from-run-file` needs
+    frame = mlflow.pyfunc.load_model(run_file["model_uri"]).predict([str(workspace["videos"] / "talk.mp4")])
+    direct = Predictor.from_uri(out, params.predict).predict_video(workspace["videos"] / "talk.mp4")
+    assert direct.scores is not None
+    np.testing.assert_allclose(frame[PROBS].to_numpy(dtype=float)[0], direct.scores, atol=1e-6)
+
+
 def test_cli_errors_are_one_line(workspace: dict[str, Path], tmp_path: Path) -> None:
     base = ["--params", str(workspace["root"] / "params.yaml"), "predict"]
     missing = _invoke([*base, str(workspace["videos"]), "--model", str(tmp_path / "nope"), "--out", "o"])
