@@ -19,7 +19,19 @@ from typing import Any
 
 from avf.utils.io import atomic_path, write_json
 
-__all__ = ["Failure", "StageReport", "category"]
+__all__ = ["Failure", "StageReport", "category", "printable"]
+
+
+def printable(text: str) -> str:
+    """``text`` as valid UTF-8: bytes of a non-UTF-8 file name (surrogate escapes) become ``\\xNN``.
+
+    Linux file names are bytes; Python decodes the undecodable ones to lone surrogates, which CSV,
+    Parquet and UTF-8 text files cannot hold.
+    """
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a lone surrogate that is not an escaped byte
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def category(reason: str) -> str:
@@ -49,7 +61,7 @@ class StageReport:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def fail(self, file: str | Path, clip_id: str | None, reason: str) -> None:
-        self.failures.append(Failure(str(file), clip_id or "", reason))
+        self.failures.append(Failure(printable(str(file)), printable(clip_id or ""), printable(reason)))
 
     @property
     def failed(self) -> int:
