@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from avf.data.adapters.base import RawClip
+from avf.data.report import printable
 from avf.utils.io import atomic_path
 
 __all__ = ["COLUMNS", "ManifestError", "build_manifest", "read_manifest", "validate", "write_manifest"]
@@ -190,13 +191,13 @@ def build_manifest(
             {
                 "clip_id": clip.clip_id,
                 "dataset": dataset,
-                "subject": str(clip.subject),
+                "subject": printable(str(clip.subject)),  # Parquet strings must be UTF-8 (a folder name)
                 "label": int(clip.label) if clip.label is not None else -1,
                 "label_name": clip.label_name,
                 "targets": [float(x) for x in clip.targets] if clip.targets is not None else None,
                 "test_fold": int(clip.test_fold) if clip.test_fold is not None else -1,
                 "official_split": clip.official_split,
-                "video_path": str(clip.video_path),
+                "video_path": printable(str(clip.video_path)),
                 "face_path": str(face_dir / face["face_file"]) if face_ok and face else None,
                 "audio_path": str(audio_dir / aud["audio_file"]) if audio_ok and aud else None,
                 "duration_s": _float_or_zero(face.get("duration_s")) if face else 0.0,
