@@ -9,10 +9,14 @@ parallelism comes from the processes.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from typing import Literal, TypeVar
+from typing import TYPE_CHECKING, Literal, TypeVar
+
+if TYPE_CHECKING:
+    from concurrent.futures import ProcessPoolExecutor
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -71,7 +75,10 @@ def _run_pool(
 
     ctx = multiprocessing.get_context("spawn")
     limit = 4 * workers
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=limit_threads) as pool:
+    with (
+        ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=limit_threads) as pool,
+        _stop_on_exit(pool),
+    ):
         pending: deque[tuple[T, Future[R]]] = deque()
         it = iter(items)
 
@@ -98,6 +105,24 @@ def _run_pool(
                     pending.remove(pair)
                     yield pair[0], outcome(pair[1])
             fill()
+
+
+@contextlib.contextmanager
+def _stop_on_exit(pool: ProcessPoolExecutor) -> Iterator[None]:
+    """Interrupted (SIGTERM/Ctrl-C raised in the caller, or the results abandoned): drop the queued
+    tasks and end the workers now. Otherwise the pool would first run every queued task, and workers
+    whose parent died go on working, then block forever (orphans writing into a re-run's outputs)."""
+    try:
+        yield
+    except BaseException:
+        # before shutdown(), which forgets them; dict() is a C-level copy, atomic under the GIL
+        procs = list(dict(getattr(pool, "_processes", None) or {}).values())
+        pool.shutdown(wait=False, cancel_futures=True)
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.join(timeout=10)
+        raise
 
 
 def _run_ray(
