@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +73,21 @@ def _finish_stage(report: Any, params: Any, reports: Path) -> None:
         )
 
 
+@contextlib.contextmanager
+def _sigterm_exits() -> Iterator[None]:
+    """SIGTERM raises ``SystemExit(143)`` (like Ctrl-C raises): the half-written temp file of the clip
+    in progress is removed and the worker processes are ended, instead of dying mid-write."""
+
+    def handler(signum: int, frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+
+
 def _run_stage(stage: str, dataset: str, reports: Path, body: Any) -> None:
     from avf.data.manifest import ManifestError
     from avf.data.report import StageReport
@@ -78,7 +96,8 @@ def _run_stage(stage: str, dataset: str, reports: Path, body: Any) -> None:
     spec = _dataset_spec(params, dataset)
     report = StageReport(stage, spec.name)
     try:
-        body(params, spec, report)
+        with _sigterm_exits():
+            body(params, spec, report)
     except FileNotFoundError as exc:
         common.fail(str(exc), common.EXIT_MISSING)
     except (KeyError, ValueError, ManifestError) as exc:
