@@ -121,6 +121,14 @@ def _report_scan(scan: ScanOutcome, report: StageReport) -> None:
         report.fail(p.path, None, p.reason)
 
 
+def _remove_temps(out_dir: Path) -> None:
+    """Delete half-written temp files (``.<name>.<random>.tmp`` from ``atomic_path``) that a killed run
+    left behind, so they never end up in the stage's DVC output."""
+    for p in out_dir.glob(".*.tmp"):
+        if p.is_file():
+            p.unlink(missing_ok=True)
+
+
 def _prune(out_dir: Path, keep: set[str], suffixes: Sequence[str]) -> int:
     """Remove outputs of clips that are no longer in the dataset (stale after a rescan)."""
     removed = 0
@@ -233,6 +241,7 @@ def run_faces(
     scan = scan_dataset(spec)
     _report_scan(scan, report)
     out_dir.mkdir(parents=True, exist_ok=True)
+    _remove_temps(out_dir)
     jobs: list[FaceJob] = []
     for clip in scan.clips:
         if clip.clip_id in scan.rejected:
@@ -336,6 +345,7 @@ def run_audio(
     scan = scan_dataset(spec)
     _report_scan(scan, report)
     out_dir.mkdir(parents=True, exist_ok=True)
+    _remove_temps(out_dir)
     jobs: list[AudioJob] = []
     for clip in scan.clips:
         if clip.clip_id in scan.rejected:
