@@ -8,6 +8,7 @@ import json
 import math
 import shutil
 from pathlib import Path
+from typing import Any
 
 import av
 import cv2
@@ -232,11 +233,26 @@ def test_every_model_source_loads_the_same_model(predictor: Predictor, model_dir
     assert sources["imported"].spec.outputs == CLASSES and sources["file"].spec.outputs == CLASSES
 
 
-def test_card_preprocessing_wins_and_older_cards_fall_back_to_params(tmp_path: Path) -> None:
+def _with_card(model_dir: Path, out: Path, **changes: Any) -> Path:
+    """A copy of a stage folder whose card has ``changes`` (None removes a key)."""
+    shutil.copytree(model_dir, out)
+    card = json.loads((out / "card.json").read_text())
+    for key, value in changes.items():
+        if value is None:
+            del card[key]
+        else:
+            card[key] = value
+    (out / "card.json").write_text(json.dumps(card))
+    return out
+
+
+def test_card_preprocessing_wins_and_older_cards_fall_back_to_params(model_dir: Path, tmp_path: Path) -> None:
     data = DataConfig(clip=ClipConfig(test_views=1), face=FaceConfig(margin=0.4))
-    old = Predictor.from_uri(make_model_dir(tmp_path / "old", preprocessing=False), data=data)
+    old = Predictor.from_uri(_with_card(model_dir, tmp_path / "old", preprocessing=None), data=data)
     assert old.spec.preprocessing_from == "defaults" and old.views == 1 and old.spec.face.margin == 0.4
-    new = Predictor.from_uri(make_model_dir(tmp_path / "new", clip=ClipConfig(test_views=3)), data=data)
+    pre = json.loads((model_dir / "card.json").read_text())["preprocessing"]
+    pre["clip"]["test_views"] = 3
+    new = Predictor.from_uri(_with_card(model_dir, tmp_path / "new", preprocessing=pre), data=data)
     assert new.spec.preprocessing_from == "card" and new.views == 3 and new.spec.face.margin == 0.25
     assert Predictor(new.model, new.spec, PredictConfig(views=4)).views == 4  # params.predict.views overrides
 
