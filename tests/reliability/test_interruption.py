@@ -1,0 +1,215 @@
+"""Driver interruption: SIGTERM / SIGINT to a running stage leaves no partial DVC output, ends the MLflow
+run KILLED, and the same command resumes.
+
+A tiny project (generated RAVDESS-style clips, in-process training, SQLite tracking) is prepared once
+with the real CLI; the stages under test run as ``avf`` subprocesses and are signalled once their
+first checkpoint (training) or first clip (faces) is on disk: a file-system event, not a sleep race.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import psutil
+import pytest
+import yaml
+from mlflow import MlflowClient
+
+from avf.data.video import read_jpeg_clip
+
+pytestmark = [pytest.mark.reliability, pytest.mark.slow, pytest.mark.timeout(1200)]
+
+AVF = str(Path(sys.executable).with_name("avf"))
+ROOT = Path(__file__).resolve().parents[2]
+SIGNAL_EXIT_S = 90  # a signalled stage must be gone within this (a loaded 2-core CI box)
+
+PARAMS = {
+    "seed": 0,
+    "data": {
+        "synth": {
+            "ravdess_actors": 3,
+            "emotions": [1, 3],
+            "cremad_actors": 0,
+            "duration_s": 2.0,
+            "frame_size": 128,
+        },
+        "datasets": {"ravdess": {"adapter": "ravdess", "raw_dir": "data/raw/ravdess", "roles": ["pretrain", "target"]}},
+        "target": "ravdess",
+        "face": {
+            "detector_model": str(ROOT / "models/assets/face_detection_short_range.tflite"),
+            "landmark_model": str(ROOT / "models/assets/face_landmark.tflite"),
+        },
+        "workers": 1,
+        "shards": {"max_shard_count": 2},
+        "augment": {"rand_augment": ""},
+    },
+    # one optimizer step per epoch: three epochs, a checkpoint after each
+    "pretrain": {"epochs": 3, "batch_size": 2, "steps_per_epoch": 1, "log_every": 1},
+    "ray": {"num_workers": 0},
+}
+PRETRAIN = ["train", "pretrain", "--shards", "data/shards"]
+
+
+def _env(project: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "PATH": f"{Path(AVF).parent}:{os.environ['PATH']}",
+        "MLFLOW_TRACKING_URI": f"sqlite:///{project}/mlruns.db",
+        "AVF_MLFLOW_BUFFER_DIR": str(project / "runs" / "mlflow-buffer"),
+        "OMP_NUM_THREADS": "2",
+    }
+
+
+def _avf(project: Path, *args: str, params: str = "params.yaml") -> str:
+    proc = subprocess.run(
+        [AVF, "-p", params, *args], cwd=project, env=_env(project), capture_output=True, text=True, timeout=900
+    )
+    assert proc.returncode == 0, f"avf {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-4000:]}"
+    return proc.stderr
+
+
+def _interrupt(
+    project: Path, args: list[str], ready: Callable[[], bool], sig: int, params: str = "params.yaml"
+) -> tuple[int, str, float, list[int]]:
+    """Start ``avf args``, send ``sig`` once ``ready()``; return (exit code, log, seconds to exit, child pids)."""
+    log = project / f"interrupt-{time.monotonic_ns()}.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen([AVF, "-p", params, *args], cwd=project, env=_env(project), stdout=out, stderr=out)
+    try:
+        deadline = time.monotonic() + 600
+        while not ready():
+            assert proc.poll() is None, f"avf {args[:2]} ended before the signal:\n{log.read_text()[-3000:]}"
+            assert time.monotonic() < deadline, "the stage never reached the point to interrupt"
+            time.sleep(0.05)
+        children = [c.pid for c in psutil.Process(proc.pid).children(recursive=True)]
+        t0 = time.monotonic()
+        proc.send_signal(sig)
+        rc = proc.wait(timeout=SIGNAL_EXIT_S)
+        return rc, log.read_text(), time.monotonic() - t0, children
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Raw clips -> faces -> audio -> manifest -> shards, the DVC stages' own commands."""
+    root = tmp_path_factory.mktemp("interrupt")
+    (root / "params.yaml").write_text(yaml.safe_dump(PARAMS, sort_keys=False))
+    with_pool = {**PARAMS, "data": {**PARAMS["data"], "workers": 2}}
+    (root / "params-pool.yaml").write_text(yaml.safe_dump(with_pool, sort_keys=False))
+    _avf(root, "data", "synth", "--out", "data/raw")
+    d, rep = "ravdess", ["--reports", "reports/data"]
+    faces, audio, manifest = f"data/interim/faces/{d}", f"data/interim/audio/{d}", f"data/manifest/{d}.parquet"
+    _avf(root, "data", "faces", "--dataset", d, "--out", faces, *rep)
+    _avf(root, "data", "audio", "--dataset", d, "--faces", faces, "--out", audio, *rep)
+    _avf(root, "data", "manifest", "--dataset", d, "--faces", faces, "--audio", audio, "--out", manifest, *rep)
+    _avf(root, "data", "shards", "--dataset", d, "--manifest", manifest, "--out", f"data/shards/{d}", *rep)
+    return root
+
+
+def _checkpoint(storage: Path, step: int) -> Callable[[], bool]:
+    return lambda: any(storage.glob(f"*/checkpoint_{step:09d}"))
+
+
+def _run_id(log: str) -> str:
+    found = re.findall(r"MLflow run \S+ \((\w+)\)", log)
+    assert len(found) == 1, log[-3000:]
+    return found[0]
+
+
+def _status(project: Path, run_id: str) -> str:
+    return MlflowClient(tracking_uri=f"sqlite:///{project}/mlruns.db").get_run(run_id).info.status
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _assert_no_output(out: Path) -> None:
+    assert not out.exists(), f"partial DVC output {out}"
+    if out.parent.exists():
+        leftovers = [p.name for p in out.parent.iterdir() if p.name.startswith(f".{out.name}.")]
+        assert leftovers == [], f"temp folders left beside {out}: {leftovers}"
+
+
+def test_signals_during_pretraining_leave_no_output_end_the_run_killed_and_resume(project: Path) -> None:
+    base_storage = project / "runs" / "ray-uninterrupted"
+    _avf(project, *PRETRAIN, "--out", "models/base", "--reports", "reports/base", "--storage", str(base_storage))
+    uninterrupted = json.loads((project / "reports/base/metrics.json").read_text())
+    assert uninterrupted["steps"] == 3
+
+    storage, out = project / "runs" / "ray", project / "models" / "pretrain"
+    cmd = [*PRETRAIN, "--out", "models/pretrain", "--reports", "reports/pretrain", "--storage", str(storage)]
+
+    # SIGTERM once epoch 1's checkpoint exists: exit 128 + 15, nothing exported, run KILLED
+    rc, log, took, _ = _interrupt(project, cmd, _checkpoint(storage, 1), signal.SIGTERM)
+    assert rc == 128 + signal.SIGTERM, log[-3000:]
+    print(f"SIGTERM: exited {took:.1f} s after the signal")
+    _assert_no_output(out)
+    assert not (project / "reports/pretrain/metrics.json").exists()
+    assert _status(project, _run_id(log)) == "KILLED"
+
+    # the same command resumes from epoch 1; SIGINT (Ctrl-C) once epoch 2's checkpoint exists
+    rc, log, took, _ = _interrupt(project, cmd, _checkpoint(storage, 2), signal.SIGINT)
+    assert re.search(r"resumed from \S+checkpoint_000000001 at epoch 1 step 1", log), log[-3000:]
+    assert rc != 0, log[-3000:]
+    print(f"SIGINT: exited {took:.1f} s after the signal (code {rc})")
+    _assert_no_output(out)
+    assert _status(project, _run_id(log)) == "KILLED"
+
+    # and again: it finishes from epoch 2 with the uninterrupted run's step count
+    log = _avf(project, *cmd)
+    assert re.search(r"resumed from \S+checkpoint_000000002 at epoch 2 step 2", log), log[-3000:]
+    metrics = json.loads((project / "reports/pretrain/metrics.json").read_text())
+    assert metrics["steps"] == uninterrupted["steps"] and metrics["epochs"] == uninterrupted["epochs"]
+    assert sorted(p.name for p in out.iterdir()) == ["card.json", "model.safetensors"]
+    assert [p.name for p in out.parent.iterdir() if p.name.startswith(".")] == []
+    assert _status(project, _run_id(log)) == "FINISHED"
+
+
+def test_sigterm_during_the_faces_stage_leaves_only_whole_clips_and_resumes(project: Path) -> None:
+    out = project / "faces-interrupted"
+    args = ["data", "faces", "--dataset", "ravdess", "--out", str(out), "--reports", "reports/interrupted"]
+    total = len(list((project / "data/raw/ravdess").rglob("*.mp4")))
+    rc, log, took, children = _interrupt(
+        project, args, lambda: any(out.glob("*.json")), signal.SIGTERM, params="params-pool.yaml"
+    )
+    assert rc == 128 + signal.SIGTERM, log[-3000:]
+    assert took < SIGNAL_EXIT_S
+    print(f"faces SIGTERM: exited {took:.1f} s after the signal, {len(children)} child processes")
+    deadline = time.monotonic() + 30
+    while any(_alive(p) for p in children):
+        assert time.monotonic() < deadline, "worker processes outlived the interrupted stage"
+        time.sleep(0.2)
+
+    assert [p.name for p in out.iterdir() if p.name.startswith(".")] == [], "temp files left behind"
+    sidecars = {p.stem: json.loads(p.read_text()) for p in out.glob("*.json")}
+    assert 1 <= len(sidecars) < total, "the signal should land mid-stage"
+    clips = {p.stem for p in out.glob("*.mkv")}
+    assert clips <= set(sidecars), "a face clip without its sidecar"
+    for clip in clips:  # every written clip is whole: all its frames, as the sidecar says
+        jpegs, _ = read_jpeg_clip(out / f"{clip}.mkv")
+        assert sidecars[clip]["status"] == "ok" and len(jpegs) == len(sidecars[clip]["times"])
+
+    stale = out / ".01-01-01-01-01-01.mkv.k3y9x.mkv.tmp"  # what a SIGKILL mid-write would leave
+    stale.write_bytes(b"half a clip")
+    _avf(project, *args)
+    summary = json.loads((project / "reports/interrupted/faces/ravdess/summary.json").read_text())
+    assert summary["skipped"] == len(clips) and summary["processed"] + summary["skipped"] == total
+    assert summary["failed"] == 0 and len(list(out.glob("*.mkv"))) == total
+    assert not stale.exists()
+    shutil.rmtree(out)
