@@ -705,6 +705,9 @@ class StageRun:
                 f"(metrics stay buffered in {self._wal.path})"
             )
         _set_global_uri(self.tracking_uri)
+        # MLflow 3 files a LoggedModel under the *active* experiment (else "Default", whose artifacts land
+        # in ./mlruns of the working directory): make it this run's experiment.
+        mlflow.set_experiment(experiment_id=self.experiment_id)
         try:
             from mlflow.pyfunc import _get_pyfunc_model_flavor_name
 
@@ -1419,13 +1422,6 @@ def log_video_model(
     if isinstance(run, NullRun):
         return None
     try:  # no signature: MLflow would then refuse a plain list of paths; VideoPyfunc checks its input
-        if reachable(run.tracking_uri) and run.experiment_id:
-            import mlflow
-
-            # MLflow 3 files a LoggedModel under the *active* experiment (else "Default", whose artifacts
-            # land in ./mlruns of the working dir): make it the run's experiment
-            _set_global_uri(run.tracking_uri)
-            mlflow.set_experiment(experiment_id=run.experiment_id)
         return run.log_model(
             _video_pyfunc_class()(dict(settings or {})),
             artifacts={"model_dir": str(model_dir)},

@@ -106,3 +106,36 @@ def _all_sections(model: type[Section]) -> list[type[Section]]:
 def test_every_section_forbids_unknown_keys() -> None:
     for sec in _all_sections(Params):
         assert sec.model_config.get("extra") == "forbid", sec.__name__
+
+
+def _keys(obj: object, prefix: str = "") -> set[str]:
+    if not isinstance(obj, dict) or not obj:
+        return {prefix}
+    out: set[str] = set()
+    for k, v in obj.items():
+        out |= _keys(v, f"{prefix}.{k}" if prefix else str(k))
+    return out
+
+
+def test_params_yaml_spells_out_every_parameter(project_root: Path) -> None:
+    """DVC only sees what is written in params.yaml, so every field must be there explicitly."""
+    raw = yaml.safe_load((project_root / "params.yaml").read_text())
+    dumped = load_params(project_root / "params.yaml").model_dump(mode="json")
+    for spec in dumped["data"]["datasets"].values():
+        spec.pop("name")  # filled in from the key
+    assert _keys(dumped) - _keys(raw) == set()
+
+
+def test_every_dvc_params_key_exists_in_params_yaml(project_root: Path) -> None:
+    raw = yaml.safe_load((project_root / "params.yaml").read_text())
+    stages = yaml.safe_load((project_root / "dvc.yaml").read_text())["stages"]
+    names = list(raw["data"]["datasets"])
+    for name, stage in stages.items():
+        body = stage.get("do", stage)
+        for key in body.get("params", []):
+            for ds in names if "${key}" in key else [None]:
+                dotted = key.replace("${key}", ds) if ds else key
+                node: object = raw
+                for part in dotted.split("."):
+                    assert isinstance(node, dict) and part in node, f"{name}: {dotted} missing from params.yaml"
+                    node = node[part]
