@@ -326,11 +326,14 @@ def read_sample(shard_path: str | Path, offset: int, size: int, key: str) -> dic
 def iter_shard(shard_path: str | Path) -> Iterator[tuple[str, dict[str, bytes] | CorruptSampleError]]:
     """Stream a shard sequentially: ``(key, members)``, or ``(key, error)`` for a bad sample.
 
-    A tar that breaks off mid-way yields one error for the sample being read and stops.
+    A tar that breaks off mid-way yields one error for the sample being read and stops. ``tarfile``
+    takes a bad or cut-off header after the first for the end of the archive; a shard that does not
+    end with the end-of-archive zero block therefore also yields an error (for the unread rest).
     """
     key: str | None = None
     members: dict[str, bytes] = {}
     bad: CorruptSampleError | None = None
+    end = 0
     try:
         with tarfile.open(shard_path, mode="r|") as tar:
             for member in tar:
@@ -345,11 +348,27 @@ def iter_shard(shard_path: str | Path) -> Iterator[tuple[str, dict[str, bytes] |
                     members[rest] = fh.read() if fh is not None else b""
                 except CorruptSampleError as e:
                     bad = bad or e
+            end = tar.offset  # where tarfile stopped reading headers
     except (tarfile.TarError, OSError) as e:
         yield key or "<unknown>", CorruptSampleError(shard_path, key or "<unknown>", f"unreadable tar data: {e}")
         return
     if key is not None:
         yield key, bad or (members if "meta.json" in members else _no_meta(shard_path, key))
+    if not _ends_cleanly(shard_path, end):
+        after = f" after sample {key!r}" if key is not None else ""
+        reason = f"unreadable tar data: bad or truncated header at byte {end}{after}; the rest of the shard is skipped"
+        yield "<unknown>", CorruptSampleError(shard_path, "<unknown>", reason)
+
+
+def _ends_cleanly(shard_path: str | Path, offset: int) -> bool:
+    """Whether a zero block (the end-of-archive marker) sits at ``offset``."""
+    try:
+        with open(shard_path, "rb") as f:
+            f.seek(offset)
+            block = f.read(tarfile.BLOCKSIZE)
+    except OSError:
+        return False
+    return len(block) == tarfile.BLOCKSIZE and not any(block)
 
 
 def _no_meta(shard: str | Path, key: str) -> CorruptSampleError:
