@@ -13,6 +13,8 @@ from avf.models.layers import (
     CrossAttention,
     LayerNorm,
     drop_path_or_identity,
+    ln_linear,
+    ln_mlp,
     make_mlp,
     sinusoid_table,
 )
@@ -34,9 +36,9 @@ class SkipBlock(nn.Module):
 
     def forward(self, x: Tensor, skip: Tensor) -> Tensor:
         """``x [B, N, D]``, ``skip [B, n, D]`` -> ``[B, N, D]``."""
-        x = x + self.drop_path(self.cross_attn(self.cross_norm(x), self.cross_ctx_norm(skip)))
-        x = x + self.drop_path(self.attn(self.norm1(x)))
-        return x + self.drop_path(self.mlp(self.norm2(x)))
+        x = x + self.drop_path(self.cross_attn(x, skip, self.cross_norm, self.cross_ctx_norm))
+        x = x + self.drop_path(self.attn(x, self.norm1))
+        return x + self.drop_path(ln_mlp(x, self.norm2, self.mlp))
 
 
 class Decoder(nn.Module):
@@ -92,4 +94,4 @@ class Decoder(nn.Module):
         x = self.blocks[0](x)
         for i, blk in enumerate(self.blocks[1:], start=1):
             x = blk(x, self.embed(skips[-i]) + pos_vis)
-        return self.head(self.norm(x[:, -dec_index.shape[1] :]))
+        return ln_linear(x[:, -dec_index.shape[1] :], self.norm, self.head.weight, self.head.bias)

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from avf.models.layers import Attention, CrossAttention, LayerNorm, drop_path_or_identity, make_mlp
+from avf.models.layers import Attention, CrossAttention, LayerNorm, drop_path_or_identity, ln_mlp, make_mlp
 
 
 class DiERBranch(nn.Module):
@@ -41,10 +41,10 @@ class DiERBranch(nn.Module):
     def forward(self, x: Tensor, context: Tensor) -> Tensor:
         """``x [B, N, C]``, ``context [B, M, C]`` (the other modality) -> ``[B, N, C]``."""
         dp = self.drop_path
-        x_sa = x + dp(self.sa(self.sa_norm(x)))
-        x_sa = x_sa + dp(self.sa_mlp(self.sa_mlp_norm(x_sa)))
-        x_ca = x + dp(self.ca(self.ca_norm(x), self.ca_ctx_norm(context)))
-        x_ca = x_ca + dp(self.ca_mlp(self.ca_mlp_norm(x_ca)))
+        x_sa = x + dp(self.sa(x, self.sa_norm))
+        x_sa = x_sa + dp(ln_mlp(x_sa, self.sa_mlp_norm, self.sa_mlp))
+        x_ca = x + dp(self.ca(x, context, self.ca_norm, self.ca_ctx_norm))
+        x_ca = x_ca + dp(ln_mlp(x_ca, self.ca_mlp_norm, self.ca_mlp))
         both = torch.cat((x_sa, x_ca), dim=-1)
         return self.out_norm(torch.sigmoid(self.gate1(both)) * x_sa + torch.sigmoid(self.gate2(both)) * x_ca)
 
@@ -115,8 +115,8 @@ class HAFEBranch(nn.Module):
         """``stages [B, N, S, C]`` (S DiER outputs) -> ``[B, N, C]`` (sigmoid-weighted, unnormalized sum)."""
         b, n, s, c = stages.shape
         h = stages.reshape(b * n, s, c)
-        h = h + drop_path(self.stage_attn(self.stage_norm(h)))
-        h = h + drop_path(self.stage_mlp(self.stage_mlp_norm(h)))
+        h = h + drop_path(self.stage_attn(h, self.stage_norm))
+        h = h + drop_path(ln_mlp(h, self.stage_mlp_norm, self.stage_mlp))
         weights = torch.sigmoid(self.select(h))
         return (h * weights).sum(dim=1).view(b, n, c)
 
@@ -137,8 +137,8 @@ class HAFE(nn.Module):
 
     def _branch(self, branch: HAFEBranch, stages: Tensor, ctx: Tensor) -> Tensor:
         x = branch.fuse_stages(stages, self.drop_path)
-        x = x + self.drop_path(self.ctx_attn(branch.q_norm(x), ctx))
-        return x + self.drop_path(branch.mlp(branch.mlp_norm(x)))
+        x = x + self.drop_path(self.ctx_attn(x, ctx, branch.q_norm))
+        return x + self.drop_path(ln_mlp(x, branch.mlp_norm, branch.mlp))
 
     def forward(self, v_stages: Tensor, a_stages: Tensor, global_tokens: Tensor) -> tuple[Tensor, Tensor]:
         """``v_stages [B, Nv, S, C]``, ``a_stages [B, Na, S, C]``, ``global_tokens [B, M, C]``."""

@@ -2,12 +2,21 @@
 
 Attention follows BEiT / VideoMAE: a bias on q and v but none on k. Every attention runs through
 ``torch.nn.functional.scaled_dot_product_attention``. Layer norms use eps 1e-6 (spec section 1.1).
+
+Memory (issue 9): a pre-LN step ``Linear(LN(x))`` and a pre-LN MLP ``fc2(GELU(fc1(LN(x))))`` run as fused
+autograd functions (:func:`ln_linear`, :func:`ln_mlp`) that keep only ``x`` (and the MLP's pre-activation)
+for the backward pass and recompute the LayerNorm output and the GELU in it: the same forward values,
+the same gradient formulas, 1 (LN) + 4 (GELU) fewer ``C``-wide tensors per token and block. With
+``fused_ops(False)`` every block runs the plain module graph instead (the reference the tests compare to).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 from functools import partial
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -26,8 +35,11 @@ __all__ = [
     "TubeletEmbed",
     "default_device",
     "drop_path_or_identity",
+    "fused_ops",
     "gather_audio_patches",
     "gather_video_patches",
+    "ln_linear",
+    "ln_mlp",
     "make_mlp",
     "sinusoid_table",
 ]
@@ -74,6 +86,147 @@ def _merge_heads(x: Tensor) -> Tensor:
     return x.transpose(1, 2).reshape(n, length, -1)
 
 
+_FUSED = [True]
+
+
+@contextlib.contextmanager
+def fused_ops(enabled: bool = True) -> Iterator[None]:
+    """Switch the fused LN+Linear / LN+MLP autograd functions on or off inside the block (global)."""
+    old = _FUSED[0]
+    _FUSED[0] = enabled
+    try:
+        yield
+    finally:
+        _FUSED[0] = old
+
+
+def _cast_dtype(x: Tensor) -> torch.dtype | None:
+    """The autocast dtype of ``x``'s device when autocast is on (None: no cast)."""
+    dev = x.device.type
+    return torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else None
+
+
+def _cast(t: Tensor | None, dtype: torch.dtype | None) -> Tensor | None:
+    return t if t is None or dtype is None else t.to(dtype)
+
+
+def _layer_norm(x: Tensor, norm: nn.LayerNorm) -> tuple[Tensor, Tensor, Tensor]:
+    return torch.native_layer_norm(x, norm.normalized_shape, norm.weight, norm.bias, norm.eps)
+
+
+def _flat(t: Tensor) -> Tensor:
+    return t.reshape(-1, t.shape[-1])
+
+
+def _ln_backward(
+    grad_y: Tensor, x: Tensor, norm: nn.LayerNorm, mean: Tensor, rstd: Tensor, needs: tuple[bool, ...]
+) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+    mask = [needs[0], needs[1] and norm.weight is not None, needs[2] and norm.bias is not None]
+    return torch.ops.aten.native_layer_norm_backward(
+        grad_y, x, norm.normalized_shape, mean, rstd, norm.weight, norm.bias, mask
+    )
+
+
+class _LNLinear(torch.autograd.Function):
+    """``F.linear(LN(x), w, b)`` that saves ``x`` (not ``LN(x)``) and recomputes the norm in backward.
+
+    Autocast is applied by hand as the autocast graph would (LN in float32, the linear in the autocast
+    dtype, parameter gradients in the parameters' dtype).
+    """
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any, x: Tensor, ln_w: Tensor, ln_b: Tensor, w: Tensor, b: Tensor | None, norm: nn.LayerNorm,
+        cast: torch.dtype | None,
+    ) -> Tensor:  # fmt: skip
+        with torch.autocast(x.device.type, enabled=False):
+            xf = x.float() if cast is not None else x
+            y, mean, rstd = _layer_norm(xf, norm)
+            out = F.linear(_cast(y, cast), _cast(w, cast), _cast(b, cast))
+        ctx.save_for_backward(x, mean, rstd, w)
+        ctx.norm, ctx.cast, ctx.has_bias = norm, cast, b is not None
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+        x, mean, rstd, w = ctx.saved_tensors
+        norm, cast = ctx.norm, ctx.cast
+        needs = ctx.needs_input_grad
+        with torch.autocast(x.device.type, enabled=False):
+            xf = x.float() if cast is not None else x
+            g = _flat(grad)
+            grad_w = grad_b = None
+            if needs[3]:
+                y = _cast(_layer_norm(xf, norm)[0], cast)
+                grad_w = g.t().mm(_flat(y)).to(w.dtype)
+            if needs[4] and ctx.has_bias:
+                grad_b = g.sum(0).to(w.dtype)
+            grad_x = grad_lw = grad_lb = None
+            if needs[0] or needs[1] or needs[2]:
+                grad_y = g.mm(_cast(w, cast)).view(*grad.shape[:-1], w.shape[1]).to(xf.dtype)
+                grad_x, grad_lw, grad_lb = _ln_backward(grad_y, xf, norm, mean, rstd, needs[:3])
+                grad_x = grad_x.to(x.dtype) if grad_x is not None else None
+        return grad_x, grad_lw, grad_lb, grad_w, grad_b, None, None
+
+
+class _LNMlp(torch.autograd.Function):
+    """``fc2(GELU(fc1(LN(x))))`` that saves ``x`` and ``fc1``'s output; LN and GELU are recomputed."""
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any, x: Tensor, ln_w: Tensor, ln_b: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor,
+        norm: nn.LayerNorm, cast: torch.dtype | None,
+    ) -> Tensor:  # fmt: skip
+        with torch.autocast(x.device.type, enabled=False):
+            xf = x.float() if cast is not None else x
+            y, mean, rstd = _layer_norm(xf, norm)
+            h = F.linear(_cast(y, cast), _cast(w1, cast), _cast(b1, cast))
+            out = F.linear(F.gelu(h), _cast(w2, cast), _cast(b2, cast))  # GELU in h's dtype, as autocast
+        ctx.save_for_backward(x, mean, rstd, h, w1, w2)
+        ctx.norm, ctx.cast = norm, cast
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+        x, mean, rstd, h, w1, w2 = ctx.saved_tensors
+        norm, cast = ctx.norm, ctx.cast
+        needs = ctx.needs_input_grad
+        with torch.autocast(x.device.type, enabled=False):
+            xf = x.float() if cast is not None else x
+            g = _flat(grad)
+            hf = _flat(h)
+            grad_w2 = g.t().mm(F.gelu(hf)).to(w2.dtype) if needs[5] else None
+            grad_b2 = g.sum(0).to(w2.dtype) if needs[6] else None
+            grad_h = torch.ops.aten.gelu_backward(g.mm(_cast(w2, cast)), hf)
+            grad_w1 = grad_b1 = None
+            if needs[3]:
+                y = _cast(_layer_norm(xf, norm)[0], cast)
+                grad_w1 = grad_h.t().mm(_flat(y)).to(w1.dtype)
+            if needs[4]:
+                grad_b1 = grad_h.sum(0).to(w1.dtype)
+            grad_x = grad_lw = grad_lb = None
+            if needs[0] or needs[1] or needs[2]:
+                grad_y = grad_h.mm(_cast(w1, cast)).view(*grad.shape[:-1], w1.shape[1]).to(xf.dtype)
+                grad_x, grad_lw, grad_lb = _ln_backward(grad_y, xf, norm, mean, rstd, needs[:3])
+                grad_x = grad_x.to(x.dtype) if grad_x is not None else None
+        return grad_x, grad_lw, grad_lb, grad_w1, grad_b1, grad_w2, grad_b2, None, None
+
+
+def ln_linear(x: Tensor, norm: nn.LayerNorm, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """``F.linear(norm(x), weight, bias)``; keeps only ``x`` for backward when the fused path is on."""
+    if not (_FUSED[0] and torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)):
+        return F.linear(norm(x), weight, bias)
+    return _LNLinear.apply(x, norm.weight, norm.bias, weight, bias, norm, _cast_dtype(x))
+
+
+def ln_mlp(x: Tensor, norm: nn.LayerNorm, mlp: Mlp) -> Tensor:
+    """``mlp(norm(x))`` for timm's ``Mlp`` with exact GELU and no dropout; fused like :func:`ln_linear`."""
+    if not (_FUSED[0] and torch.is_grad_enabled() and (x.requires_grad or mlp.fc1.weight.requires_grad)):
+        return mlp(norm(x))
+    fc1, fc2 = mlp.fc1, mlp.fc2
+    return _LNMlp.apply(x, norm.weight, norm.bias, fc1.weight, fc1.bias, fc2.weight, fc2.bias, norm, _cast_dtype(x))
+
+
 class Attention(nn.Module):
     """Multi-head self-attention with one fused qkv projection, q/v bias and no k bias.
 
@@ -91,11 +244,12 @@ class Attention(nn.Module):
         self.register_buffer("k_bias", torch.zeros(dim), persistent=False)
         self.proj = nn.Linear(dim, dim)
 
-    def forward(self, x: Tensor) -> Tensor:
-        """``x [N, L, C] -> [N, L, C]``."""
+    def forward(self, x: Tensor, norm: nn.LayerNorm | None = None) -> Tensor:
+        """``x [N, L, C] -> [N, L, C]``; with ``norm``, attends over ``norm(x)`` (fused, see ``ln_linear``)."""
         n, length, _ = x.shape
         bias = torch.cat((self.q_bias, self.k_bias, self.v_bias))
-        qkv = F.linear(x, self.qkv.weight, bias).view(n, length, 3, self.num_heads, -1)
+        qkv = F.linear(x, self.qkv.weight, bias) if norm is None else ln_linear(x, norm, self.qkv.weight, bias)
+        qkv = qkv.view(n, length, 3, self.num_heads, -1)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
         return self.proj(_merge_heads(F.scaled_dot_product_attention(q, k, v)))
 
@@ -118,11 +272,23 @@ class CrossAttention(nn.Module):
         self.register_buffer("k_bias", torch.zeros(dim), persistent=False)
         self.proj = nn.Linear(dim, dim)
 
-    def forward(self, x: Tensor, context: Tensor) -> Tensor:
-        """``x [N, Lq, C]``, ``context [N, Lk, C]`` -> ``[N, Lq, C]``."""
+    def forward(
+        self, x: Tensor, context: Tensor, norm: nn.LayerNorm | None = None, ctx_norm: nn.LayerNorm | None = None
+    ) -> Tensor:
+        """``x [N, Lq, C]``, ``context [N, Lk, C]`` -> ``[N, Lq, C]``; ``norm`` / ``ctx_norm`` are applied to
+        ``x`` / ``context`` first when given (fused, see ``ln_linear``)."""
+        q = F.linear(x, self.q.weight, self.q_bias) if norm is None else ln_linear(x, norm, self.q.weight, self.q_bias)
+        return self.attend(q, context, ctx_norm)
+
+    def attend(self, q: Tensor, context: Tensor, ctx_norm: nn.LayerNorm | None = None) -> Tensor:
+        """Attention and output projection from projected queries ``q [N, Lq, C]`` (with bias)."""
         n, lk, _ = context.shape
-        q = _split_heads(F.linear(x, self.q.weight, self.q_bias), self.num_heads)
-        kv = F.linear(context, self.kv.weight, torch.cat((self.k_bias, self.v_bias)))
+        q = _split_heads(q, self.num_heads)
+        kv_bias = torch.cat((self.k_bias, self.v_bias))
+        if ctx_norm is None:
+            kv = F.linear(context, self.kv.weight, kv_bias)
+        else:
+            kv = ln_linear(context, ctx_norm, self.kv.weight, kv_bias)
         k, v = kv.view(n, lk, 2, self.num_heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
         return self.proj(_merge_heads(F.scaled_dot_product_attention(q, k, v)))
 
@@ -139,8 +305,8 @@ class Block(nn.Module):
         self.drop_path = drop_path_or_identity(drop_path)
 
     def forward(self, x: Tensor) -> Tensor:
-        x = x + self.drop_path(self.attn(self.norm1(x)))
-        return x + self.drop_path(self.mlp(self.norm2(x)))
+        x = x + self.drop_path(self.attn(x, self.norm1))
+        return x + self.drop_path(ln_mlp(x, self.norm2, self.mlp))
 
 
 def gather_video_patches(video: Tensor, index: Tensor, grid: tuple[int, int, int]) -> Tensor:

@@ -20,7 +20,16 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from avf.models.layers import Attention, CrossAttention, LayerNorm, drop_path_or_identity, make_mlp
+from avf.models.layers import (
+    Attention,
+    CrossAttention,
+    DropPath,
+    LayerNorm,
+    drop_path_or_identity,
+    ln_linear,
+    ln_mlp,
+    make_mlp,
+)
 
 Output = Literal["all", "regions"]
 
@@ -62,24 +71,46 @@ class LGBlock(nn.Module):
                 ``[B, K, C]`` and skips the local-token MLP (the last fine-tuning block: nothing reads
                 its local tokens). Pretraining always runs the full block so that every parameter
                 takes part in the graph (DDP without ``find_unused_parameters``).
+
+        Regrouping is copy-free: region and local tokens are strided views of the step-1 output, every
+        LayerNorm is fused into the projection it feeds, and the MLP runs on the region and local tokens
+        separately (one shared drop-path draw per region sequence), so the only concatenation is the
+        block output itself.
         """
         b, k, s, c = x.shape
+        n = s - 1
         seq = x.view(b * k, s, c)
-        seq = seq + self.drop_path(self.intra_attn(self.intra_norm(seq)))
+        seq = seq + self.drop_path(self.intra_attn(seq, self.intra_norm))
         x = seq.view(b, k, s, c)
         regions, local = x[:, :, 0], x[:, :, 1:]
-        regions = regions + self.drop_path(self.inter_attn(self.inter_norm(regions)))
-        n = s - 1
-        update = self.local_attn(self.local_norm(local).view(b, k * n, c), self.local_ctx_norm(regions))
+        regions = regions + self.drop_path(self.inter_attn(regions, self.inter_norm))
+        attn = self.local_attn
+        q = ln_linear(local, self.local_norm, attn.q.weight, attn.q_bias).view(b, k * n, c)
+        update = attn.attend(q, regions, self.local_ctx_norm)
         local = local + self.drop_path(update).view(b, k, n, c)  # new contiguous tensor, no copy of x
         if self.fourth_attn:
-            ctx = self.region_ctx_norm(local).view(b, k * n, c)
-            regions = regions + self.drop_path(self.region_attn(self.region_norm(regions), ctx))
+            ctx = local.view(b, k * n, c)
+            regions = regions + self.drop_path(self.region_attn(regions, ctx, self.region_norm, self.region_ctx_norm))
         if output == "regions":
             return self._mlp(regions.reshape(b * k, 1, c)).view(b, k, c)
-        x = torch.cat((regions.unsqueeze(2), local), dim=2)
-        return self._mlp(x.view(b * k, s, c)).view(b, k, s, c)
+        keep = self._keep_mask(b * k, x)
+        regions = regions + self._mlp_update(regions, keep.view(b, k, 1) if keep is not None else None)
+        local = local + self._mlp_update(local, keep.view(b, k, 1, 1) if keep is not None else None)
+        return torch.cat((regions.unsqueeze(2), local), dim=2)
+
+    def _keep_mask(self, rows: int, like: Tensor) -> Tensor | None:
+        """Drop-path multiplier per region sequence, drawn exactly as ``DropPath`` on ``[B*K, S, C]``."""
+        dp = self.drop_path
+        if not isinstance(dp, DropPath) or not self.training or dp.drop_prob == 0.0:
+            return None
+        keep = 1 - dp.drop_prob
+        mask = like.new_empty((rows, 1, 1)).bernoulli_(keep)
+        return mask.div_(keep) if keep > 0.0 and dp.scale_by_keep else mask
+
+    def _mlp_update(self, x: Tensor, keep: Tensor | None) -> Tensor:
+        update = ln_mlp(x, self.mlp_norm, self.mlp)
+        return update if keep is None else update * keep
 
     def _mlp(self, x: Tensor) -> Tensor:
         """Step 5 on ``[B*K, L, C]``; drop path per region sequence."""
-        return x + self.drop_path(self.mlp(self.mlp_norm(x)))
+        return x + self.drop_path(ln_mlp(x, self.mlp_norm, self.mlp))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -337,3 +338,92 @@ def test_tubelet_embedding_equals_conv3d(inputs: tuple[torch.Tensor, torch.Tenso
     ref = embed.proj(video).flatten(2).transpose(1, 2)
     torch.testing.assert_close(embed(video, index), ref, rtol=1e-4, atol=1e-4)
     assert F.mse_loss(embed(video, index[:, :5]), ref[:, :5]).item() < 1e-8
+
+
+# ---- performance work (issue 9): the fused graph computes exactly what the plain module graph does -----
+
+
+def _fused_vs_plain(
+    model: nn.Module, loss_fn: Callable[[nn.Module], torch.Tensor], autocast: bool = False
+) -> tuple[tuple[torch.Tensor, dict[str, torch.Tensor]], ...]:
+    from avf.models.layers import fused_ops
+
+    results = []
+    for fused in (False, True):
+        model.zero_grad(set_to_none=True)
+        torch.manual_seed(3)  # the same drop-path draws in both runs
+        with fused_ops(fused), torch.autocast("cpu", torch.bfloat16, enabled=autocast):
+            loss = loss_fn(model)
+        loss.backward()
+        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+        results.append((loss.detach().float(), grads))
+    return results[0], results[1]
+
+
+def _perturbed(model: nn.Module) -> nn.Module:
+    g = torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.02 * torch.randn(p.shape, generator=g))
+    return model
+
+
+@pytest.mark.parametrize("kind", ["pretrain", "finetune"])
+def test_fused_ops_match_the_plain_module_graph(
+    kind: str, inputs: tuple[torch.Tensor, torch.Tensor], masks: Masks
+) -> None:
+    video, audio = inputs
+    if kind == "pretrain":
+        model = _perturbed(create_model("avf_mae_pp_pretrain_tiny"))
+        (ref, ref_g), (out, out_g) = _fused_vs_plain(model, lambda m: m(video, audio, masks).loss)
+    else:  # training mode with stochastic depth: the LG block's shared per-region drop-path draw is exercised
+        model = _perturbed(create_model("avf_mae_pp_tiny", num_classes=7, drop_path=0.3)).train()
+        (ref, ref_g), (out, out_g) = _fused_vs_plain(model, lambda m: m(video, audio).square().mean())
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-6)
+    assert out_g.keys() == ref_g.keys() and len(ref_g) == len(list(model.parameters()))
+    for name in ref_g:
+        torch.testing.assert_close(out_g[name], ref_g[name], rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_fused_ops_under_bf16_autocast(inputs: tuple[torch.Tensor, torch.Tensor]) -> None:
+    """Under bf16 autocast the fused graph is as close to the fp32 result as the plain autocast graph."""
+    video, audio = inputs
+    model = _perturbed(create_model("avf_mae_pp_tiny", num_classes=7, drop_path=0.0))
+    loss_fn = lambda m: m(video, audio).float().square().mean()  # noqa: E731
+    (ref16, plain16), (out16, fused16) = _fused_vs_plain(model, loss_fn, True)
+    (ref32, plain32), _ = _fused_vs_plain(model, loss_fn, False)
+
+    def flat(g: dict[str, torch.Tensor]) -> torch.Tensor:
+        return torch.cat([g[k].flatten() for k in sorted(g)])
+
+    assert all(g.dtype == torch.float32 for g in fused16.values())
+    err_fused = (flat(fused16) - flat(plain32)).norm() / flat(plain32).norm()
+    err_plain = (flat(plain16) - flat(plain32)).norm() / flat(plain32).norm()
+    assert err_fused < 1.5 * err_plain + 1e-3, (float(err_fused), float(err_plain))
+    assert abs(out16 - ref32) < 1.5 * abs(ref16 - ref32) + 2e-2 * abs(ref32)
+
+
+def test_fused_ops_keep_less_for_backward(inputs: tuple[torch.Tensor, torch.Tensor], masks: Masks) -> None:
+    from avf.models.layers import fused_ops
+    from benchmarks.harness import saved_tensor_bytes
+
+    video, audio = inputs
+    model = create_model("avf_mae_pp_pretrain_tiny")
+    sizes = {}
+    for fused in (False, True):
+        with fused_ops(fused):
+            sizes[fused], by_module = saved_tensor_bytes(model, lambda: model(video, audio, masks).loss)
+    assert sizes[True] < 0.75 * sizes[False], sizes
+    assert "GELU" not in by_module  # the MLP keeps its pre-activation only; GELU is recomputed
+
+
+def test_compile_model_falls_back_to_eager(monkeypatch: pytest.MonkeyPatch) -> None:
+    from avf.models.compile import compile_model
+
+    model = nn.Linear(2, 2)
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("no compiler here")
+
+    monkeypatch.setattr(torch, "compile", refuse)
+    assert compile_model(model) is model
