@@ -91,6 +91,10 @@ def fit(task: Task, session: Session, log_fn: LogFn | None = None) -> dict[str, 
 
         ema = ModelEmaV3(model, decay=cfg.ema_decay)
     wrapped = session.prepare_model(model)
+    if getattr(task, "compile_model", False):  # perf (issue 9): model.compile -> torch.compile, eager fallback
+        from avf.models.compile import compile_model
+
+        wrapped = compile_model(wrapped)
     accum = cfg.accum_steps
 
     while state["epoch"] < cfg.epochs:
