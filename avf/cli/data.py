@@ -207,10 +207,14 @@ def inspect(
         common.console.print(f"dataset {index.dataset}, audio member: {index.audio}, fingerprint {index.fingerprint}")
         if index.shards and index.shards[0].keys:
             first = index.shards[0]
-            members = read_sample(path / first.name, first.offsets[0], first.sizes[0], first.keys[0])
-            jpgs = sum(name.endswith(".jpg") for name in members)
-            others = sorted(n for n in members if not n.endswith(".jpg"))
-            common.console.print(f"first sample {first.keys[0]}: {jpgs} jpg frames + {others}", highlight=False)
+            try:
+                members = read_sample(path / first.name, first.offsets[0], first.sizes[0], first.keys[0])
+            except CorruptSampleError as exc:  # reported (and counted by --verify), not a traceback
+                common.console.print(f"[red]first sample corrupt:[/] {exc}", highlight=False)
+            else:
+                jpgs = sum(name.endswith(".jpg") for name in members)
+                others = sorted(n for n in members if not n.endswith(".jpg"))
+                common.console.print(f"first sample {first.keys[0]}: {jpgs} jpg frames + {others}", highlight=False)
         if verify:
             import numpy as np
 
