@@ -1,0 +1,382 @@
+"""``python -m benchmarks``: training, inference, data and scaling throughput of AVF-MAE++, side by side.
+
+Per size (``--sizes tiny,base``) and device (``--device cpu|cuda``; bf16 autocast on a GPU):
+
+* pretraining step (forward + backward + AdamW): ours, the official code (``--official-dir`` /
+  ``AVF_OFFICIAL_DIR``; base and larger only) and a plain timm ViT stack with the same token counts and
+  widths, alternated round-robin in one process; clips/s, memory (optimizer state, activations per
+  clip), model FLOPs utilisation against a square matmul timed in the same rotation;
+* fine-tuning step (one view per clip) and inference under each test protocol (ours 2 views, the
+  official 4 views), the same way;
+* activation memory by module (bytes autograd saves for backward, ours vs official);
+* preprocessing / loader throughput (``benchmarks/preprocess.py``'s ``main``, in a child process);
+* Ray scaling: clips/s with 1 and 2 workers (``benchmarks/scaling.py``) and a wall-clock projection.
+
+Prints tables and writes ``reports/bench/bench-<time>.json`` and ``reports/bench/latest.json``.
+``--quick`` (batch 4, 2 timed rounds, tiny + base) finishes in under 10 minutes on 2 cores.
+
+OpenMP's spinning wait makes a 2-thread step 2-10x slower when other processes load the cores; the
+benchmark therefore sets ``OMP_WAIT_POLICY=PASSIVE`` before torch starts (unless already set).
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import argparse
+import gc
+import json
+import sys
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+
+from benchmarks import cases, harness, official  # noqa: E402
+from benchmarks.harness import MiB, Runner  # noqa: E402
+
+OUT_DIR = ROOT / "reports" / "bench"
+
+
+def _args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="2 timed rounds, batch 4, short data/scaling runs")
+    p.add_argument("--sizes", default="tiny,base", help="comma-separated model sizes (tiny, base, large, huge)")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--official-dir", default=None, help=f"scratch checkout of XuecWu/AVF-MAE (or ${official.ENV})")
+    p.add_argument("--batch", type=int, default=None, help="clips per training step (CPU 4, GPU 64)")
+    p.add_argument("--infer-clips", type=int, default=None, help="clips per inference step (CPU 1, GPU 16)")
+    p.add_argument("--rounds", type=int, default=None, help="timed round-robin rounds (quick 2, full 5)")
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    p.add_argument(
+        "--only",
+        default="pretrain,finetune,inference,memory,data,scaling",
+        help="sections to run (comma-separated subset of the default)",
+    )
+    p.add_argument("--compile", action="store_true", help="also time ours under torch.compile (model.compile)")
+    p.add_argument("--out", type=Path, default=None, help="JSON path (default reports/bench/bench-<time>.json)")
+    return p.parse_args(argv)
+
+
+def _fmt(v: float, nd: int = 2) -> str:
+    return "-" if v != v else f"{v:.{nd}f}"  # NaN -> "-"
+
+
+class Report:
+    """Collects result rows and prints them as aligned tables."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, Any] = {"sections": {}}
+
+    def table(self, title: str, header: list[str], rows: list[list[str]]) -> None:
+        widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
+        print(f"\n== {title}")
+        print(
+            "  ".join(h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(header, widths, strict=True)))
+        )
+        for r in rows:
+            print(
+                "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
+            )
+        sys.stdout.flush()
+
+
+def _free(*runners: Runner | None) -> None:
+    for r in runners:
+        if r is not None:
+            r.model = r.optimizer = None
+            r.step = r.forward = None  # type: ignore[assignment]
+    gc.collect()
+
+
+def compare(
+    kind: str,
+    size: str,
+    builders: list[Callable[[], Runner]],
+    device: torch.device,
+    rounds: int,
+    flops: dict[str, float],
+    dtype: torch.dtype,
+    measure_memory: bool,
+    by_module: bool,
+) -> dict[str, Any]:
+    """Build the runners, time them round-robin with the matmul probe, then profile memory one by one."""
+    runners = [b() for b in builders]
+    times, peaks = harness.time_alternating(
+        runners, rounds, warmup=1, extra=lambda: harness.matmul_flops(device, dtype)
+    )
+    peak = max(peaks) if peaks else harness.matmul_flops(device, dtype)
+    out: dict[str, Any] = {"matmul_flops_per_s": peak, "matmul_samples": peaks, "rounds": rounds, "cases": {}}
+    for r in runners:
+        t = harness.median(times[r.name])
+        work = flops.get(r.name, float("nan"))  # FLOPs of one step (fwd, or 3x fwd for training)
+        res: dict[str, Any] = {
+            "step_s": t,
+            "step_s_samples": times[r.name],
+            "clips_per_step": r.clips,
+            "clips_per_s": r.clips / t,
+            "step_flops": work,
+            "mfu": work / t / peak,
+            **r.info,
+        }
+        if measure_memory and r.model is not None:
+            res["memory"] = harness.memory_profile(r).as_dict(r.clips)
+        if by_module and r.forward is not None and r.model is not None:
+            total, mods = harness.saved_tensor_bytes(r.model, r.forward)
+            r.model.zero_grad(set_to_none=True)
+            res["saved_for_backward_mib_per_clip"] = total / MiB / r.clips
+            res["saved_by_module_mib_per_clip"] = {k: v / MiB / r.clips for k, v in mods.items()}
+        out["cases"][r.name] = res
+    _free(*runners)
+    return out
+
+
+def _print_compare(report: Report, title: str, result: dict[str, Any], ref: str | None) -> None:
+    rows = []
+    cases_ = result["cases"]
+    base = cases_.get(ref) if ref else None
+    for name, c in cases_.items():
+        mem = c.get("memory", {})
+        ratio = c["clips_per_s"] / base["clips_per_s"] if base else float("nan")
+        act = mem.get("activations_mib_per_clip", float("nan"))
+        act_ratio = act / base["memory"]["activations_mib_per_clip"] if base and "memory" in base else float("nan")
+        rows.append(
+            [
+                name,
+                _fmt(c["step_s"]),
+                _fmt(c["clips_per_s"], 3),
+                _fmt(ratio),
+                _fmt(100 * c["mfu"], 1),
+                _fmt(mem.get("optimizer_state_mib", float("nan")) / 1024, 2),
+                _fmt(act, 0),
+                _fmt(act_ratio),
+                _fmt(mem.get("peak_fwd_bwd_mib", float("nan")) / 1024, 2),
+            ]
+        )
+    header = ["case", "step s", "clips/s", "x ref", "MFU %", "opt GiB", "act MiB/clip", "act x ref", "peak GiB"]
+    report.table(f"{title}  (matmul {result['matmul_flops_per_s'] / 1e9:.0f} GFLOP/s; ref = {ref})", header, rows)
+
+
+def run_model_sections(args: argparse.Namespace, report: Report, device: torch.device) -> None:
+    bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+    dtype = torch.bfloat16 if bf16 else torch.float32
+    batch = args.batch or (64 if device.type == "cuda" else 4)
+    infer_clips = args.infer_clips or (16 if device.type == "cuda" else 1)
+    rounds = args.rounds or (2 if args.quick else 5)
+    only = set(args.only.split(","))
+    off_dir = official.official_dir(args.official_dir)
+    off = official.load(off_dir) if off_dir is not None else None
+    if off is None:
+        print(official.why_skipped(args.official_dir))
+    else:
+        print(f"official code: {off_dir} (shims: {'; '.join(official.SHIMS)})")
+    report.data["official"] = {"dir": str(off_dir) if off_dir else None, "shims": official.SHIMS if off else []}
+    for size in args.sizes.split(","):
+        with_off = off is not None and size in official.CONFIGS
+        f_pre = cases.forward_gflops_per_clip("pretrain", size) * 1e9
+        f_ft = cases.forward_gflops_per_clip("finetune", size) * 1e9
+        f_plain_pre = cases.forward_gflops_per_clip("plain_pretrain", size) * 1e9
+        f_plain_ft = cases.forward_gflops_per_clip("plain_finetune", size) * 1e9
+        sec: dict[str, Any] = {
+            "forward_gflops_per_clip": {"pretrain": f_pre / 1e9, "finetune_per_view": f_ft / 1e9},
+            "plain_forward_gflops_per_clip": {"pretrain": f_plain_pre / 1e9, "finetune_per_view": f_plain_ft / 1e9},
+            "batch": batch,
+            "dtype": str(dtype),
+        }
+        if with_off:
+            sec["official_forward_gflops_per_clip"] = {
+                "pretrain": official.forward_gflops_per_clip(off, "pretrain", size),
+                "finetune_per_view": official.forward_gflops_per_clip(off, "finetune", size),
+            }
+        # Model FLOPs: the function's own FLOPs (ours counted) for ours and the official code alike.
+        ours_name, off_name, plain_name = f"ours {size}", f"official {size}", f"plain ViT {size}"
+        extra: dict[str, Any] = {"bf16": bf16} if device.type == "cuda" else {}
+        if "pretrain" in only:
+            b: list[Callable[[], Runner]] = [partial(cases.ours_pretrain, size, batch, device, **extra)]
+            if with_off:
+                b.append(partial(official.official_pretrain, off, size, batch, device))
+            b.append(partial(cases.plain_pretrain, size, batch, device, **extra))
+            fl = {ours_name: 3 * f_pre * batch, off_name: 3 * f_pre * batch, plain_name: 3 * f_plain_pre * batch}
+            if args.compile:
+                b.insert(1, partial(_compiled, cases.ours_pretrain, size, batch, device, **extra))
+                fl[f"ours {size} compiled"] = fl[ours_name]
+            res = compare("pretrain", size, b, device, rounds, fl, dtype, "memory" in only, "memory" in only)
+            sec["pretrain"] = res
+            _print_compare(report, f"{size} pretraining step, batch {batch}", res, off_name if with_off else None)
+            if "memory" in only:
+                _print_modules(report, f"{size} pretraining: saved for backward, MiB/clip", res)
+        if "finetune" in only:
+            b = [partial(cases.ours_finetune, size, batch, device, **extra)]
+            if with_off:
+                b.append(partial(official.official_finetune, off, size, batch, device))
+            b.append(partial(cases.plain_finetune, size, batch, device, **extra))
+            fl = {ours_name: 3 * f_ft * batch, off_name: 3 * f_ft * batch, plain_name: 3 * f_plain_ft * batch}
+            if args.compile:
+                b.insert(1, partial(_compiled, cases.ours_finetune, size, batch, device, **extra))
+                fl[f"ours {size} compiled"] = fl[ours_name]
+            res = compare("finetune", size, b, device, rounds, fl, dtype, "memory" in only, "memory" in only)
+            sec["finetune"] = res
+            _print_compare(
+                report, f"{size} fine-tuning step (1 view), batch {batch}", res, off_name if with_off else None
+            )
+            if "memory" in only:
+                _print_modules(report, f"{size} fine-tuning: saved for backward, MiB/clip", res)
+        if "inference" in only:
+            ours_inf = f"ours {size} ({cases.TEST_VIEWS} views)"
+            off_inf = f"official {size} ({official.OFFICIAL_VIEWS} views)"
+            b = [partial(cases.ours_inference, size, infer_clips, device, **extra)]
+            if with_off:
+                b.append(partial(official.official_inference, off, size, infer_clips, device))
+            b.append(partial(cases.plain_inference, size, infer_clips, device, **extra))
+            fl = {
+                ours_inf: f_ft * cases.TEST_VIEWS * infer_clips,
+                off_inf: f_ft * official.OFFICIAL_VIEWS * infer_clips,
+                f"plain ViT {size} ({cases.TEST_VIEWS} views)": f_plain_ft * cases.TEST_VIEWS * infer_clips,
+            }
+            res = compare("inference", size, b, device, rounds, fl, dtype, False, False)
+            sec["inference"] = res
+            _print_compare(report, f"{size} inference per clip (test protocol), {infer_clips} clip(s)/step", res,
+                           off_inf if with_off else None)  # fmt: skip
+        report.data["sections"][f"{device.type}/{size}"] = sec
+
+
+def _compiled(build: Callable[..., Runner], *args: Any, **kwargs: Any) -> Runner:
+    r = build(*args, compile=True, **kwargs)
+    r.name = f"{r.name} compiled"
+    return r
+
+
+def _print_modules(report: Report, title: str, res: dict[str, Any]) -> None:
+    names = [n for n, c in res["cases"].items() if "saved_by_module_mib_per_clip" in c and "plain" not in n]
+    if not names:
+        return
+    mods: list[str] = []
+    for n in names:
+        for m in list(res["cases"][n]["saved_by_module_mib_per_clip"])[:8]:
+            if m not in mods:
+                mods.append(m)
+    rows = [["total", *(_fmt(res["cases"][n]["saved_for_backward_mib_per_clip"], 1) for n in names)]]
+    for m in mods:
+        rows.append([m, *(_fmt(res["cases"][n]["saved_by_module_mib_per_clip"].get(m, 0.0), 1) for n in names)])
+    report.table(title, ["module (innermost)", *names], rows)
+
+
+def run_data_section(args: argparse.Namespace, report: Report) -> None:
+    """``benchmarks/preprocess.py``'s ``main`` in a spawned child (it pins torch and OpenCV to 1 thread)."""
+    import multiprocessing
+
+    path = ROOT / "benchmarks" / "preprocess.py"
+    if not path.is_file():
+        print("\n== data: benchmarks/preprocess.py is not there yet (owned by the data benchmark); skipped")
+        report.data["data"] = {"skipped": "benchmarks/preprocess.py missing"}
+        return
+    argv = ["--quick"] if args.quick else []
+    argv += ["--out", str(OUT_DIR / "preprocess.json")]
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        try:
+            res = pool.apply(_preprocess_main, (argv,))
+        except Exception as exc:  # the data benchmark is someone else's: report, do not stop
+            print(f"\n== data: benchmarks/preprocess.py failed: {exc!r}")
+            report.data["data"] = {"error": repr(exc)}
+            return
+    rows = []
+    for r in res.get("runs", []):
+        ld = r["loader"]
+        rows.append(
+            [
+                r["clip"]["size"],
+                _fmt(r["decode_only"]["clips_per_s_per_core"]),
+                _fmt(r["pipeline"]["clips_per_s_per_core"]),
+                _fmt(r["overhead_vs_decode"]),
+                _fmt(ld["shards_clips_per_s"], 1),
+                _fmt(ld["official_jpeg_folders_clips_per_s"], 1),
+                _fmt(ld["speedup"], 1),
+            ]
+        )
+    header = ["clips", "decode c/s/core", "preproc c/s/core", "overhead x", "shards c/s", "JPEG dirs c/s", "x"]
+    report.table("data (benchmarks/preprocess.py; targets: overhead <= 1.5x, shards >= 3x)", header, rows)
+    report.data["data"] = res
+
+
+def _preprocess_main(argv: list[str]) -> dict[str, Any]:
+    import contextlib
+    import io
+
+    from benchmarks import preprocess
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        return preprocess.main(argv)
+
+
+def run_scaling_section(args: argparse.Namespace, report: Report) -> None:
+    from benchmarks import scaling
+
+    res = scaling.run(quick=args.quick, device="cuda" if args.device == "cuda" else "cpu")
+    report.data["scaling"] = res
+    rows = [[str(w["workers"]), _fmt(w["clips_per_s"], 2), _fmt(w["speedup"], 2)] for w in res["measured"]]
+    report.table(f"Ray workers, {res['model']} pretraining, batch {res['batch']} (measured here)",
+                 ["workers", "clips/s", "x 1 worker"], rows)  # fmt: skip
+    rows = [
+        [p["size"], str(p["gpus"]), _fmt(p["clips_per_s"], 0), _fmt(p["hours"], 1), _fmt(p["loader_cores_per_gpu"], 0)]
+        for p in res["projection"]["rows"]
+    ]
+    report.table(
+        "projected paper pretraining (1.09M clips x 100 epochs) on H100s: " + res["projection"]["assumptions_short"],
+        ["size", "GPUs", "clips/s", "hours", "loader cores/GPU"],
+        rows,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    args = _args(argv)
+    warnings.filterwarnings("ignore")
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    report = Report()
+    report.data["args"] = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    report.data["env"] = {"OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY")}
+    t0 = time.perf_counter()
+    only = set(args.only.split(","))
+    with harness.load_sampler() as load:
+        report.data["machine"] = harness.machine_info(device if device.type == "cpu" else torch.device("cpu"))
+        print(f"machine: {json.dumps(report.data['machine'])}")
+        if device.type == "cuda" and not torch.cuda.is_available():
+            print("GPU benchmarks skipped: no CUDA device here (the bf16 GPU path runs where one is present)")
+            report.data["skipped"] = "no CUDA device"
+        elif only & {"pretrain", "finetune", "inference"}:
+            if device.type == "cuda":
+                report.data["machine"].update(harness.machine_info(device))
+            run_model_sections(args, report, device)
+        if "data" in only and device.type == "cpu":
+            run_data_section(args, report)
+        if "scaling" in only and (device.type == "cpu" or torch.cuda.is_available()):
+            run_scaling_section(args, report)
+    report.data["load_avg_1min"] = {"min": min(load), "median": sorted(load)[len(load) // 2], "max": max(load)}
+    report.data["wall_s"] = time.perf_counter() - t0
+    print(
+        f"\nwall {report.data['wall_s']:.0f} s; 1-min load average during the run: "
+        f"min {min(load):.1f}, median {report.data['load_avg_1min']['median']:.1f}, max {max(load):.1f} "
+        f"({os.cpu_count()} cores)"
+    )
+    out = args.out or OUT_DIR / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(report.data, indent=2, default=str)
+    out.write_text(text)
+    if args.out is None:
+        (OUT_DIR / "latest.json").write_text(text)
+    print(f"wrote {out}")
+    return report.data
+
+
+if __name__ == "__main__":
+    main()
