@@ -131,7 +131,7 @@ class AVFMAEPretrain(nn.Module):
         drop_path: stochastic depth (0 in the official pretraining).
         frame_diff_target: frame-difference target for the second frame of each tubelet.
         contrastive_weight, temperature, gather_negatives: HCMCL weight, tau, cross-rank negatives.
-        grad_checkpointing: activation checkpointing per encoder block.
+        grad_checkpointing: activation checkpointing per encoder and decoder block.
         region_balanced: group visible tokens by their real LG region (needs region-balanced masks);
             off reproduces the official raster grouping.
     """
@@ -204,8 +204,10 @@ class AVFMAEPretrain(nn.Module):
 
     @torch.jit.ignore
     def set_grad_checkpointing(self, enable: bool = True) -> None:
-        self.video_encoder.grad_checkpointing = enable
-        self.audio_encoder.grad_checkpointing = enable
+        """Recompute every encoder and decoder block in backward (the decoders hold most pretraining
+        activations: 480 video tokens per clip)."""
+        for part in (self.video_encoder, self.audio_encoder, self.video_decoder, self.audio_decoder):
+            part.grad_checkpointing = enable
 
     # ---- forward ----------------------------------------------------------------------------------
     def forward_encoders(

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from avf.models.layers import (
     Attention,
@@ -68,6 +69,7 @@ class Decoder(nn.Module):
         self.norm = LayerNorm(dim)
         self.head = nn.Linear(dim, out_dim)
         self.register_buffer("pos_embed", sinusoid_table(num_patches, dim), persistent=False)
+        self.grad_checkpointing = False
 
     @property
     def num_skips(self) -> int:
@@ -91,7 +93,9 @@ class Decoder(nn.Module):
         pos_vis = self.pos_embed[vis_index].to(x.dtype)
         mask_tokens = self.mask_token.to(x.dtype) + self.pos_embed[dec_index].to(x.dtype)
         x = torch.cat((x + pos_vis, mask_tokens), dim=1)
-        x = self.blocks[0](x)
+        ckpt = self.grad_checkpointing and torch.is_grad_enabled()
+        x = checkpoint(self.blocks[0], x, use_reentrant=False) if ckpt else self.blocks[0](x)
         for i, blk in enumerate(self.blocks[1:], start=1):
-            x = blk(x, self.embed(skips[-i]) + pos_vis)
+            skip = self.embed(skips[-i]) + pos_vis
+            x = checkpoint(blk, x, skip, use_reentrant=False) if ckpt else blk(x, skip)
         return ln_linear(x[:, -dec_index.shape[1] :], self.norm, self.head.weight, self.head.bias)

@@ -427,3 +427,24 @@ def test_compile_model_falls_back_to_eager(monkeypatch: pytest.MonkeyPatch) -> N
 
     monkeypatch.setattr(torch, "compile", refuse)
     assert compile_model(model) is model
+
+
+def test_grad_checkpointing_whole_pretrain_model(inputs: tuple[torch.Tensor, torch.Tensor], masks: Masks) -> None:
+    """Encoders and decoders recompute their blocks: same loss and gradients, far less kept for backward."""
+    from benchmarks.harness import saved_tensor_bytes
+
+    video, audio = inputs
+    model = _perturbed(create_model("avf_mae_pp_pretrain_tiny"))
+    runs = {}
+    for enabled in (False, True):
+        model.set_grad_checkpointing(enabled)
+        model.zero_grad(set_to_none=True)
+        loss = model(video, audio, masks).loss
+        loss.backward()
+        saved, _ = saved_tensor_bytes(model, lambda: model(video, audio, masks).loss)
+        runs[enabled] = (loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}, saved)
+    assert model.video_decoder.grad_checkpointing and model.audio_decoder.grad_checkpointing
+    torch.testing.assert_close(runs[True][0], runs[False][0])
+    for name, grad in runs[False][1].items():
+        torch.testing.assert_close(runs[True][1][name], grad, rtol=1e-4, atol=1e-6, msg=name)
+    assert runs[True][2] < 0.5 * runs[False][2], (runs[True][2], runs[False][2])
