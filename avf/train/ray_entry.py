@@ -96,16 +96,46 @@ def ensure_cluster(cfg: RayConfig, temp_dir: Path | None = None) -> None:
     if temp_dir is not None:
         temp_dir.mkdir(parents=True, exist_ok=True)
         kwargs["_temp_dir"] = str(temp_dir)
-    ray.init(
-        num_cpus=cpus,
-        num_gpus=torch.cuda.device_count() if cfg.use_gpu else 0,
-        object_store_memory=cfg.object_store_mb * 2**20,
-        include_dashboard=False,
-        _node_ip_address="127.0.0.1",
-        configure_logging=True,
-        logging_level=logging.WARNING,
-        **kwargs,
-    )
+    with _loopback_only():
+        ray.init(
+            num_cpus=cpus,
+            num_gpus=torch.cuda.device_count() if cfg.use_gpu else 0,
+            object_store_memory=cfg.object_store_mb * 2**20,
+            include_dashboard=False,
+            _node_ip_address="127.0.0.1",
+            configure_logging=True,
+            logging_level=logging.WARNING,
+            **kwargs,
+        )
+
+
+LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+
+@contextlib.contextmanager
+def _loopback_only() -> Iterator[None]:
+    """While a private cluster starts, keep Ray on 127.0.0.1 (its GCS, raylet, agents and workers).
+
+    ``_node_ip_address="127.0.0.1"`` alone does not do it: Ray swaps a loopback address for the
+    machine's routable IP unless ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` (``ray._private.services.
+    resolve_ip_for_localhost``), and its servers then listen on every interface (measured with Ray
+    2.60: GCS, raylet and workers on ``::``, agents on ``0.0.0.0`` and the host IP). The variable is
+    read by the processes ``ray.init`` starts; this process read it when ``ray`` was imported, hence
+    the constant. Both are restored afterwards (a later ``ray.init(address=...)`` in this process
+    must announce a reachable IP). Set the variable yourself to override this.
+    """
+    from ray._private import ray_constants
+
+    previous_env, previous = os.environ.get(LOOPBACK_ENV), ray_constants.ENABLE_RAY_CLUSTER
+    if previous_env is None:
+        os.environ[LOOPBACK_ENV] = "0"
+        ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = previous
+        if previous_env is None:
+            os.environ.pop(LOOPBACK_ENV, None)
 
 
 # Driver environment forwarded to the workers (tracking links, fault injection in tests).
