@@ -59,12 +59,12 @@ PARAMS = {
 PRETRAIN = ["train", "pretrain", "--shards", "data/shards"]
 
 
-def _env(project: Path) -> dict[str, str]:
+def _env(project: Path, store: str = "mlruns") -> dict[str, str]:
     return {
         **os.environ,
         "PATH": f"{Path(AVF).parent}:{os.environ['PATH']}",
-        "MLFLOW_TRACKING_URI": f"sqlite:///{project}/mlruns.db",
-        "AVF_MLFLOW_BUFFER_DIR": str(project / "runs" / "mlflow-buffer"),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{project}/{store}.db",
+        "AVF_MLFLOW_BUFFER_DIR": str(project / "runs" / f"{store}-buffer"),
         "OMP_NUM_THREADS": "2",
     }
 
@@ -147,11 +147,27 @@ def _assert_no_output(out: Path) -> None:
 
 
 def test_signals_during_pretraining_leave_no_output_end_the_run_killed_and_resume(project: Path) -> None:
-    base_storage = project / "runs" / "ray-uninterrupted"
-    _avf(project, *PRETRAIN, "--out", "models/base", "--reports", "reports/base", "--storage", str(base_storage))
-    uninterrupted = json.loads((project / "reports/base/metrics.json").read_text())
+    # the uninterrupted run to compare with, meanwhile (its own storage and tracking store)
+    base_cmd = [*PRETRAIN, "--out", "base/model", "--reports", "base/reports", "--storage", "runs/ray-uninterrupted"]
+    with (project / "baseline.log").open("w") as base_log:
+        baseline = subprocess.Popen(
+            [AVF, "-p", "params.yaml", *base_cmd], cwd=project, env=_env(project, "baseline"), stdout=base_log,
+            stderr=base_log,
+        )  # fmt: skip
+    try:
+        _interrupted_then_resumed(project)
+        assert baseline.wait(timeout=900) == 0, (project / "baseline.log").read_text()[-3000:]
+    finally:
+        if baseline.poll() is None:
+            baseline.kill()
+            baseline.wait()
+    uninterrupted = json.loads((project / "base/reports/metrics.json").read_text())
+    resumed = json.loads((project / "reports/pretrain/metrics.json").read_text())
     assert uninterrupted["steps"] == 3
+    assert resumed["steps"] == uninterrupted["steps"] and resumed["epochs"] == uninterrupted["epochs"]
 
+
+def _interrupted_then_resumed(project: Path) -> None:
     storage, out = project / "runs" / "ray", project / "models" / "pretrain"
     cmd = [*PRETRAIN, "--out", "models/pretrain", "--reports", "reports/pretrain", "--storage", str(storage)]
 
@@ -171,13 +187,11 @@ def test_signals_during_pretraining_leave_no_output_end_the_run_killed_and_resum
     _assert_no_output(out)
     assert _status(project, _run_id(log)) == "KILLED"
 
-    # and again: it finishes from epoch 2 with the uninterrupted run's step count
+    # and again: it finishes from epoch 2 (the step count is compared with the uninterrupted run)
     log = _avf(project, *cmd)
     assert re.search(r"resumed from \S+checkpoint_000000002 at epoch 2 step 2", log), log[-3000:]
-    metrics = json.loads((project / "reports/pretrain/metrics.json").read_text())
-    assert metrics["steps"] == uninterrupted["steps"] and metrics["epochs"] == uninterrupted["epochs"]
     assert sorted(p.name for p in out.iterdir()) == ["card.json", "model.safetensors"]
-    assert [p.name for p in out.parent.iterdir() if p.name.startswith(".")] == []
+    assert [p.name for p in out.parent.iterdir() if p.name.startswith(".pretrain")] == []
     assert _status(project, _run_id(log)) == "FINISHED"
 
 

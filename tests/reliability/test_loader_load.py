@@ -22,7 +22,7 @@ from avf.data.shards import INDEX_NAME, ShardIndex, ShardWriter, npy_bytes
 from avf.data.video import encode_jpeg
 from avf.train.sampling import GlobalBatchSampler, shard_indices
 
-pytestmark = pytest.mark.reliability
+pytestmark = [pytest.mark.reliability, pytest.mark.filterwarnings("ignore:This DataLoader will create")]
 
 AUDIO = AudioConfig()
 CLIP = ClipConfig(num_frames=4, sampling_rate=2, image_size=32, test_views=1)
