@@ -96,7 +96,7 @@ def ensure_cluster(cfg: RayConfig, temp_dir: Path | None = None) -> None:
     if temp_dir is not None:
         temp_dir.mkdir(parents=True, exist_ok=True)
         kwargs["_temp_dir"] = str(temp_dir)
-    with _loopback_only():
+    with loopback_only():
         ray.init(
             num_cpus=cpus,
             num_gpus=torch.cuda.device_count() if cfg.use_gpu else 0,
@@ -113,7 +113,7 @@ LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 
 
 @contextlib.contextmanager
-def _loopback_only() -> Iterator[None]:
+def loopback_only() -> Iterator[None]:
     """While a private cluster starts, keep Ray on 127.0.0.1 (its GCS, raylet, agents and workers).
 
     ``_node_ip_address="127.0.0.1"`` alone does not do it: Ray swaps a loopback address for the
