@@ -131,7 +131,12 @@ def _run_ray(
     import ray
 
     if not ray.is_initialized():
-        ray.init(address=address, ignore_reinit_error=True, include_dashboard=False, log_to_driver=False)
+        from avf.train.ray_entry import loopback_only
+
+        # no cluster to join: the local one Ray starts listens on 127.0.0.1 only (no auth on it)
+        private = not (address or os.environ.get("RAY_ADDRESS"))
+        with loopback_only() if private else contextlib.nullcontext():
+            ray.init(address=address, ignore_reinit_error=True, include_dashboard=False, log_to_driver=False)
 
     def task(item: T) -> R:
         limit_threads()
