@@ -36,13 +36,17 @@ import psutil
 import ray.train  # imported before the cluster starts, as avf.train.ray_entry.run does
 from ray._private import ray_constants
 
+import ray
 from avf.config import RayConfig
+from avf.data.parallel import run_tasks
 from avf.train import ray_entry
 
-ray_entry.ensure_cluster(RayConfig(num_workers=1), Path(sys.argv[1]))
-import ray
-
-assert ray.get(ray.remote(lambda: 6 * 7).remote()) == 42  # a worker process is up and serving
+if sys.argv[2] == "train":  # what avf train / avf predict --ray start
+    ray_entry.ensure_cluster(RayConfig(num_workers=1), Path(sys.argv[1]))
+    assert ray.get(ray.remote(lambda: 6 * 7).remote()) == 42  # a worker process is up and serving
+else:  # the data stages with data.executor: ray and no ray.address
+    os.environ["RAY_TMPDIR"] = sys.argv[1]
+    assert [r for _, r in run_tasks(abs, [-6, 7], workers=1, executor="ray", ordered=True)] == [6, 7]
 procs = [psutil.Process(), *psutil.Process().children(recursive=True)]
 listen = {}
 for p in procs:
@@ -58,7 +62,7 @@ print(json.dumps({
     "env_after": os.environ.get("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"),
     "flag_after": ray_constants.ENABLE_RAY_CLUSTER,
 }))
-ray_entry.shutdown()
+ray.shutdown()
 """
 
 
@@ -90,12 +94,14 @@ def _wait_gone(pids: list[int], timeout: float = 60) -> None:
         time.sleep(0.5)
 
 
-def test_the_private_ray_cluster_listens_on_loopback_only() -> None:
+@pytest.mark.parametrize("starter", ["train", "data"])
+def test_the_private_ray_cluster_listens_on_loopback_only(starter: str) -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER")}
     with tempfile.TemporaryDirectory(prefix="avf-ray-", dir="/tmp") as short:  # Ray's socket paths: < 108 bytes
         proc = subprocess.run(
-            [sys.executable, "-c", RAY_SCRIPT, short], cwd=ROOT, env=env, capture_output=True, text=True, timeout=240
-        )
+            [sys.executable, "-c", RAY_SCRIPT, short, starter],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=240,
+        )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(proc.stdout.strip().splitlines()[-1])
     names = " ".join(report["listen"])
