@@ -58,6 +58,8 @@ class SynthConfig(Section):
     frame_size: int = Field(256, ge=96, le=1080)
     sample_rate: int = Field(48000, ge=16000, le=96000)  # mp4/flv audio; CREMA-D wavs are always 16 kHz
     crf: int = Field(23, ge=0, le=51)  # x264 quality
+    # Multiplies every clip's cue strength (distance from neutral) in face and voice; 1.0 = the cue tables.
+    cue_scale: float = Field(1.0, gt=0.0, le=2.5)
 
     @model_validator(mode="before")
     @classmethod

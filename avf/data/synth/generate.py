@@ -94,7 +94,12 @@ def _render_actor(spec: layouts.ActorSpec, cfg: SynthConfig, root: str) -> list[
         rows = []
         for c in spec.clips:
             clip = render_clip(
-                actor, c.emotion, c.strength, c.text, derive_seed(cfg.seed, "clip", c.dataset, c.name), cfg
+                actor,
+                c.emotion,
+                c.strength * cfg.cue_scale,
+                c.text,
+                derive_seed(cfg.seed, "clip", c.dataset, c.name),
+                cfg,
             )
             video = Path(root) / c.video
             video.parent.mkdir(parents=True, exist_ok=True)
