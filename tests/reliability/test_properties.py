@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from avf.config import Params, ParamsError, load_params, parse_params
@@ -36,9 +36,7 @@ from avf.masking import RUNNING_CELL_RATIOS
 pytestmark = pytest.mark.reliability
 
 ROOT = Path(__file__).resolve().parents[2]
-SETTINGS = settings(
-    max_examples=40, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+SETTINGS = settings(max_examples=40, deadline=None, database=None)
 
 # ------------------------------------------------------------------------------------------- params
 
@@ -53,8 +51,10 @@ def _sections(model: type[Section], prefix: tuple[str, ...] = ()) -> list[tuple[
     return out
 
 
-# The real params.yaml's sections, plus the entries of its data.datasets mapping (DatasetSpec).
-REAL = yaml.safe_load((ROOT / "params.yaml").read_text())
+# The real params.yaml (read once: the working tree may change under a long run), its sections, and
+# the entries of its data.datasets mapping (DatasetSpec).
+REAL_TEXT = (ROOT / "params.yaml").read_text()
+REAL = yaml.safe_load(REAL_TEXT)
 SECTIONS = _sections(Params) + [(("data", "datasets", name), DatasetSpec) for name in REAL["data"]["datasets"]]
 LEAVES = [
     ((*path, name), info)
@@ -80,6 +80,13 @@ def _with(raw: dict[str, Any], path: tuple[str, ...], value: Any) -> dict[str, A
     return out
 
 
+@pytest.fixture(scope="module")
+def params_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("params") / "params.yaml"
+    path.write_text(REAL_TEXT)
+    return path
+
+
 @SETTINGS
 @given(
     where=st.sampled_from(SECTIONS),
@@ -87,14 +94,14 @@ def _with(raw: dict[str, Any], path: tuple[str, ...], value: Any) -> dict[str, A
     value=st.one_of(st.integers(), st.booleans(), st.text(max_size=6), st.none(), st.floats(allow_nan=False)),
 )
 def test_unknown_keys_at_any_depth_are_errors_naming_the_key(
-    where: tuple[tuple[str, ...], type[Section]], key: str, value: Any
+    params_file: Path, where: tuple[tuple[str, ...], type[Section]], key: str, value: Any
 ) -> None:
     path, model = where
     if key in model.model_fields:
         return
     dotted = ".".join((*path, key))
     with pytest.raises(ParamsError) as err:
-        load_params(ROOT / "params.yaml", overrides={dotted: value})
+        load_params(params_file, overrides={dotted: value})
     assert "params.yaml: invalid parameters" in str(err.value)
     assert f"  - {dotted}: unknown key (typo?)" in str(err.value), str(err.value)
 
@@ -108,9 +115,9 @@ def test_values_of_the_wrong_type_are_errors_naming_the_key(leaf: tuple[tuple[st
     assert f"  - {'.'.join(path)}" in str(err.value), str(err.value)
 
 
-def test_the_real_params_file_and_the_leaf_list_are_sound() -> None:
+def test_the_real_params_file_and_the_leaf_list_are_sound(params_file: Path) -> None:
     """Guards the generators above: the base file is valid and the leaves cover every section."""
-    assert parse_params(REAL) == load_params(ROOT / "params.yaml")
+    assert parse_params(REAL) == load_params(params_file)
     assert len(LEAVES) > 100 and {p[:1] for p, _ in LEAVES} >= {("data",), ("masking",), ("pretrain",), ("ray",)}
 
 
