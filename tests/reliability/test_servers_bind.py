@@ -149,19 +149,20 @@ def test_the_stack_ray_head_stays_on_loopback_with_the_documented_setting(tmp_pa
     env.pop("RAY_ADDRESS", None)
     cmd = [str(ROOT / "infra" / "stack.sh")]
     opts = ["--state-dir", str(state)]
-    start = subprocess.run(
-        [*cmd, "start", "--only", "ray", f"--ray-port={port}", "--ray-num-cpus=1",
-         "--ray-object-store-bytes=100000000", *opts],
-        env=env, capture_output=True, text=True, timeout=240,
-    )  # fmt: skip
-    pid = json.loads((state / "ray.json").read_text())["pid"] if (state / "ray.json").exists() else None
-    try:
-        assert start.returncode == 0 and pid is not None, start.stdout[-2000:] + start.stderr[-2000:]
-        listen = _listening(pid)
-        assert any("gcs_server" in name and ips for name, ips in listen.items()), listen
-        assert _exposed(listen) == {}, listen
-        pids = [int(name.split()[0]) for name in listen]
-    finally:
-        stop = subprocess.run([*cmd, "stop", *opts], env=env, capture_output=True, text=True, timeout=180)
-    assert stop.returncode == 0, stop.stderr[-2000:]
-    _wait_gone(pids)
+    with tempfile.TemporaryDirectory(prefix="avf-ray-", dir="/tmp") as ray_tmp:  # short: Ray's socket paths
+        start = subprocess.run(
+            [*cmd, "start", "--only", "ray", f"--ray-port={port}", "--ray-num-cpus=1",
+             "--ray-object-store-bytes=100000000", f"--ray-temp-dir={ray_tmp}", *opts],
+            env=env, capture_output=True, text=True, timeout=240,
+        )  # fmt: skip
+        pid = json.loads((state / "ray.json").read_text())["pid"] if (state / "ray.json").exists() else None
+        try:
+            assert start.returncode == 0 and pid is not None, start.stdout[-2000:] + start.stderr[-2000:]
+            listen = _listening(pid)
+            assert any("gcs_server" in name and ips for name, ips in listen.items()), listen
+            assert _exposed(listen) == {}, listen
+            pids = [int(name.split()[0]) for name in listen]
+        finally:
+            stop = subprocess.run([*cmd, "stop", *opts], env=env, capture_output=True, text=True, timeout=180)
+        assert stop.returncode == 0, stop.stderr[-2000:]
+        _wait_gone(pids)
