@@ -228,6 +228,10 @@ def _start_ray(a: argparse.Namespace) -> tuple[Launched, Callable[[], bool]]:
         f"--object-store-memory={a.ray_object_store_bytes}",
     ]
     env = {**os.environ, **ray_env(a.state_dir)}
+    if not a.expose:
+        # Ray swaps 127.0.0.1 for the host's routable IP (and listens on every interface) unless this is
+        # 0 (ray._private.services.resolve_ip_for_localhost); see avf.train.ray_entry.loopback_only.
+        env.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     launched = _spawn("ray", cmd, env, a.state_dir / "ray.log")
     launched.url = f"{node_ip}:{a.ray_port}"
     return launched, lambda: _tcp_open(node_ip, a.ray_port) and "block forever" in _tail(launched.log, 200)
