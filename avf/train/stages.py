@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from avf.config import Params, section_hash
-from avf.train.checkpoint import export_model, load_weights, read_card
-from avf.train.tasks import DatasetSplits
+from avf.train.checkpoint import export_model, load_weights, read_card, save_weights
+from avf.train.tasks import DatasetSplits, split_multihead
 from avf.utils.io import atomic_path, write_json
 
 log = logging.getLogger(__name__)
@@ -300,7 +300,12 @@ def run_supervised(
             "preprocessing": {k: getattr(params.data, k).model_dump(mode="json") for k in ("face", "clip", "audio")},
         }
         with atomic_path(out) as tmp:
-            export_model(tmp, weights, card)
+            if stage == "intermediate":  # the backbone in the fine-tuning layout, the heads beside it
+                backbone, heads = split_multihead(weights)
+                export_model(tmp, backbone, card)
+                save_weights(tmp / "heads.safetensors", heads)
+            else:
+                export_model(tmp, weights, card)
         _write_reports(report_dir, state, summary)
         run.log_metrics(
             {f"final/{k}": v for k, v in summary.items() if isinstance(v, (int, float))}, step=state["step"]

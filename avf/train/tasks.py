@@ -189,6 +189,16 @@ class MultiHeadModel(nn.Module):
         return {k: prefix(v) for k, v in inner.items()}
 
 
+def split_multihead(weights: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """A :class:`MultiHeadModel` state dict as (backbone in the fine-tuning layout, the per-dataset heads)."""
+    backbone = {k.removeprefix("backbone."): v for k, v in weights.items() if k.startswith("backbone.")}
+    heads = {k: v for k, v in weights.items() if k.startswith("heads.")}
+    other = set(weights) - {f"backbone.{k}" for k in backbone} - set(heads)
+    if other:
+        raise ValueError(f"not a multi-head state dict: unexpected keys {sorted(other)[:3]}")
+    return backbone, heads
+
+
 class SupervisedTask:
     """Stage 2 (several datasets, one head each) or stage 3 (one dataset, the fine-tuning model)."""
 
@@ -272,7 +282,18 @@ class SupervisedTask:
             target = model
         if self.init_weights is not None:
             report = init_finetune_from_pretrain(target, self.init_weights)
-            log.info("initialised backbone: %s", {k: len(v) if isinstance(v, list) else v for k, v in report.items()})
+            loaded = len(target.state_dict()) - len(report["missing"])
+            if report["unexpected"] or loaded == 0:
+                raise ValueError(
+                    f"the initial weights do not fit the {model_name('finetune', m.size)} backbone: {loaded} "
+                    f"tensors loaded, {len(report['unexpected'])} unexpected (e.g. {report['unexpected'][:3]})"
+                )
+            log.info(
+                "initialised backbone: %d tensors loaded, %d new, %d decoder tensors dropped",
+                loaded,
+                len(report["missing"]),
+                len(report["dropped"]),
+            )
         return model
 
     def steps_per_epoch(self) -> int:
