@@ -55,7 +55,7 @@ def _args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--official-dir", default=None, help=f"scratch checkout of XuecWu/AVF-MAE (or ${official.ENV})")
     p.add_argument("--batch", type=int, default=None, help="clips per training step (CPU 4, GPU 64)")
-    p.add_argument("--infer-clips", type=int, default=None, help="clips per inference step (CPU 1, GPU 16)")
+    p.add_argument("--infer-clips", type=int, default=None, help="clips per inference step (CPU 2, GPU 16)")
     p.add_argument("--rounds", type=int, default=None, help="timed round-robin rounds (quick 2, full 5)")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     p.add_argument(
@@ -64,6 +64,12 @@ def _args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="sections to run (comma-separated subset of the default)",
     )
     p.add_argument("--compile", action="store_true", help="also time ours under torch.compile (model.compile)")
+    p.add_argument(
+        "--extras",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="also measure ours with activation checkpointing and (CPU) bf16 autocast (default: full runs only)",
+    )
     p.add_argument("--out", type=Path, default=None, help="JSON path (default reports/bench/bench-<time>.json)")
     return p.parse_args(argv)
 
@@ -100,43 +106,42 @@ def _free(*runners: Runner | None) -> None:
 
 
 def compare(
-    kind: str,
-    size: str,
     builders: list[Callable[[], Runner]],
     device: torch.device,
     rounds: int,
     flops: dict[str, float],
     dtype: torch.dtype,
-    measure_memory: bool,
-    by_module: bool,
+    memory: set[str],
+    by_module: set[str],
 ) -> dict[str, Any]:
-    """Build the runners, time them round-robin with the matmul probe, then profile memory one by one."""
+    """Build the runners; profile memory (runners named in ``memory``; it warms them up too) and saved
+    tensors (``by_module``); then time all of them round-robin with the matmul probe in the rotation."""
     runners = [b() for b in builders]
-    times, peaks = harness.time_alternating(
-        runners, rounds, warmup=1, extra=lambda: harness.matmul_flops(device, dtype)
-    )
-    peak = max(peaks) if peaks else harness.matmul_flops(device, dtype)
-    out: dict[str, Any] = {"matmul_flops_per_s": peak, "matmul_samples": peaks, "rounds": rounds, "cases": {}}
+    out: dict[str, Any] = {"rounds": rounds, "cases": {}}
     for r in runners:
-        t = harness.median(times[r.name])
-        work = flops.get(r.name, float("nan"))  # FLOPs of one step (fwd, or 3x fwd for training)
-        res: dict[str, Any] = {
-            "step_s": t,
-            "step_s_samples": times[r.name],
-            "clips_per_step": r.clips,
-            "clips_per_s": r.clips / t,
-            "step_flops": work,
-            "mfu": work / t / peak,
-            **r.info,
-        }
-        if measure_memory and r.model is not None:
+        res: dict[str, Any] = {"clips_per_step": r.clips, **r.info}
+        if r.name in memory and r.model is not None:
             res["memory"] = harness.memory_profile(r).as_dict(r.clips)
-        if by_module and r.forward is not None and r.model is not None:
+        if r.name in by_module and r.forward is not None and r.model is not None:
             total, mods = harness.saved_tensor_bytes(r.model, r.forward)
             r.model.zero_grad(set_to_none=True)
             res["saved_for_backward_mib_per_clip"] = total / MiB / r.clips
             res["saved_by_module_mib_per_clip"] = {k: v / MiB / r.clips for k, v in mods.items()}
         out["cases"][r.name] = res
+    warm = [r for r in runners if "memory" not in out["cases"][r.name]]
+    for r in warm:  # the memory profile already ran three steps of the others
+        r.step()
+    times, peaks = harness.time_alternating(
+        runners, rounds, warmup=0, extra=lambda: harness.matmul_flops(device, dtype)
+    )
+    peak = max(peaks)
+    out["matmul_flops_per_s"], out["matmul_samples"] = peak, peaks
+    for r in runners:
+        t = harness.median(times[r.name])
+        work = flops.get(r.name, float("nan"))  # FLOPs of one step (fwd, or 3x fwd for training)
+        out["cases"][r.name].update(
+            step_s=t, step_s_samples=times[r.name], clips_per_s=r.clips / t, step_flops=work, mfu=work / t / peak
+        )
     _free(*runners)
     return out
 
@@ -171,7 +176,7 @@ def run_model_sections(args: argparse.Namespace, report: Report, device: torch.d
     bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
     dtype = torch.bfloat16 if bf16 else torch.float32
     batch = args.batch or (64 if device.type == "cuda" else 4)
-    infer_clips = args.infer_clips or (16 if device.type == "cuda" else 1)
+    infer_clips = args.infer_clips or (16 if device.type == "cuda" else 2)
     rounds = args.rounds or (2 if args.quick else 5)
     only = set(args.only.split(","))
     off_dir = official.official_dir(args.official_dir)
@@ -181,6 +186,15 @@ def run_model_sections(args: argparse.Namespace, report: Report, device: torch.d
     else:
         print(f"official code: {off_dir} (shims: {'; '.join(official.SHIMS)})")
     report.data["official"] = {"dir": str(off_dir) if off_dir else None, "shims": official.SHIMS if off else []}
+
+    def mem_cases(fl: dict[str, float]) -> set[str]:  # the plain reference's memory only in full runs
+        if "memory" not in only:
+            return set()
+        return {n for n in fl if not (args.quick and n.startswith("plain"))}
+
+    def mod_cases(fl: dict[str, float]) -> set[str]:
+        return {n for n in fl if "memory" in only and not n.startswith("plain")}
+
     for size in args.sizes.split(","):
         with_off = off is not None and size in official.CONFIGS
         f_pre = cases.forward_gflops_per_clip("pretrain", size) * 1e9
@@ -193,7 +207,7 @@ def run_model_sections(args: argparse.Namespace, report: Report, device: torch.d
             "batch": batch,
             "dtype": str(dtype),
         }
-        if with_off:
+        if with_off and not args.quick:  # the official forward runs for real (its tables are CPU tensors)
             sec["official_forward_gflops_per_clip"] = {
                 "pretrain": official.forward_gflops_per_clip(off, "pretrain", size),
                 "finetune_per_view": official.forward_gflops_per_clip(off, "finetune", size),
@@ -201,36 +215,31 @@ def run_model_sections(args: argparse.Namespace, report: Report, device: torch.d
         # Model FLOPs: the function's own FLOPs (ours counted) for ours and the official code alike.
         ours_name, off_name, plain_name = f"ours {size}", f"official {size}", f"plain ViT {size}"
         extra: dict[str, Any] = {"bf16": bf16} if device.type == "cuda" else {}
-        if "pretrain" in only:
-            b: list[Callable[[], Runner]] = [partial(cases.ours_pretrain, size, batch, device, **extra)]
+        for kind in ("pretrain", "finetune"):
+            if kind not in only:
+                continue
+            ours_b = cases.ours_pretrain if kind == "pretrain" else cases.ours_finetune
+            f_ours, f_plain = (f_pre, f_plain_pre) if kind == "pretrain" else (f_ft, f_plain_ft)
+            title = f"{size} pretraining step" if kind == "pretrain" else f"{size} fine-tuning step (1 view)"
+            b: list[Callable[[], Runner]] = [partial(ours_b, size, batch, device, **extra)]
             if with_off:
-                b.append(partial(official.official_pretrain, off, size, batch, device))
-            b.append(partial(cases.plain_pretrain, size, batch, device, **extra))
-            fl = {ours_name: 3 * f_pre * batch, off_name: 3 * f_pre * batch, plain_name: 3 * f_plain_pre * batch}
-            if args.compile:
-                b.insert(1, partial(_compiled, cases.ours_pretrain, size, batch, device, **extra))
-                fl[f"ours {size} compiled"] = fl[ours_name]
-            res = compare("pretrain", size, b, device, rounds, fl, dtype, "memory" in only, "memory" in only)
-            sec["pretrain"] = res
-            _print_compare(report, f"{size} pretraining step, batch {batch}", res, off_name if with_off else None)
+                off_b = official.official_pretrain if kind == "pretrain" else official.official_finetune
+                b.append(partial(off_b, off, size, batch, device))
+            plain_b = cases.plain_pretrain if kind == "pretrain" else cases.plain_finetune
+            b.append(partial(plain_b, size, batch, device, **extra))
+            fl = {ours_name: 3 * f_ours * batch, off_name: 3 * f_ours * batch, plain_name: 3 * f_plain * batch}
+            res = compare(b, device, rounds, fl, dtype, mem_cases(fl), mod_cases(fl))
+            sec[kind] = res
+            _print_compare(report, f"{title}, batch {batch}", res, off_name if with_off else None)
             if "memory" in only:
-                _print_modules(report, f"{size} pretraining: saved for backward, MiB/clip", res)
-        if "finetune" in only:
-            b = [partial(cases.ours_finetune, size, batch, device, **extra)]
-            if with_off:
-                b.append(partial(official.official_finetune, off, size, batch, device))
-            b.append(partial(cases.plain_finetune, size, batch, device, **extra))
-            fl = {ours_name: 3 * f_ft * batch, off_name: 3 * f_ft * batch, plain_name: 3 * f_plain_ft * batch}
-            if args.compile:
-                b.insert(1, partial(_compiled, cases.ours_finetune, size, batch, device, **extra))
-                fl[f"ours {size} compiled"] = fl[ours_name]
-            res = compare("finetune", size, b, device, rounds, fl, dtype, "memory" in only, "memory" in only)
-            sec["finetune"] = res
-            _print_compare(
-                report, f"{size} fine-tuning step (1 view), batch {batch}", res, off_name if with_off else None
-            )
-            if "memory" in only:
-                _print_modules(report, f"{size} fine-tuning: saved for backward, MiB/clip", res)
+                _print_modules(report, f"{size} {kind}: saved for backward, MiB/clip", res)
+            variants = _variants(args, ours_b, size, batch, device, bf16)
+            if variants:  # a second rotation (three base models at a time fit in memory, five do not)
+                b = [partial(ours_b, size, batch, device, **extra), *(build for _, build in variants)]
+                fl = {ours_name: fl[ours_name], **{f"{ours_name} {label}": fl[ours_name] for label, _ in variants}}
+                res = compare(b, device, rounds, fl, dtype, mem_cases(fl), set())
+                sec[f"{kind}_variants"] = res
+                _print_compare(report, f"{title} of ours: variants, batch {batch}", res, ours_name)
         if "inference" in only:
             ours_inf = f"ours {size} ({cases.TEST_VIEWS} views)"
             off_inf = f"official {size} ({official.OFFICIAL_VIEWS} views)"
@@ -243,17 +252,33 @@ def run_model_sections(args: argparse.Namespace, report: Report, device: torch.d
                 off_inf: f_ft * official.OFFICIAL_VIEWS * infer_clips,
                 f"plain ViT {size} ({cases.TEST_VIEWS} views)": f_plain_ft * cases.TEST_VIEWS * infer_clips,
             }
-            res = compare("inference", size, b, device, rounds, fl, dtype, False, False)
+            res = compare(b, device, rounds, fl, dtype, set(), set())
             sec["inference"] = res
             _print_compare(report, f"{size} inference per clip (test protocol), {infer_clips} clip(s)/step", res,
                            off_inf if with_off else None)  # fmt: skip
         report.data["sections"][f"{device.type}/{size}"] = sec
 
 
-def _compiled(build: Callable[..., Runner], *args: Any, **kwargs: Any) -> Runner:
-    r = build(*args, compile=True, **kwargs)
-    r.name = f"{r.name} compiled"
+def _variant(label: str, build: Callable[..., Runner], *args: Any, **kwargs: Any) -> Runner:
+    r = build(*args, **kwargs)
+    r.name = f"{r.name} {label}"
     return r
+
+
+def _variants(
+    args: argparse.Namespace, build: Callable[..., Runner], size: str, batch: int, device: torch.device, bf16: bool
+) -> list[tuple[str, Callable[[], Runner]]]:
+    """Extra rows of ours: torch.compile (``--compile``), activation checkpointing and CPU bf16 autocast
+    (``--extras``, on in full runs)."""
+    out = []
+    if args.compile:
+        out.append(("compiled", partial(_variant, "compiled", build, size, batch, device, compile=True, bf16=bf16)))
+    if args.extras:
+        ckpt = partial(_variant, "grad ckpt", build, size, batch, device, grad_checkpointing=True, bf16=bf16)
+        out.append(("grad ckpt", ckpt))
+        if device.type == "cpu":
+            out.append(("bf16 autocast", partial(_variant, "bf16 autocast", build, size, batch, device, bf16=True)))
+    return out
 
 
 def _print_modules(report: Report, title: str, res: dict[str, Any]) -> None:
@@ -273,55 +298,57 @@ def _print_modules(report: Report, title: str, res: dict[str, Any]) -> None:
 
 def run_data_section(args: argparse.Namespace, report: Report) -> None:
     """``benchmarks/preprocess.py``'s ``main`` in a spawned child (it pins torch and OpenCV to 1 thread)."""
-    import multiprocessing
+    from benchmarks import data
 
-    path = ROOT / "benchmarks" / "preprocess.py"
-    if not path.is_file():
+    if not data.PREPROCESS.is_file():
         print("\n== data: benchmarks/preprocess.py is not there yet (owned by the data benchmark); skipped")
         report.data["data"] = {"skipped": "benchmarks/preprocess.py missing"}
         return
     argv = ["--quick"] if args.quick else []
     argv += ["--out", str(OUT_DIR / "preprocess.json")]
-    with multiprocessing.get_context("spawn").Pool(1) as pool:
-        try:
-            res = pool.apply(_preprocess_main, (argv,))
-        except Exception as exc:  # the data benchmark is someone else's: report, do not stop
-            print(f"\n== data: benchmarks/preprocess.py failed: {exc!r}")
-            report.data["data"] = {"error": repr(exc)}
-            return
+    try:
+        res = data.run(argv)
+    except Exception as exc:  # the data benchmark is someone else's: report, do not stop
+        print(f"\n== data: benchmarks/preprocess.py failed: {exc!r}")
+        report.data["data"] = {"error": repr(exc)}
+        return
     rows = []
+    nan = float("nan")
     for r in res.get("runs", []):
-        ld = r["loader"]
+        ld = r.get("loader", {})
+        # the official layout's keys vary with preprocess.py's version: official[_<side>px]_jpeg_folders_...
+        sides = sorted(k for k in ld if k.startswith("official") and k.endswith("jpeg_folders_clips_per_s"))
+        jpeg = ", ".join(f"{k.split('_')[1] if k.count('_') > 5 else 'official'} {ld[k]:.1f}" for k in sides) or "-"
+        best_jpeg = max((ld[k] for k in sides), default=nan)
         rows.append(
             [
-                r["clip"]["size"],
-                _fmt(r["decode_only"]["clips_per_s_per_core"]),
-                _fmt(r["pipeline"]["clips_per_s_per_core"]),
-                _fmt(r["overhead_vs_decode"]),
-                _fmt(ld["shards_clips_per_s"], 1),
-                _fmt(ld["official_jpeg_folders_clips_per_s"], 1),
-                _fmt(ld["speedup"], 1),
+                str(r.get("clip", {}).get("size", "?")),
+                _fmt(r.get("decode_only", {}).get("clips_per_s_per_core", nan)),
+                _fmt(r.get("pipeline", {}).get("clips_per_s_per_core", nan)),
+                _fmt(r.get("overhead_vs_decode", nan)),
+                _fmt(ld.get("shards_clips_per_s", nan), 1),
+                jpeg,
+                _fmt(ld.get("shards_clips_per_s", nan) / best_jpeg, 1),
             ]
         )
-    header = ["clips", "decode c/s/core", "preproc c/s/core", "overhead x", "shards c/s", "JPEG dirs c/s", "x"]
-    report.table("data (benchmarks/preprocess.py; targets: overhead <= 1.5x, shards >= 3x)", header, rows)
+    header = ["clips", "decode c/s/core", "preproc c/s/core", "overhead x", "shards c/s", "JPEG dirs c/s", "x best"]
+    report.table("data (benchmarks/preprocess.py, 1 core; targets: overhead <= 1.5x, shards >= 3x)", header, rows)
     report.data["data"] = res
-
-
-def _preprocess_main(argv: list[str]) -> dict[str, Any]:
-    import contextlib
-    import io
-
-    from benchmarks import preprocess
-
-    with contextlib.redirect_stdout(io.StringIO()):
-        return preprocess.main(argv)
 
 
 def run_scaling_section(args: argparse.Namespace, report: Report) -> None:
     from benchmarks import scaling
 
-    res = scaling.run(quick=args.quick, device="cuda" if args.device == "cuda" else "cpu")
+    loader = None
+    runs = report.data.get("data", {}).get("runs") or []
+    if runs:  # the shard loader's clips/s on one core (preprocess.py runs single-threaded)
+        loader = min(r["loader"]["shards_clips_per_s"] for r in runs)
+    try:
+        res = scaling.run(quick=args.quick, device=args.device, loader_clips_per_core=loader)
+    except Exception as exc:  # Ray missing or refusing to start here: report it, keep the other results
+        print(f"\n== scaling: Ray run failed: {exc!r}")
+        report.data["scaling"] = {"error": repr(exc), "projection": scaling.projection(loader)}
+        return
     report.data["scaling"] = res
     rows = [[str(w["workers"]), _fmt(w["clips_per_s"], 2), _fmt(w["speedup"], 2)] for w in res["measured"]]
     report.table(f"Ray workers, {res['model']} pretraining, batch {res['batch']} (measured here)",
@@ -339,6 +366,8 @@ def run_scaling_section(args: argparse.Namespace, report: Report) -> None:
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = _args(argv)
+    if args.extras is None:
+        args.extras = not args.quick
     warnings.filterwarnings("ignore")
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)

@@ -113,8 +113,10 @@ def median(values: Sequence[float]) -> float:
     return statistics.median(values) if values else math.nan
 
 
-def matmul_flops(device: torch.device, dtype: torch.dtype = torch.float32, n: int = 2048, reps: int = 3) -> float:
-    """Best FLOP/s of ``reps`` ``[n, n] @ [n, n]`` matmuls (the MFU denominator)."""
+def matmul_flops(device: torch.device, dtype: torch.dtype = torch.float32, n: int = 0, reps: int = 5) -> float:
+    """Best FLOP/s of ``reps`` ``[n, n] @ [n, n]`` matmuls (the MFU denominator; n = 2048 on a CPU, 8192
+    on a GPU)."""
+    n = n or (8192 if device.type == "cuda" else 2048)
     g = torch.Generator(device="cpu").manual_seed(0)
     a = torch.randn(n, n, generator=g).to(device, dtype)
     b = torch.randn(n, n, generator=g).to(device, dtype)
