@@ -253,6 +253,10 @@ def _write_env(state: Path) -> Path:
         lines.append(f"export MLFLOW_TRACKING_URI={mlflow.url}")
     if ray := _running(state, "ray"):
         lines += [f"export RAY_ADDRESS={ray.url}"] + [f"export {k}={v}" for k, v in ray_env(state).items()]
+        if ray.url.startswith("127.0.0.1:"):
+            # A driver on this machine must also keep 127.0.0.1: without this Ray swaps it for the host IP
+            # and looks for the (loopback-only) GCS there, waiting forever.
+            lines.append("export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0")
     path = state / "env.sh"
     path.write_text("\n".join(lines) + "\n")
     return path

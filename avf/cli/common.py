@@ -7,7 +7,7 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -33,6 +33,26 @@ class State:
 STATE = State()
 
 
+class _CurrentStderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is at emit time.
+
+    A plain ``StreamHandler(sys.stderr)`` keeps the stream it was given; when the CLI runs inside
+    another program that swaps ``sys.stderr`` (pytest's capture, typer's ``CliRunner``, a notebook),
+    the root logger is left holding a closed file and every later log record raises.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: object) -> None:
+        pass
+
+
 def setup_logging(verbose: int) -> None:
     level = logging.DEBUG if verbose > 1 else logging.INFO
     if sys.stderr.isatty():
@@ -41,7 +61,7 @@ def setup_logging(verbose: int) -> None:
         handler: logging.Handler = RichHandler(console=console, show_path=False, rich_tracebacks=False)
         fmt = "%(message)s"
     else:
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _CurrentStderrHandler()
         fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"
     logging.basicConfig(level=level, format=fmt, handlers=[handler], force=True)
     for noisy in ("absl", "urllib3", "matplotlib", "PIL", "filelock", "alembic", "httpx"):
