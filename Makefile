@@ -6,6 +6,8 @@ PY ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.avf-setup-stamp
+# recipes (and the commands dvc.yaml runs: `avf ...`) find the project's tools without an activated venv
+export PATH := $(CURDIR)/$(BIN):$(PATH)
 UV_VERSION := 0.13.9
 export UV_COMPILE_BYTECODE := 1
 include infra/env.mk

@@ -335,3 +335,22 @@ def test_run_dvc_script_runs_an_experiment_in_a_clone_and_pushes_it(tmp_path: Pa
     shown = subprocess.run([dvc, "exp", "show", "--json"], cwd=origin, check=True, capture_output=True, text=True)
     assert '"x3"' in shown.stdout
     assert any(p.is_file() for p in remote.rglob("*"))  # and its output reached the DVC remote
+
+
+# ---------------------------------------------------------------------------------------------
+# Makefile
+# ---------------------------------------------------------------------------------------------
+def test_make_recipes_find_the_venv_tools_without_an_activated_venv() -> None:
+    """`make demo` runs `dvc repro`, whose stage commands call `avf`: it must resolve to .venv/bin/avf
+    from a shell whose PATH does not contain the venv (a fresh terminal)."""
+    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": os.environ.get("HOME", "/tmp")}
+    out = subprocess.run(
+        ["make", "-s", "--no-print-directory", "--eval=_probe_path: ; @command -v avf dvc", "_probe_path"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == [str(ROOT / ".venv/bin/avf"), str(ROOT / ".venv/bin/dvc")]
