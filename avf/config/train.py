@@ -77,9 +77,21 @@ class IntermediateConfig(FinetuneConfig):
         return self
 
 
+EvalMetric = Literal["uar", "war", "macro_f1", "weighted_f1", "pcc", "ccc", "mae", "mse"]
+
+
 class EvalConfig(Section):
     """Evaluation protocol."""
 
-    metrics: tuple[str, ...] = ("uar", "war", "macro_f1", "weighted_f1")
+    # Test metrics written to reports/eval/metrics.json (and MLflow); those that do not apply to the
+    # target's task are skipped (classification: uar war macro_f1 weighted_f1; regression: pcc ccc mae
+    # mse, with pcc/ccc also per target).
+    metrics: tuple[EvalMetric, ...] = ("uar", "war", "macro_f1", "weighted_f1", "pcc", "ccc", "mae", "mse")
     # Also report the official protocol's test-selected number (labelled as such), for comparability.
     report_test_selected: bool = True
+
+    @model_validator(mode="after")
+    def _some_metric(self) -> EvalConfig:
+        if not self.metrics:
+            raise ValueError("eval.metrics is empty: name at least one metric")
+        return self

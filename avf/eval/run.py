@@ -45,6 +45,11 @@ def load_finetuned(model_dir: Path) -> tuple[torch.nn.Module, dict[str, Any]]:
     return model.eval(), card
 
 
+def select_metrics(metrics: dict[str, float], wanted: tuple[str, ...]) -> dict[str, float]:
+    """The entries of ``metrics`` that ``eval.metrics`` names; ``pcc``/``ccc`` also keep ``pcc_<target>``."""
+    return {k: v for k, v in metrics.items() if k in wanted or (k.split("_")[0] in ("pcc", "ccc") and k[:3] in wanted)}
+
+
 def evaluate(params: Params, model_dir: Path, manifest_dir: Path, shard_root: Path, out_dir: Path) -> dict[str, Any]:
     from avf.data.loader import ClipDataset
     from avf.train.stages import dataset_splits
@@ -70,10 +75,11 @@ def evaluate(params: Params, model_dir: Path, manifest_dir: Path, shard_root: Pa
         "fold": params.data.split.fold,
         "clips": len(test),
         "views": d.clip.test_views,
-        **{f"test/{k}": v for k, v in metrics.items()},
+        **{f"test/{k}": v for k, v in select_metrics(metrics, params.eval.metrics).items()},
     }
+    prefixes = ("last/test/", "official_test_selected/") if params.eval.report_test_selected else ("last/test/",)
     for k, v in train_metrics.items():  # for comparability; never used for selection here
-        if k.startswith(("last/test/", "official_test_selected/")):
+        if k.startswith(prefixes) and k.split("/")[-1] in select_metrics({k.split("/")[-1]: v}, params.eval.metrics):
             result[k] = v
     keys = outputs["keys"]
     if splits.task == "classification":

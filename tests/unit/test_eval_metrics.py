@@ -79,3 +79,21 @@ def test_views_are_averaged_as_probabilities() -> None:
     # view 1 always says class 1 (logit 2.5); view 0 says class 0 with logit 1 + i: averaged probabilities
     assert out["scores"].argmax(1).tolist() == [1, 1, 0]
     assert score(out, "classification", 2)["war"] == pytest.approx(100 * 2 / 3)
+
+
+def test_eval_metrics_param_selects_what_is_reported() -> None:
+    import pydantic
+
+    from avf.config.train import EvalConfig
+    from avf.eval.run import select_metrics
+
+    cls = {"uar": 50.0, "war": 60.0, "macro_f1": 40.0, "weighted_f1": 45.0}
+    reg = {"pcc_valence": 0.5, "ccc_valence": 0.4, "pcc": 0.5, "ccc": 0.4, "mae": 0.2, "mse": 0.1}
+    assert select_metrics(cls, EvalConfig().metrics) == cls  # the default reports every metric of the task
+    assert select_metrics(reg, EvalConfig().metrics) == reg
+    assert select_metrics(cls, ("uar",)) == {"uar": 50.0}
+    assert select_metrics(reg, ("ccc", "mse")) == {"ccc_valence": 0.4, "ccc": 0.4, "mse": 0.1}
+    with pytest.raises(pydantic.ValidationError, match="uarr"):
+        EvalConfig(metrics=("uarr",))
+    with pytest.raises(pydantic.ValidationError, match="empty"):
+        EvalConfig(metrics=())
