@@ -864,6 +864,15 @@ def _end_status(exc: BaseException) -> str:
     return "FAILED"
 
 
+_received_signal: int | None = None
+
+
+def received_signal() -> int | None:
+    """The signal a stage's SIGTERM handler got, if any: code that swallows the :class:`StageTerminated` it
+    raised (Ray's blocking ``ray.get`` turns it into ``SystemExit(1)``) re-raises it with this."""
+    return _received_signal
+
+
 @contextlib.contextmanager
 def _sigterm_raises(enabled: bool) -> Iterator[None]:
     """Inside the block SIGTERM raises :class:`StageTerminated`; the previous handler is restored."""
@@ -872,6 +881,8 @@ def _sigterm_raises(enabled: bool) -> Iterator[None]:
         return
 
     def handler(signum: int, frame: FrameType | None) -> None:
+        global _received_signal
+        _received_signal = signum
         raise StageTerminated(signum)
 
     previous = signal.signal(signal.SIGTERM, handler)

@@ -25,4 +25,6 @@ def ablations(
         paths = write_report(project, out, experiments or [], baseline)
     except (ValueError, RuntimeError) as e:
         common.fail(str(e), common.EXIT_USAGE)
+    except FileNotFoundError as e:
+        common.fail(str(e), common.EXIT_MISSING)
     common.console.print(f"wrote {paths['md']} and {paths['html']}")

@@ -13,7 +13,9 @@ import base64
 import html
 import io
 import json
+import shutil
 import subprocess
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,8 +92,17 @@ def parse_exp_show(payload: Sequence[Mapping[str, Any]]) -> list[Experiment]:
     return found
 
 
+def dvc_executable() -> str:
+    """The ``dvc`` of this environment (beside the running Python), else the one on ``PATH``."""
+    beside = Path(sys.executable).with_name("dvc")
+    found = str(beside) if beside.is_file() else shutil.which("dvc")
+    if found is None:
+        raise FileNotFoundError("dvc is not installed in this environment (pip install dvc)")
+    return found
+
+
 def load_experiments(project: Path) -> list[Experiment]:
-    out = subprocess.run(["dvc", "exp", "show", "--json"], cwd=project, capture_output=True, text=True)
+    out = subprocess.run([dvc_executable(), "exp", "show", "--json"], cwd=project, capture_output=True, text=True)
     if out.returncode != 0:
         raise RuntimeError(f"dvc exp show failed in {project}: {out.stderr.strip() or out.stdout.strip()}")
     return parse_exp_show(json.loads(out.stdout or "[]"))
@@ -137,9 +148,17 @@ def differing_params(exps: Sequence[Experiment]) -> pd.DataFrame:
     return pd.DataFrame(diff, index=[e.name for e in exps]).T
 
 
-def metric_table(base: Experiment, exps: Sequence[Experiment]) -> pd.DataFrame:
+def metric_table(base: Experiment, exps: Sequence[Experiment], changed_only: bool = True) -> pd.DataFrame:
+    """Headline metrics first, then the others; with ``changed_only`` the non-headline metrics that are the
+    same in every experiment (data-stage counts, usually) are left out (``df.attrs["omitted"]`` counts them)."""
     keys = [k for k in HEADLINE if k in base.metrics or any(k in e.metrics for e in exps)]
-    keys += sorted({k for e in [base, *exps] for k in e.metrics} - set(keys))
+    others = sorted({k for e in [base, *exps] for k in e.metrics} - set(keys))
+    if changed_only:
+        kept = [k for k in others if len({json.dumps(e.metrics.get(k)) for e in [base, *exps]}) > 1]
+        omitted, others = len(others) - len(kept), kept
+    else:
+        omitted = 0
+    keys += others
     rows = []
     for k in keys:
         row: dict[str, Any] = {"metric": k, base.name: base.metrics.get(k)}
@@ -149,7 +168,9 @@ def metric_table(base: Experiment, exps: Sequence[Experiment]) -> pd.DataFrame:
             b = base.metrics.get(k)
             row[f"Δ {e.name}"] = None if v is None or b is None else v - b
         rows.append(row)
-    return pd.DataFrame(rows)
+    df = pd.DataFrame(rows)
+    df.attrs["omitted"] = omitted
+    return df
 
 
 def _png(fig: Any) -> str:
@@ -245,6 +266,8 @@ def write_report(
         _md_table(metrics.set_index("metric")),
         "",
     ]
+    if metrics.attrs.get("omitted"):
+        md += [f"({metrics.attrs['omitted']} other metrics are equal in every experiment and not shown.)", ""]
     if runs is not None:
         md += ["## MLflow runs (tags `dvc.exp_name`, `avf.ablation`)", "", _md_table(runs), ""]
     md += [f"![{t}](data:image/png;base64,{b})" for t, b in figs.items()]

@@ -133,3 +133,35 @@ def read_card(model_dir: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no model card (is {model_dir} a stage output?)")
     return json.loads(path.read_text())
+
+
+def is_complete_checkpoint(directory: Path) -> bool:
+    """Whether a training checkpoint folder was written whole: ``state.json`` parses and every
+    safetensors file is as long as its header says (a copy cut off by a kill fails this)."""
+    import struct
+
+    try:
+        json.loads((directory / "state.json").read_text())
+        for f in ("model.safetensors", "optimizer.safetensors", "best.safetensors"):
+            path = directory / f
+            if not path.exists():
+                if f == "best.safetensors":
+                    continue
+                return False
+            with path.open("rb") as fh:
+                (n,) = struct.unpack("<Q", fh.read(8))
+                header = json.loads(fh.read(n))
+            end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+            if path.stat().st_size != 8 + n + end:
+                return False
+    except (OSError, ValueError, KeyError, struct.error):
+        return False
+    return True
+
+
+def newest_complete_checkpoint(run_dir: Path) -> Path | None:
+    """The newest whole ``checkpoint_*`` folder of a run (names sort by time: step numbers or Ray's timestamps)."""
+    for d in sorted(run_dir.glob("checkpoint_*"), reverse=True):
+        if d.is_dir() and not d.name.endswith(".tmp") and is_complete_checkpoint(d):
+            return d
+    return None

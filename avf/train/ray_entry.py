@@ -12,6 +12,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,9 +29,11 @@ log = logging.getLogger(__name__)
 class RaySession:
     """:class:`~avf.train.session.Session` backed by the Ray Train worker context."""
 
-    def __init__(self) -> None:
+    def __init__(self, run_dir: str | Path | None = None) -> None:
         import ray.train
         import ray.train.torch
+
+        self.run_dir = Path(run_dir) if run_dir else None
 
         ctx = ray.train.get_context()
         self.rank = ctx.get_world_rank()
@@ -57,7 +61,11 @@ class RaySession:
 
         checkpoint = ray.train.get_checkpoint()
         if checkpoint is None:
-            yield None
+            # Ray restores a run only from its checkpoint-manager snapshot, which a driver killed right
+            # after a report may not have written: then resume from the newest whole checkpoint folder.
+            from avf.train.checkpoint import newest_complete_checkpoint
+
+            yield newest_complete_checkpoint(self.run_dir) if self.run_dir and self.run_dir.is_dir() else None
             return
         with checkpoint.as_directory() as d:
             yield Path(d)
@@ -88,7 +96,8 @@ def ensure_cluster(cfg: RayConfig, temp_dir: Path | None = None) -> None:
     address = os.environ.get("RAY_ADDRESS") or cfg.address
     if address:
         log.info("joining Ray cluster at %s", address)
-        ray.init(address=address, log_to_driver=True)
+        with keep_python_signal_handlers():
+            ray.init(address=address, log_to_driver=True)
         return
     cpus = max(int(cfg.num_workers * cfg.cpus_per_worker + 0.999), os.cpu_count() or 1)
     log.info("starting a local Ray cluster (%d CPUs, 127.0.0.1)", cpus)
@@ -96,7 +105,7 @@ def ensure_cluster(cfg: RayConfig, temp_dir: Path | None = None) -> None:
     if temp_dir is not None:
         temp_dir.mkdir(parents=True, exist_ok=True)
         kwargs["_temp_dir"] = str(temp_dir)
-    with loopback_only():
+    with loopback_only(), keep_python_signal_handlers():
         ray.init(
             num_cpus=cpus,
             num_gpus=torch.cuda.device_count() if cfg.use_gpu else 0,
@@ -105,11 +114,45 @@ def ensure_cluster(cfg: RayConfig, temp_dir: Path | None = None) -> None:
             _node_ip_address="127.0.0.1",
             configure_logging=True,
             logging_level=logging.WARNING,
+            runtime_env={"worker_process_setup_hook": "avf.train.ray_entry.quiet_private_cluster_logs"},
             **kwargs,
         )
 
 
+STATE_API_NOISE = "State API may be temporarily unavailable"
+
+
+def quiet_private_cluster_logs() -> None:
+    """Ray worker setup hook for the private cluster, which runs without the dashboard (so without the state API).
+
+    Ray Train's placement-group cleaner asks the state API once a second whether the controller is alive and
+    warns each time it cannot: about 270 identical lines in a demo run's log. The cluster is stopped with the
+    stage, which removes its placement groups anyway, so those warnings are dropped (nothing else is).
+    """
+    logging.getLogger("ray.train.v2._internal.execution.controller.placement_group_cleaner").addFilter(
+        lambda record: STATE_API_NOISE not in record.getMessage()
+    )
+
+
 LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+
+@contextlib.contextmanager
+def keep_python_signal_handlers() -> Iterator[None]:
+    """Put the process's Python SIGTERM / SIGINT handlers back after ``ray.init``.
+
+    ``ray.init`` installs its C++ failure-signal handler for SIGTERM in the driver, which prints a stack
+    dump and aborts the process (exit -6): the stage's own handler (:func:`avf.tracking.stage_run`: end the
+    MLflow run KILLED, remove temp outputs, exit 143) never ran and nothing was cleaned up.
+    """
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        if threading.current_thread() is threading.main_thread():
+            for sig, handler in saved.items():
+                if callable(handler):
+                    signal.signal(sig, handler)
 
 
 @contextlib.contextmanager
@@ -141,6 +184,7 @@ def loopback_only() -> Iterator[None]:
 # Driver environment forwarded to the workers (tracking links, fault injection in tests).
 FORWARDED_ENV = (
     "AVF_FAULT_KILL",
+    "AVF_MLFLOW_BUFFER_DIR",
     "MLFLOW_TRACKING_URI",
     "DVC_EXP_NAME",
     "AVF_PARENT_RUN_ID",
@@ -151,13 +195,17 @@ FORWARDED_ENV = (
 
 def run(config: dict[str, Any], cfg: RayConfig, name: str, storage: Path) -> RunResult:
     """Run the training worker function under Ray Train and return its newest checkpoint."""
-    config = {**config, "env": {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}}
+    storage = storage.resolve()
+    config = {
+        **config,
+        "env": {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ},
+        "run_dir": str(storage / name),
+    }
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
     from avf.train.worker import train_func
 
-    storage = storage.resolve()
     storage.mkdir(parents=True, exist_ok=True)
     if cfg.num_workers == 0:  # in-process, resumable from storage/name, no Ray cluster at all
         from avf.train.worker import run_local
@@ -185,7 +233,15 @@ def run(config: dict[str, Any], cfg: RayConfig, name: str, storage: Path) -> Run
             checkpoint_config=CheckpointConfig(num_to_keep=2),
         ),
     )
-    result = trainer.fit()
+    try:
+        result = trainer.fit()
+    except SystemExit as exc:  # SIGTERM while blocked in ray.get arrives as SystemExit(1): restore it
+        from avf import tracking
+
+        signum = tracking.received_signal()
+        if signum is not None and not isinstance(exc, tracking.StageTerminated):
+            raise tracking.StageTerminated(signum) from exc
+        raise
     if result.error is not None:
         raise RuntimeError(f"training failed: {result.error}") from result.error
     if result.checkpoint is None:

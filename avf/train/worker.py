@@ -69,7 +69,7 @@ def train_func(config: dict[str, Any]) -> None:
     os.environ.update(config.get("env", {}))
     apply_defaults()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    run_worker(config, RaySession())
+    run_worker(config, RaySession(config.get("run_dir")))
 
 
 def run_local(config: dict[str, Any], checkpoint_root: Path | None = None) -> tuple[dict[str, Any], LocalSession]:

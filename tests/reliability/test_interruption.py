@@ -108,6 +108,8 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "params.yaml").write_text(yaml.safe_dump(PARAMS, sort_keys=False))
     with_pool = {**PARAMS, "data": {**PARAMS["data"], "workers": 2}}
     (root / "params-pool.yaml").write_text(yaml.safe_dump(with_pool, sort_keys=False))
+    on_ray = {**PARAMS, "ray": {"num_workers": 1}, "pretrain": {**PARAMS["pretrain"], "epochs": 4}}
+    (root / "params-ray.yaml").write_text(yaml.safe_dump(on_ray, sort_keys=False))
     _avf(root, "data", "synth", "--out", "data/raw")
     d, rep = "ravdess", ["--reports", "reports/data"]
     faces, audio, manifest = f"data/interim/faces/{d}", f"data/interim/audio/{d}", f"data/manifest/{d}.parquet"
@@ -192,6 +194,31 @@ def _interrupted_then_resumed(project: Path) -> None:
     assert re.search(r"resumed from \S+checkpoint_000000002 at epoch 2 step 2", log), log[-3000:]
     assert sorted(p.name for p in out.iterdir()) == ["card.json", "model.safetensors"]
     assert [p.name for p in out.parent.iterdir() if p.name.startswith(".pretrain")] == []
+    assert _status(project, _run_id(log)) == "FINISHED"
+
+
+def test_sigterm_to_a_stage_training_on_ray_stops_its_cluster_leaves_no_output_and_resumes(project: Path) -> None:
+    """The default set-up (``ray.num_workers: 1``): the driver runs a private Ray cluster."""
+    storage, out = project / "runs" / "ray-driver", project / "models" / "pretrain-ray"
+    cmd = [*PRETRAIN, "--out", str(out), "--reports", "reports/pretrain-ray", "--storage", str(storage)]
+    first = lambda: any(storage.glob("*/checkpoint_*"))  # noqa: E731 (Ray names its checkpoint folders)
+    rc, log, took, children = _interrupt(project, cmd, first, signal.SIGTERM, params="params-ray.yaml")
+    assert rc == 128 + signal.SIGTERM, log[-3000:]
+    assert took < SIGNAL_EXIT_S
+    print(f"SIGTERM (Ray driver): exited {took:.1f} s after the signal, {len(children)} Ray processes")
+    deadline = time.monotonic() + 60
+    while alive := [p for p in children if _alive(p)]:  # GCS, raylet, workers: the cluster went with it
+        assert time.monotonic() < deadline, f"Ray processes outlived the interrupted stage: {alive}"
+        time.sleep(0.5)
+    _assert_no_output(out)
+    assert not (project / "reports/pretrain-ray/metrics.json").exists()
+    assert _status(project, _run_id(log)) == "KILLED"
+
+    log = _avf(project, *cmd, params="params-ray.yaml")
+    assert re.search(r"resumed from \S+checkpoint_\S+ at epoch [1-3] step [1-3]", log), log[-3000:]
+    assert json.loads((project / "reports/pretrain-ray/metrics.json").read_text())["steps"] == 4
+    assert "State API may be temporarily unavailable" not in log  # Ray Train's noise is filtered
+    assert sorted(p.name for p in out.iterdir()) == ["card.json", "model.safetensors"]
     assert _status(project, _run_id(log)) == "FINISHED"
 
 

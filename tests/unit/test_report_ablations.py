@@ -112,3 +112,18 @@ def test_report_over_real_dvc_experiments(tmp_path: Path) -> None:
     md = paths["md"].read_text()
     assert "train.lr" in md and "lr-high" in md
     assert "| reports/eval/metrics.json:test/uar | 10 | 30 | 20 |" in md  # baseline, experiment, delta
+
+
+def test_metrics_equal_everywhere_are_left_out_but_counted() -> None:
+    exps = parse_exp_show(PAYLOAD)
+    for e in exps:  # e.g. the data stages' counts, the same in every experiment
+        e.metrics["reports/data/faces/ravdess/summary.json:processed"] = 192
+    exps[1].metrics["reports/finetune/metrics.json:selected_epoch"] = 7
+    base, chosen = select(exps, [], "main")
+    table = metric_table(base, chosen)
+    assert list(table["metric"]) == [
+        "reports/eval/metrics.json:test/uar",  # headline metrics always
+        "reports/finetune/metrics.json:selected_epoch",  # differs (missing in the baseline)
+    ]
+    assert table.attrs["omitted"] == 1
+    assert len(metric_table(base, chosen, changed_only=False)) == 3

@@ -93,6 +93,32 @@ def test_training_state_round_trip(tmp_path: Path) -> None:
     assert sched2.state_dict() == sched.state_dict()
 
 
+def test_newest_complete_checkpoint_skips_a_cut_off_copy(tmp_path: Path) -> None:
+    import shutil
+
+    from avf.config import OptimConfig
+    from avf.train.checkpoint import is_complete_checkpoint, newest_complete_checkpoint
+
+    model = torch.nn.Linear(64, 32)
+    cfg = OptimConfig(epochs=2, batch_size=4, warmup_epochs=0.5)
+    opt = build_optimizer(model, cfg, 4)
+    model(torch.randn(3, 64)).sum().backward()
+    opt.step()
+    sched = build_scheduler(opt, cfg, 4, steps_per_epoch=4)
+    run = tmp_path / "run"
+    older, newer = run / "checkpoint_2026-11-26_04-10-59.465868", run / "checkpoint_2026-11-26_04-11-02.100000"
+    save_training_state(older, model, opt, sched, None, {"epoch": 1, "step": 1})
+    shutil.copytree(older, newer)
+    assert newest_complete_checkpoint(run) == newer
+    with (newer / "optimizer.safetensors").open("r+b") as f:  # a copy killed half-way
+        f.truncate((newer / "optimizer.safetensors").stat().st_size // 2)
+    assert not is_complete_checkpoint(newer) and is_complete_checkpoint(older)
+    assert newest_complete_checkpoint(run) == older
+    (older / "state.json").write_text("{")
+    assert newest_complete_checkpoint(run) is None
+    assert newest_complete_checkpoint(tmp_path / "missing") is None
+
+
 def test_schedule_warmup_then_cosine() -> None:
     from avf.config import OptimConfig
 
