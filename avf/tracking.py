@@ -1432,11 +1432,18 @@ def log_video_model(
     """
     if isinstance(run, NullRun):
         return None
-    try:  # no signature: MLflow would then refuse a plain list of paths; VideoPyfunc checks its input
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, Schema
+
+    # Input signature: a table with a string column ``video`` (file paths readable where the model runs).
+    # The output columns depend on the class names (``prob_<class>``), so only the input is declared.
+    signature = ModelSignature(inputs=Schema([ColSpec("string", "video")]))
+    try:
         return run.log_model(
             _video_pyfunc_class()(dict(settings or {})),
             artifacts={"model_dir": str(model_dir)},
             name="model",
+            signature=signature,
             pip_requirements=_pinned(VIDEO_MODEL_REQUIREMENTS),
         )
     except TrackingUnavailableError as exc:

@@ -28,3 +28,22 @@ def ablations(
     except FileNotFoundError as e:
         common.fail(str(e), common.EXIT_MISSING)
     common.console.print(f"wrote {paths['md']} and {paths['html']}")
+
+
+@app.command("folds")
+def folds(
+    experiments: list[str] = typer.Argument(..., help="DVC experiments or branches, one per data.split.fold."),
+    out: Path = typer.Option(Path("reports/folds"), "--out"),
+    project: Path = typer.Option(Path("."), "--project", help="The DVC project folder."),
+) -> None:
+    """Cross-validation summary: test metrics per fold, the mean over folds and pooled over all clips."""
+    from avf.report.folds import to_markdown, write_report
+
+    try:
+        paths, summary = write_report(project, out, experiments)
+    except (ValueError, RuntimeError) as e:
+        common.fail(str(e), common.EXIT_USAGE)
+    except FileNotFoundError as e:
+        common.fail(str(e), common.EXIT_MISSING)
+    common.console.print(to_markdown(summary), markup=False, highlight=False)
+    common.console.print(f"wrote {paths['md']} and {paths['json']}")

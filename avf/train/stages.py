@@ -204,6 +204,12 @@ def _pretrain_picture(params: Params, model_dir: Path, shard_dirs: list[Path], r
     run.log_artifact(str(path), "plots")
 
 
+def _file_digest(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else "missing"
+
+
 def _dir_digest(path: Path) -> str:
     index = path / "index.json"
     if not index.exists():
@@ -260,6 +266,9 @@ def run_supervised(
     with tracking.stage_run(params, stage=stage, sections=STAGE_SECTIONS[stage], dataset=dataset) as run:
         for s in splits:
             run.log_dataset(s.name, str(s.shard_dir), _dir_digest(s.shard_dir))
+            manifest = manifest_dir / f"{s.name}.parquet"  # the manifest hash: which clips, labels and folds
+            run.log_dataset(f"{s.name}-manifest", str(manifest), _file_digest(manifest), context="manifest")
+            run.set_tags({f"avf.manifest_sha256.{s.name}": _file_digest(manifest)})
         run.set_tags({"avf.init_from": str(init.parent.name) if init else "scratch"})
         config = {
             **_base_config(params, stage, run),

@@ -109,6 +109,13 @@ def test_mlflow_has_a_run_per_stage_and_the_registered_model(project: tuple[Path
         assert run.data.metrics, f"{stage} logged no metrics"
         assert run.data.params, f"{stage} logged no params"
     assert any(k.startswith("train/loss") for k in by_stage["pretrain"].data.metrics)
+    import hashlib
+
+    manifest_sha = hashlib.sha256((clone / "data/manifest/ravdess.parquet").read_bytes()).hexdigest()
+    finetune = client.get_run(by_stage["finetune"].info.run_id)  # search results carry no dataset inputs
+    assert finetune.data.tags["avf.manifest_sha256.ravdess"] == manifest_sha
+    contexts = {d.dataset.name: [t.value for t in d.tags] for d in finetune.inputs.dataset_inputs}
+    assert "ravdess-manifest" in contexts and "ravdess" in contexts
     registry = json.loads((clone / "reports" / "registry.json").read_text())
     name = registry["name"]
     version = client.get_model_version_by_alias(name, "candidate")

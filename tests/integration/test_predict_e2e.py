@@ -162,6 +162,7 @@ def test_finetune_stage_logs_a_pyfunc_that_predicts_like_avf_predict(
 
     paths = [str(workspace["videos"] / n) for n in ("talk.mp4", "nested/mute.mkv", "broken.mp4")]
     model = mlflow.pyfunc.load_model(uri)
+    assert model.metadata.get_input_schema().input_names() == ["video"]  # the logged input signature
     frame = model.predict(pd.DataFrame({"video": paths}))
     assert list(frame["video"]) == paths and list(frame["ok"]) == [True, True, False]
     cli = pd.read_csv(cli_out / "videos.csv").set_index("video")
