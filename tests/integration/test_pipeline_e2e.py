@@ -30,6 +30,7 @@ TEST_PARAMS = {
             "cremad_sentences": ["DFA"],
             "duration_s": 2.0,
         },
+        "split": {"val_subjects": 1},  # 2 CREMA-D-style actors: one for training, one for validation
         "shards": {"max_shard_count": 4},
         "augment": {"rand_augment": ""},
     },
