@@ -83,7 +83,16 @@ def _interrupt(
     """Start ``avf args``, send ``sig`` once ``ready()``; return (exit code, log, seconds to exit, child pids)."""
     log = project / f"interrupt-{time.monotonic_ns()}.log"
     with log.open("w") as out:
-        proc = subprocess.Popen([AVF, "-p", params, *args], cwd=project, env=_env(project), stdout=out, stderr=out)
+        proc = subprocess.Popen(
+            [AVF, "-p", params, *args],
+            cwd=project,
+            env=_env(project),
+            stdout=out,
+            stderr=out,
+            # a test run started in the background (`make test &`) inherits SIGINT ignored, and Python then
+            # keeps ignoring it: give the stage the default disposition a user's terminal gives it
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
     try:
         deadline = time.monotonic() + 600
         while not ready():
