@@ -63,7 +63,10 @@ def _dataset_spec(params: Any, name: str) -> Any:
 
 def _finish_stage(report: Any, params: Any, reports: Path) -> None:
     """Print the summary table, write reports/<stage>/<dataset>/, exit 1 past data.max_fail_frac."""
+    from avf.data.stages import track_report
+
     where = report.write(reports, params.data.max_fail_frac)
+    track_report(params, report, where)
     common.console.print(report.table())
     common.console.print(f"report: {where}/summary.json, failures: {where}/failures.csv", highlight=False)
     if report.too_many_failures(params.data.max_fail_frac):

@@ -30,6 +30,8 @@ class TrackingConfig(Section):
     promote_metric: str = "test/uar"
     promote_mode: str = Field("max", pattern="^(max|min)$")
     log_system_metrics: bool = False
+    # one MLflow run per data stage and dataset (experiment <prefix>/data): counts, timings, failures.csv
+    log_data_stages: bool = False
 
 
 class AblationConfig(Section):

@@ -550,3 +550,45 @@ def run_shards(dataset: str, manifest_path: Path, out_dir: Path, cfg: DataConfig
         )
         (tmp / INDEX_NAME).write_text(json.dumps(index.to_json(), separators=(",", ":")) + "\n")
     report.extra.update(shards=len(shards), samples=index.num_samples, bytes=sum(s.bytes for s in shards))
+
+
+# params sections each data stage reads (logged with its MLflow run)
+DATA_STAGE_SECTIONS = {
+    "faces": ("data.face",),
+    "audio": ("data.audio",),
+    "manifest": ("data.face", "data.audio"),
+    "shards": ("data.shards", "data.audio"),
+}
+
+
+def track_report(params: Any, report: StageReport, where: Path) -> str | None:
+    """Record a finished data stage in MLflow: one run per stage and dataset under ``<prefix>/data``,
+    with the stage's parameters, its counts and timings as metrics and ``summary.json`` / ``failures.csv``
+    as artifacts. Returns the run id; None when ``tracking.log_data_stages`` is off or the store is down
+    (a warning: the stage's outputs are valid without it)."""
+    if not params.tracking.log_data_stages:
+        return None
+    import logging
+
+    from avf import tracking
+
+    summary = json.loads((where / "summary.json").read_text())
+    metrics = {k: float(v) for k, v in summary.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+    try:
+        with tracking.stage_run(
+            params,
+            stage=report.stage,
+            sections=DATA_STAGE_SECTIONS.get(report.stage, ("data",)),
+            dataset=report.dataset,
+            experiment=f"{params.tracking.experiment_prefix}/data",
+            run_name=f"{report.stage}-{report.dataset}",
+            system_metrics=False,
+        ) as run:
+            run.log_metrics(metrics, step=0)
+            for name in ("summary.json", "failures.csv"):
+                if (where / name).exists():
+                    run.log_artifact(str(where / name), "report")
+            return run.run_id
+    except tracking.TrackingUnavailableError as exc:
+        logging.getLogger(__name__).warning("%s %s not recorded in MLflow: %s", report.stage, report.dataset, exc)
+        return None

@@ -104,6 +104,10 @@ def test_mlflow_has_a_run_per_stage_and_the_registered_model(project: tuple[Path
     client = MlflowClient(tracking_uri=env["MLFLOW_TRACKING_URI"])
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
     by_stage = {r.data.tags.get("avf.stage"): r for r in runs}
+    data_runs = {
+        (r.data.tags["avf.stage"], r.data.tags.get("avf.dataset")) for r in runs if "processed" in r.data.metrics
+    }
+    assert data_runs == {(s, d) for s in ("faces", "audio", "manifest", "shards") for d in ("ravdess", "cremad")}
     for stage in ("pretrain", "intermediate", "finetune", "evaluate"):
         run = by_stage[stage]
         assert run.info.status == "FINISHED", stage

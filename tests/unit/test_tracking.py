@@ -544,3 +544,25 @@ def test_servers_bind_loopback_unless_exposed(tmp_path: Path) -> None:
     assert "--app-name" in exposed.command() and "basic-auth" in exposed.command()
     assert services.main(["mlflow", "status", "--host", "0.0.0.0", "--state-dir", str(tmp_path)]) == 2
     assert services.main(["mlflow", "stop", "--state-dir", str(tmp_path)]) == 0
+
+
+def test_a_data_stage_gets_a_run_with_its_counts_and_failures(store: dict[str, Any], tmp_path: Path) -> None:
+    from avf.config import parse_params
+    from avf.data.report import StageReport
+    from avf.data.stages import track_report
+
+    report = StageReport("faces", "ravdess", processed=5)
+    report.fail("Actor_01/bad.mp4", "01-bad", "cannot open: corrupt")
+    where = report.write(tmp_path / "reports", 0.5)
+    assert track_report(store["params"], report, where) is None  # off by default (tests, library use)
+
+    params = parse_params({"tracking": {"artifact_root": str(tmp_path / "artifacts"), "log_data_stages": True}})
+    run_id = track_report(params, report, where)
+    run = store["client"].get_run(run_id)
+    assert run.info.status == "FINISHED" and run.info.run_name == "faces-ravdess"
+    assert run.data.metrics["processed"] == 5 and run.data.metrics["failed"] == 1
+    assert run.data.tags["avf.stage"] == "faces" and "data.face.detect_every" in run.data.params
+    exp = store["client"].get_experiment(run.info.experiment_id)
+    assert exp.name == "avf-mae-pp/data"
+    arts = {a.path for a in store["client"].list_artifacts(run_id, "report")}
+    assert arts == {"report/summary.json", "report/failures.csv"}
