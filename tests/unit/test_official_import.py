@@ -77,7 +77,7 @@ def test_official_key_layout() -> None:
     assert {"fc_norm.weight", "head.bias", "layer_weights_audio"} <= set(to_official_state_dict(fine.state_dict()))
 
 
-@pytest.mark.parametrize("size", ["base", "huge"])
+@pytest.mark.parametrize("size", ["base", "large", "huge"])
 def test_key_mapping_round_trips_for_every_size(size: str) -> None:
     with torch.device("meta"):
         for model in (create_model(f"avf_mae_pp_pretrain_{size}"), create_model(f"avf_mae_pp_{size}", num_classes=4)):
