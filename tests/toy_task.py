@@ -65,7 +65,10 @@ def build(config: dict[str, Any], params: Params, session: Session) -> ToyTask:
     return ToyTask(config, params, session)
 
 
-def toy_config(epochs: int = 3, batch_size: int = 8, n: int = 64, lr: float = 3.0, accum: int = 1) -> dict[str, Any]:
+def toy_config(
+    epochs: int = 3, batch_size: int = 8, n: int = 64, lr: float = 3.0, accum: int = 1, **optim: Any
+) -> dict[str, Any]:
+    """The toy task's worker config; ``optim`` adds optimiser-section keys (``ema_decay``, ``amp``...)."""
     return {
         "stage": "toy",
         "task_factory": "tests.toy_task:build",
@@ -80,6 +83,7 @@ def toy_config(epochs: int = 3, batch_size: int = 8, n: int = 64, lr: float = 3.
                 "weight_decay": 0.0,
                 "accum_steps": accum,
                 "log_every": 1,
+                **optim,
             },
         },
     }

@@ -77,8 +77,9 @@ def save_training_state(
     scaler: torch.amp.GradScaler | None,
     loop_state: dict[str, Any],
     best: dict[str, torch.Tensor] | None = None,
+    ema: dict[str, torch.Tensor] | None = None,
 ) -> Path:
-    """Write a resumable checkpoint into ``directory`` (created atomically)."""
+    """Write a resumable checkpoint into ``directory`` (created atomically); ``ema``: the EMA weights."""
     directory = Path(directory)
     with atomic_path(directory) as tmp:
         tmp.mkdir()
@@ -87,6 +88,8 @@ def save_training_state(
         save_file(opt_tensors, str(tmp / "optimizer.safetensors"))
         if best is not None:
             save_file(best, str(tmp / "best.safetensors"))
+        if ema is not None:
+            save_file(ema, str(tmp / "ema.safetensors"))
         state = {
             "loop": loop_state,
             "optimizer": opt_meta,
@@ -120,6 +123,12 @@ def load_training_state(
     return state["loop"], best
 
 
+def load_ema_weights(directory: str | Path) -> dict[str, torch.Tensor] | None:
+    """The EMA weights saved with a training checkpoint (None when it had no EMA)."""
+    path = Path(directory) / "ema.safetensors"
+    return load_file(str(path)) if path.exists() else None
+
+
 def export_model(out_dir: str | Path, weights: dict[str, torch.Tensor], card: dict[str, Any]) -> None:
     """Write a stage's DVC output: ``model.safetensors`` + ``card.json`` (stage, model, data, metrics)."""
     out_dir = Path(out_dir)
@@ -142,10 +151,10 @@ def is_complete_checkpoint(directory: Path) -> bool:
 
     try:
         json.loads((directory / "state.json").read_text())
-        for f in ("model.safetensors", "optimizer.safetensors", "best.safetensors"):
+        for f in ("model.safetensors", "optimizer.safetensors", "best.safetensors", "ema.safetensors"):
             path = directory / f
             if not path.exists():
-                if f == "best.safetensors":
+                if f in ("best.safetensors", "ema.safetensors"):
                     continue
                 return False
             with path.open("rb") as fh:

@@ -22,7 +22,13 @@ import torch
 from avf.config import OptimConfig
 from avf.train import faults
 from avf.train.amp import autocast, grad_scaler, resolve_dtype
-from avf.train.checkpoint import load_training_state, save_training_state, state_dict_tensors, unwrap
+from avf.train.checkpoint import (
+    load_ema_weights,
+    load_training_state,
+    save_training_state,
+    state_dict_tensors,
+    unwrap,
+)
 from avf.train.optim import build_optimizer, build_scheduler, current_lr
 from avf.train.session import Session
 
@@ -81,15 +87,19 @@ def fit(task: Task, session: Session, log_fn: LogFn | None = None) -> dict[str, 
         "best_value": None,
     }
     best_weights: dict[str, torch.Tensor] | None = None
+    ema_weights: dict[str, torch.Tensor] | None = None
     with session.restored_checkpoint() as ckpt:
         if ckpt is not None:
             state, best_weights = load_training_state(ckpt, model, optimizer, scheduler, scaler)
+            ema_weights = load_ema_weights(ckpt)
             log.info("resumed from %s at epoch %d step %d", ckpt, state["epoch"], state["step"])
     ema = None
-    if cfg.ema_decay:  # starts from the (restored) weights; EMA state itself is not checkpointed
+    if cfg.ema_decay:  # the EMA weights are checkpointed with the rest; a new run starts them from the model
         from timm.utils import ModelEmaV3
 
         ema = ModelEmaV3(model, decay=cfg.ema_decay)
+        if ema_weights is not None:
+            ema.module.load_state_dict(ema_weights)
     wrapped = session.prepare_model(model)
     if getattr(task, "compile_model", False):  # perf (issue 9): model.compile -> torch.compile, eager fallback
         from avf.models.compile import compile_model
@@ -165,7 +175,14 @@ def fit(task: Task, session: Session, log_fn: LogFn | None = None) -> dict[str, 
             ckpt_dir = None
             if session.rank == 0:
                 ckpt_dir = save_training_state(
-                    Path(tmp) / "ckpt", model, optimizer, scheduler, scaler, _json_state(state), best_weights
+                    Path(tmp) / "ckpt",
+                    model,
+                    optimizer,
+                    scheduler,
+                    scaler,
+                    _json_state(state),
+                    best_weights,
+                    ema=state_dict_tensors(ema.module) if ema is not None else None,
                 )
             session.report(_json_metrics(metrics), ckpt_dir)
 

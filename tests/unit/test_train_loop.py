@@ -54,6 +54,34 @@ def test_resume_after_interruption_continues_exactly(tmp_path: Path, monkeypatch
         torch.testing.assert_close(resumed["last_weights"][k], full["last_weights"][k])
 
 
+def test_resume_with_ema_continues_exactly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The EMA weights are checkpointed: a resumed run ends with the uninterrupted run's EMA weights."""
+    from avf.train.faults import ENV, InjectedFault
+
+    full, _ = run_local(toy_config(epochs=4, ema_decay=0.9), tmp_path / "full")
+    plain, _ = run_local(toy_config(epochs=4), tmp_path / "plain")
+    key = next(iter(full["last_weights"]))
+    assert not torch.allclose(full["last_weights"][key], plain["last_weights"][key])  # the EMA is what is exported
+    monkeypatch.setenv(ENV, f"rank=0,step=21,mode=raise,marker={tmp_path / 'marker'}")
+    with pytest.raises(InjectedFault):
+        run_local(toy_config(epochs=4, ema_decay=0.9), tmp_path / "part")
+    resumed, _ = run_local(toy_config(epochs=4, ema_decay=0.9), tmp_path / "part")
+    for k in full["last_weights"]:
+        torch.testing.assert_close(resumed["last_weights"][k], full["last_weights"][k])
+
+
+def test_bf16_autocast_trains_on_cpu(tmp_path: Path) -> None:
+    from avf.train.amp import grad_scaler, resolve_dtype
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert resolve_dtype("auto", cpu) is None and resolve_dtype("bf16", cpu) == torch.bfloat16
+    assert resolve_dtype("off", cuda) is None and resolve_dtype("fp16", cuda) == torch.float16
+    assert grad_scaler(cpu, torch.bfloat16) is None and grad_scaler(cpu, None) is None
+    state, session = run_local(toy_config(epochs=4, amp="bf16"), tmp_path / "bf16")
+    vals = losses(session)
+    assert state["step"] == 32 and vals[-1] < 0.5 * vals[0]
+
+
 def test_global_batches_do_not_depend_on_world_size() -> None:
     single = list(GlobalBatchSampler(40, 8, 0, 1, seed=3))
     ranks = [list(GlobalBatchSampler(40, 8, r, 2, seed=3)) for r in range(2)]
