@@ -35,12 +35,15 @@ def folds(
     experiments: list[str] = typer.Argument(..., help="DVC experiments or branches, one per data.split.fold."),
     out: Path = typer.Option(Path("reports/folds"), "--out"),
     project: Path = typer.Option(Path("."), "--project", help="The DVC project folder."),
+    prefix: str = typer.Option(
+        "test/", "--metrics", help="Metrics of reports/eval/metrics.json: test/ (selected model) or last/test/."
+    ),
 ) -> None:
     """Cross-validation summary: test metrics per fold, the mean over folds and pooled over all clips."""
     from avf.report.folds import to_markdown, write_report
 
     try:
-        paths, summary = write_report(project, out, experiments)
+        paths, summary = write_report(project, out, experiments, prefix=prefix)
     except (ValueError, RuntimeError) as e:
         common.fail(str(e), common.EXIT_USAGE)
     except FileNotFoundError as e:

@@ -48,8 +48,14 @@ def summarize(folds: dict[int, dict[str, float]], predictions: dict[int, pd.Data
     return out
 
 
-def collect(project: Path, names: Sequence[str], exps: list[Experiment] | None = None) -> dict[str, Any]:
-    """Read the named experiments' folds, test metrics and predictions from git (via ``dvc exp show``)."""
+def collect(
+    project: Path, names: Sequence[str], exps: list[Experiment] | None = None, prefix: str = "test/"
+) -> dict[str, Any]:
+    """Read the named experiments' folds, test metrics and predictions from git (via ``dvc exp show``).
+
+    ``prefix`` picks the metrics of ``reports/eval/metrics.json``: ``test/`` (the validation-selected
+    model, the default; pooled from its predictions) or e.g. ``last/test/`` (the last epoch; no pooling,
+    its per-clip predictions are not kept)."""
     exps = exps if exps is not None else load_experiments(project)
     by_name = {e.name: e for e in exps}
     unknown = [n for n in names if n not in by_name]
@@ -65,12 +71,12 @@ def collect(project: Path, names: Sequence[str], exps: list[Experiment] | None =
             raise ValueError(f"{name}: no {FOLD_PARAM} in its params")
         if int(fold) in folds:
             raise ValueError(f"{name} and {source[int(fold)]} are both fold {fold}: give one experiment per fold")
-        prefix = f"{METRICS_FILE}:test/"
-        metrics = {k.removeprefix(prefix): v for k, v in e.metrics.items() if k.startswith(prefix)}
+        full = f"{METRICS_FILE}:{prefix}"
+        metrics = {k.removeprefix(full): v for k, v in e.metrics.items() if k.startswith(full)}
         if not metrics:
-            raise ValueError(f"{name}: no test metrics in {METRICS_FILE}")
+            raise ValueError(f"{name}: no {prefix}* metrics in {METRICS_FILE}")
         folds[int(fold)], source[int(fold)] = metrics, name
-        text = _git_show(project, e.rev, PREDICTIONS_FILE) if e.rev else None
+        text = _git_show(project, e.rev, PREDICTIONS_FILE) if e.rev and prefix == "test/" else None
         if text:
             predictions[int(fold)] = pd.read_csv(io.StringIO(text))
     summary = summarize(folds, predictions)
@@ -94,14 +100,15 @@ def to_markdown(summary: dict[str, Any]) -> str:
 
 
 def write_report(
-    project: Path, out: Path, names: Sequence[str], exps: list[Experiment] | None = None
+    project: Path, out: Path, names: Sequence[str], exps: list[Experiment] | None = None, prefix: str = "test/"
 ) -> tuple[dict[str, Path], dict[str, Any]]:
     """Write ``folds.md`` and ``folds.json`` under ``out``; returns the paths and the summary."""
-    summary = collect(project, names, exps)
+    summary = collect(project, names, exps, prefix)
+    summary["metrics"] = prefix
     out.mkdir(parents=True, exist_ok=True)
     paths = {"md": out / "folds.md", "json": out / "folds.json"}
     with atomic_path(paths["md"]) as tmp:
-        tmp.write_text("# Cross-validation: test metrics per fold\n\n" + to_markdown(summary) + "\n")
+        tmp.write_text(f"# Cross-validation: `{prefix}*` metrics per fold\n\n" + to_markdown(summary) + "\n")
     with atomic_path(paths["json"]) as tmp:
         tmp.write_text(json.dumps(summary, indent=2, default=float))
     return paths, summary

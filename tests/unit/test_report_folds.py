@@ -58,6 +58,10 @@ def test_collect_reads_each_fold_from_git(tmp_path: Path) -> None:
     assert s["mean"]["uar"] == pytest.approx(65.0) and s["clips"] == 10
     assert s["experiments"] == {1: "main", 2: "fold2"}
     assert "fold 2 (`fold2`)" in paths["md"].read_text()
+    for e in exps:
+        e.metrics["reports/eval/metrics.json:last/test/uar"] = e.metrics[metric] + 1
+    last = collect(tmp_path, ["main", "fold2"], exps, prefix="last/test/")
+    assert last["mean"]["uar"] == pytest.approx(66.0) and "pooled" not in last  # predictions are the selected model's
     with pytest.raises(ValueError, match="both fold 1"):
         collect(tmp_path, ["main", "again1"], exps)
     with pytest.raises(ValueError, match="unknown experiment"):
