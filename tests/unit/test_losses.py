@@ -95,6 +95,7 @@ def _dist_worker(rank: int, world: int, init_file: str, z_v: torch.Tensor, z_a: 
         loss = contrastive_loss(v, a, 0.1, gather_negatives=True)
         loss.backward()
         torch.save({"loss": loss.detach(), "gv": v.grad, "ga": a.grad}, f"{out}.{rank}")
+        dist.barrier()  # neither rank tears gloo down while the other still uses it (an abort in CI)
     finally:
         dist.destroy_process_group()
 
