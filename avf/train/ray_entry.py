@@ -141,9 +141,9 @@ LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 def keep_python_signal_handlers() -> Iterator[None]:
     """Put the process's Python SIGTERM / SIGINT handlers back after ``ray.init``.
 
-    ``ray.init`` installs its C++ failure-signal handler for SIGTERM in the driver, which prints a stack
-    dump and aborts the process (exit -6): the stage's own handler (:func:`avf.tracking.stage_run`: end the
-    MLflow run KILLED, remove temp outputs, exit 143) never ran and nothing was cleaned up.
+    ``ray.init`` installs its own SIGTERM handling in the driver (measured with Ray 2.60: a stack dump, then
+    the process aborted with exit -6), so the stage's handler (:func:`avf.tracking.stage_run`: end the MLflow
+    run KILLED, remove temp outputs, exit 143) never ran and nothing was cleaned up.
     """
     saved = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
