@@ -572,7 +572,7 @@ def track_report(params: Any, report: StageReport, where: Path) -> str | None:
 
     from avf import tracking
 
-    summary = json.loads((where / "summary.json").read_text())
+    summary = report.summary(params.data.max_fail_frac)  # what ``report.write`` put in summary.json
     metrics = {k: float(v) for k, v in summary.items() if isinstance(v, int | float) and not isinstance(v, bool)}
     try:
         with tracking.stage_run(

@@ -45,9 +45,14 @@ def load_finetuned(model_dir: Path) -> tuple[torch.nn.Module, dict[str, Any]]:
     return model.eval(), card
 
 
+def is_wanted(name: str, wanted: tuple[str, ...]) -> bool:
+    """Whether ``eval.metrics`` (``wanted``) names metric ``name``; ``pcc``/``ccc`` also cover ``pcc_<target>``."""
+    return name in wanted or (name.split("_")[0] in ("pcc", "ccc") and name[:3] in wanted)
+
+
 def select_metrics(metrics: dict[str, float], wanted: tuple[str, ...]) -> dict[str, float]:
-    """The entries of ``metrics`` that ``eval.metrics`` names; ``pcc``/``ccc`` also keep ``pcc_<target>``."""
-    return {k: v for k, v in metrics.items() if k in wanted or (k.split("_")[0] in ("pcc", "ccc") and k[:3] in wanted)}
+    """The entries of ``metrics`` that ``eval.metrics`` names (see :func:`is_wanted`)."""
+    return {k: v for k, v in metrics.items() if is_wanted(k, wanted)}
 
 
 def evaluate(params: Params, model_dir: Path, manifest_dir: Path, shard_root: Path, out_dir: Path) -> dict[str, Any]:
@@ -79,7 +84,7 @@ def evaluate(params: Params, model_dir: Path, manifest_dir: Path, shard_root: Pa
     }
     prefixes = ("last/test/", "official_test_selected/") if params.eval.report_test_selected else ("last/test/",)
     for k, v in train_metrics.items():  # for comparability; never used for selection here
-        if k.startswith(prefixes) and k.split("/")[-1] in select_metrics({k.split("/")[-1]: v}, params.eval.metrics):
+        if k.startswith(prefixes) and is_wanted(k.split("/")[-1], params.eval.metrics):
             result[k] = v
     keys = outputs["keys"]
     if splits.task == "classification":

@@ -64,21 +64,21 @@ def collect(
     folds: dict[int, dict[str, float]] = {}
     predictions: dict[int, pd.DataFrame] = {}
     source: dict[int, str] = {}
+    full = f"{METRICS_FILE}:{prefix}"
     for name in names:
         e = by_name[name]
-        fold = e.params.get(FOLD_PARAM)
-        if fold is None:
+        if e.params.get(FOLD_PARAM) is None:
             raise ValueError(f"{name}: no {FOLD_PARAM} in its params")
-        if int(fold) in folds:
-            raise ValueError(f"{name} and {source[int(fold)]} are both fold {fold}: give one experiment per fold")
-        full = f"{METRICS_FILE}:{prefix}"
+        fold = int(e.params[FOLD_PARAM])
+        if fold in folds:
+            raise ValueError(f"{name} and {source[fold]} are both fold {fold}: give one experiment per fold")
         metrics = {k.removeprefix(full): v for k, v in e.metrics.items() if k.startswith(full)}
         if not metrics:
             raise ValueError(f"{name}: no {prefix}* metrics in {METRICS_FILE}")
-        folds[int(fold)], source[int(fold)] = metrics, name
+        folds[fold], source[fold] = metrics, name
         text = _git_show(project, e.rev, PREDICTIONS_FILE) if e.rev and prefix == "test/" else None
         if text:
-            predictions[int(fold)] = pd.read_csv(io.StringIO(text))
+            predictions[fold] = pd.read_csv(io.StringIO(text))
     summary = summarize(folds, predictions)
     summary["experiments"] = source
     return summary

@@ -151,12 +151,10 @@ def is_complete_checkpoint(directory: Path) -> bool:
 
     try:
         json.loads((directory / "state.json").read_text())
-        for f in ("model.safetensors", "optimizer.safetensors", "best.safetensors", "ema.safetensors"):
-            path = directory / f
-            if not path.exists():
-                if f in ("best.safetensors", "ema.safetensors"):
-                    continue
-                return False
+        required, optional = ("model.safetensors", "optimizer.safetensors"), ("best.safetensors", "ema.safetensors")
+        if not all((directory / f).exists() for f in required):
+            return False
+        for path in [directory / f for f in (*required, *optional) if (directory / f).exists()]:
             with path.open("rb") as fh:
                 (n,) = struct.unpack("<Q", fh.read(8))
                 header = json.loads(fh.read(n))

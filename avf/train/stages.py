@@ -211,12 +211,8 @@ def _file_digest(path: Path) -> str:
 
 
 def _dir_digest(path: Path) -> str:
-    index = path / "index.json"
-    if not index.exists():
-        return "missing"
-    import hashlib
-
-    return hashlib.sha256(index.read_bytes()).hexdigest()[:16]
+    """A shard folder's digest: the start of its ``index.json`` hash."""
+    return _file_digest(path / "index.json")[:16]
 
 
 def _init_weights_file(
@@ -267,8 +263,9 @@ def run_supervised(
         for s in splits:
             run.log_dataset(s.name, str(s.shard_dir), _dir_digest(s.shard_dir))
             manifest = manifest_dir / f"{s.name}.parquet"  # the manifest hash: which clips, labels and folds
-            run.log_dataset(f"{s.name}-manifest", str(manifest), _file_digest(manifest), context="manifest")
-            run.set_tags({f"avf.manifest_sha256.{s.name}": _file_digest(manifest)})
+            digest = _file_digest(manifest)
+            run.log_dataset(f"{s.name}-manifest", str(manifest), digest, context="manifest")
+            run.set_tags({f"avf.manifest_sha256.{s.name}": digest})
         run.set_tags({"avf.init_from": str(init.parent.name) if init else "scratch"})
         config = {
             **_base_config(params, stage, run),
