@@ -12,7 +12,7 @@ UV_VERSION := 0.13.9
 export UV_COMPILE_BYTECODE := 1
 include infra/env.mk
 
-.PHONY: help setup demo test test-fast test-full lint format bench clean-venv
+.PHONY: help setup demo test test-fast lint format bench clean-venv
 
 help: ## Show this help
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-12s %s\n", $$1, $$2}'
@@ -31,11 +31,16 @@ setup: $(STAMP) ## Create .venv with the locked stack and the face model assets 
 demo: setup ## Run the default pipeline on the embedded demo dataset (dvc repro)
 	$(BIN)/dvc repro
 
+# Test files run on TEST_WORKERS parallel pytest workers (pytest-xdist), one whole file per worker at a time
+# (module fixtures such as the e2e pipeline run once); `TEST_WORKERS=0` runs everything in one process.
+TEST_WORKERS ?= 2
+XDIST = $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder)
+
 test: setup ## Run the test suite (everything CI runs: unit, integration, reliability)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q $(XDIST)
 
 test-fast: setup ## Run the quick tests only (no slow integration tests)
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -m "not slow" $(XDIST)
 
 lint: setup ## Ruff lint and format check
 	$(BIN)/ruff check avf pipelines tests benchmarks
