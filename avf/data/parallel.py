@@ -165,13 +165,20 @@ def _run_ray(
             return e
 
     fill()
-    while pending:
-        if ordered:
-            item, ref = pending.popleft()
-            yield item, outcome(ref)
-        else:
-            ready, _ = ray.wait([r for _, r in pending], num_returns=1)
-            pair = next(p for p in pending if p[1] == ready[0])
-            pending.remove(pair)
-            yield pair[0], outcome(pair[1])
-        fill()
+    try:
+        while pending:
+            if ordered:
+                item, ref = pending.popleft()
+                yield item, outcome(ref)
+            else:
+                ready, _ = ray.wait([r for _, r in pending], num_returns=1)
+                pair = next(p for p in pending if p[1] == ready[0])
+                pending.remove(pair)
+                yield pair[0], outcome(pair[1])
+            fill()
+    except BaseException:
+        # interrupted or abandoned: kill the running tasks' workers too (a queued task never starts)
+        for _, ref in pending:
+            with contextlib.suppress(Exception):
+                ray.cancel(ref, force=True)
+        raise

@@ -19,10 +19,11 @@ the :class:`~avf.data.report.StageReport` with the file and the reason.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -127,6 +128,20 @@ def _remove_temps(out_dir: Path) -> None:
     for p in out_dir.glob(".*.tmp"):
         if p.is_file():
             p.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def _worker_results(results: Iterator[Any], out_dir: Path) -> Iterator[Iterator[Any]]:
+    """``results`` of :func:`run_tasks` whose workers write into ``out_dir``. Interrupted (SIGTERM, Ctrl-C,
+    an error): end the workers first, then delete the temp file a worker killed mid-write left behind."""
+    try:
+        yield results
+    except BaseException:
+        close = getattr(results, "close", None)
+        if close is not None:
+            close()  # a generator: its pool terminates and joins the worker processes
+        _remove_temps(out_dir)
+        raise
 
 
 def _prune(out_dir: Path, keep: set[str], suffixes: Sequence[str]) -> int:
@@ -257,13 +272,14 @@ def run_faces(
                 continue
         jobs.append(job)
     results = run_tasks(face_job, jobs, workers=cfg.workers, executor=cfg.executor, ray_address=ray_address)
-    for job, res in track(results, total=len(jobs), desc=f"faces {spec.name}"):
-        if isinstance(res, BaseException):
-            report.fail(job.video, job.clip_id, f"internal error: {type(res).__name__}: {res}")
-        elif res.get("status") != "ok":
-            report.fail(job.video, job.clip_id, str(res.get("status")))
-        else:
-            report.processed += 1
+    with _worker_results(results, out_dir) as results:
+        for job, res in track(results, total=len(jobs), desc=f"faces {spec.name}"):
+            if isinstance(res, BaseException):
+                report.fail(job.video, job.clip_id, f"internal error: {type(res).__name__}: {res}")
+            elif res.get("status") != "ok":
+                report.fail(job.video, job.clip_id, str(res.get("status")))
+            else:
+                report.processed += 1
     keep = {c.clip_id for c in scan.clips if c.clip_id not in scan.rejected}
     report.extra["removed_stale"] = _prune(out_dir, keep, (".json", ".mkv"))
 
@@ -392,16 +408,17 @@ def run_audio(
             )
         )
     results = run_tasks(audio_job, jobs, workers=cfg.workers, executor=cfg.executor, ray_address=ray_address)
-    for job, res in track(results, total=len(jobs), desc=f"audio {spec.name}"):
-        src = job.audio_source or job.video
-        if isinstance(res, BaseException):
-            report.fail(src, job.clip_id, f"internal error: {type(res).__name__}: {res}")
-        elif res.get("status") != "ok":
-            report.fail(src, job.clip_id, str(res.get("status")))
-        else:
-            report.processed += 1
-            if res.get("audio_status") != "ok":
-                report.flags[f"audio {res.get('audio_status')}"] += 1
+    with _worker_results(results, out_dir) as results:
+        for job, res in track(results, total=len(jobs), desc=f"audio {spec.name}"):
+            src = job.audio_source or job.video
+            if isinstance(res, BaseException):
+                report.fail(src, job.clip_id, f"internal error: {type(res).__name__}: {res}")
+            elif res.get("status") != "ok":
+                report.fail(src, job.clip_id, str(res.get("status")))
+            else:
+                report.processed += 1
+                if res.get("audio_status") != "ok":
+                    report.flags[f"audio {res.get('audio_status')}"] += 1
     keep = {c.clip_id for c in scan.clips if c.clip_id not in scan.rejected}
     report.extra["removed_stale"] = _prune(out_dir, keep, (".json", ".wav"))
 
