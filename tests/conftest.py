@@ -11,6 +11,11 @@ from avf.env import apply_defaults
 
 ROOT = Path(__file__).resolve().parent.parent
 apply_defaults(ROOT)
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # `make test` runs parallel workers: share the cores out instead of oversubscribing them (OpenMP threads
+    # that outnumber the cores spin-wait for each other; the stages and Ray workers tests start inherit this)
+    _share = (os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    os.environ["OMP_NUM_THREADS"] = str(max(1, _share))
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 
 

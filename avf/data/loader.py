@@ -118,15 +118,25 @@ class Sample:
     pcm: np.ndarray | None  # int16 [S]
 
     def decode(self, indices: np.ndarray) -> np.ndarray:
-        """RGB ``uint8 [len(indices), H, W, 3]`` (each distinct frame decoded once)."""
+        """RGB ``uint8 [len(indices), H, W, 3]`` (each distinct frame decoded once).
+
+        Face crops are square and all of one size: a frame that decodes to another shape (a damaged JPEG
+        header) is a corrupt sample, not a crash in the transforms.
+        """
         cache: dict[int, np.ndarray] = {}
         out = []
         for i in indices.tolist():
             if i not in cache:
                 try:
-                    cache[i] = decode_jpeg(self.frames[i])
+                    img = decode_jpeg(self.frames[i])
                 except ValueError as e:
                     raise CorruptSampleError(self.shard, self.key, f"frame {i}: {e}") from None
+                want = out[0].shape if out else (img.shape[0], img.shape[0], 3)
+                if img.shape != want:
+                    size = f"{img.shape[1]}x{img.shape[0]} px"
+                    why = f"not {want[1]}x{want[0]} like frame {indices[0]}" if out else "not a square crop"
+                    raise CorruptSampleError(self.shard, self.key, f"frame {i}: decoded to {size}, {why}")
+                cache[i] = img
             out.append(cache[i])
         return np.stack(out)
 

@@ -65,7 +65,6 @@ def _env(project: Path, store: str = "mlruns") -> dict[str, str]:
         "PATH": f"{Path(AVF).parent}:{os.environ['PATH']}",
         "MLFLOW_TRACKING_URI": f"sqlite:///{project}/{store}.db",
         "AVF_MLFLOW_BUFFER_DIR": str(project / "runs" / f"{store}-buffer"),
-        "OMP_NUM_THREADS": "2",
     }
 
 

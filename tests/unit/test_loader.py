@@ -15,6 +15,7 @@ from avf.config.data import AudioConfig, AugmentConfig, ClipConfig
 from avf.data import audio as audio_mod
 from avf.data.loader import (
     ClipDataset,
+    Sample,
     pretrain_stream,
     train_indices,
     view_indices,
@@ -258,3 +259,15 @@ def test_crop_parameters_stay_in_bounds() -> None:
         assert 0 <= top <= 160 - h and 0 <= left <= 160 - w and 0.08 * 0.99 <= h * w / 160**2 <= 1.0
         top, left, h, w = multi_scale_crop_params(rng, 160, 160, 160, (1.0, 0.875, 0.75, 0.66), 1)
         assert h in (160, 140, 120, 105) and w in (160, 140, 120, 105) and top + h <= 160 and left + w <= 160
+
+
+def test_a_frame_that_decodes_to_another_size_is_a_corrupt_sample() -> None:
+    """A damaged JPEG header can decode to a valid image of the wrong shape (found by the byte-flip property)."""
+    good = encode_jpeg(np.full((32, 32, 3), 90, np.uint8), 90)
+    odd = encode_jpeg(np.full((32, 48, 3), 90, np.uint8), 90)
+    sample = Sample("k1", "shard-000000.tar", {}, [good, odd, good], np.arange(3) / 25, None, None)
+    assert sample.decode(np.array([0, 2, 0])).shape == (3, 32, 32, 3)
+    with pytest.raises(CorruptSampleError, match=r"'k1'.*frame 1: decoded to 48x32 px, not 32x32 like frame 0"):
+        sample.decode(np.array([0, 1]))
+    with pytest.raises(CorruptSampleError, match="frame 1: decoded to 48x32 px, not a square crop"):
+        sample.decode(np.array([1]))  # crops are square
