@@ -32,11 +32,11 @@ def _has_cuda() -> bool:
 # `make test` hands whole files to its workers in collection order, so these start first and no long file
 # is left to run alone at the end. Any other file keeps its place after them.
 LONGEST_FIRST = (
-    "integration/test_pipeline_e2e.py",  # ~310 s: `dvc repro` of every stage, then an experiment
-    "reliability/test_interruption.py",  # ~135 s
-    "reliability/test_worker_failure.py",  # ~100 s
-    "integration/test_predict_e2e.py",  # ~60 s
-    "unit/test_benchmarks.py",  # ~55 s
+    "integration/test_pipeline_e2e.py",  # ~150 s: `dvc repro` of every stage, then an experiment
+    "reliability/test_interruption.py",  # ~140 s
+    "reliability/test_worker_failure.py",  # ~120 s
+    "integration/test_predict_e2e.py",  # ~50 s
+    "unit/test_benchmarks.py",  # ~65 s
     "reliability/test_loader_load.py",  # ~45 s
     "integration/test_prefect_flows.py",
     "integration/test_mlflow_server.py",
