@@ -17,12 +17,15 @@ def ablations(
     baseline: str | None = typer.Option(None, "--baseline", help="Experiment or branch to compare against."),
     out: Path = typer.Option(Path("reports/ablations"), "--out"),
     project: Path = typer.Option(Path("."), "--project", help="The DVC project folder."),
+    all_commits: bool = typer.Option(
+        False, "--all-commits", "-A", help="Also find experiments based on other commits than HEAD."
+    ),
 ) -> None:
     """Compare DVC experiments: differing params, metric deltas, training curves (Markdown + HTML)."""
     from avf.report.ablations import write_report
 
     try:
-        paths = write_report(project, out, experiments or [], baseline)
+        paths = write_report(project, out, experiments or [], baseline, all_commits=all_commits)
     except (ValueError, RuntimeError) as e:
         common.fail(str(e), common.EXIT_USAGE)
     except FileNotFoundError as e:
@@ -38,12 +41,15 @@ def folds(
     prefix: str = typer.Option(
         "test/", "--metrics", help="Metrics of reports/eval/metrics.json: test/ (selected model) or last/test/."
     ),
+    all_commits: bool = typer.Option(
+        False, "--all-commits", "-A", help="Also find experiments based on other commits than HEAD."
+    ),
 ) -> None:
     """Cross-validation summary: test metrics per fold, the mean over folds and pooled over all clips."""
     from avf.report.folds import to_markdown, write_report
 
     try:
-        paths, summary = write_report(project, out, experiments, prefix=prefix)
+        paths, summary = write_report(project, out, experiments, prefix=prefix, all_commits=all_commits)
     except (ValueError, RuntimeError) as e:
         common.fail(str(e), common.EXIT_USAGE)
     except FileNotFoundError as e:

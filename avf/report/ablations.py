@@ -101,8 +101,10 @@ def dvc_executable() -> str:
     return found
 
 
-def load_experiments(project: Path) -> list[Experiment]:
-    out = subprocess.run([dvc_executable(), "exp", "show", "--json"], cwd=project, capture_output=True, text=True)
+def load_experiments(project: Path, all_commits: bool = False) -> list[Experiment]:
+    """Commits and experiments of ``dvc exp show``: those of ``HEAD`` only, or of every commit."""
+    cmd = [dvc_executable(), "exp", "show", "--json", *(["--all-commits"] if all_commits else [])]
+    out = subprocess.run(cmd, cwd=project, capture_output=True, text=True)
     if out.returncode != 0:
         raise RuntimeError(f"dvc exp show failed in {project}: {out.stderr.strip() or out.stdout.strip()}")
     return parse_exp_show(json.loads(out.stdout or "[]"))
@@ -128,13 +130,24 @@ def attach_files(project: Path, exps: Iterable[Experiment]) -> None:
                     e.mlflow[stage] = run["run_id"]
 
 
-def select(exps: list[Experiment], names: Sequence[str], baseline: str | None) -> tuple[Experiment, list[Experiment]]:
-    by_name = {e.name: e for e in exps}
-    unknown = [n for n in [*names, *([baseline] if baseline else [])] if n not in by_name]
+def by_name(exps: Sequence[Experiment], wanted: Sequence[str]) -> dict[str, Experiment]:
+    """Experiments by name (the first listed wins: the newest commit's); unknown names are an error."""
+    found: dict[str, Experiment] = {}
+    for e in exps:
+        found.setdefault(e.name, e)
+    unknown = [n for n in wanted if n not in found]
     if unknown:
-        raise ValueError(f"unknown experiment(s) {unknown}; known: {sorted(by_name)}")
-    chosen = [by_name[n] for n in names] if names else [e for e in exps if e.name != (baseline or exps[0].name)]
-    base = by_name[baseline] if baseline else exps[0]
+        raise ValueError(
+            f"unknown experiment(s) {unknown}; known: {sorted(found)} "
+            "(experiments based on other commits need --all-commits)"
+        )
+    return found
+
+
+def select(exps: list[Experiment], names: Sequence[str], baseline: str | None) -> tuple[Experiment, list[Experiment]]:
+    by_name_ = by_name(exps, [*names, *([baseline] if baseline else [])])
+    chosen = [by_name_[n] for n in names] if names else [e for e in exps if e.name != (baseline or exps[0].name)]
+    base = by_name_[baseline] if baseline else exps[0]
     chosen = [e for e in chosen if e.name != base.name]
     if not chosen:
         raise ValueError("nothing to compare: give at least one experiment besides the baseline")
@@ -240,9 +253,12 @@ def write_report(
     names: Sequence[str] = (),
     baseline: str | None = None,
     experiments: list[Experiment] | None = None,
+    all_commits: bool = False,
 ) -> dict[str, Path]:
-    """Write ``ablations.md`` and ``ablations.html`` (plots embedded) under ``out``; returns the paths."""
-    exps = experiments if experiments is not None else load_experiments(project)
+    """Write ``ablations.md`` and ``ablations.html`` (plots embedded) under ``out``; returns the paths.
+
+    ``all_commits``: also find experiments based on other commits than ``HEAD``."""
+    exps = experiments if experiments is not None else load_experiments(project, all_commits)
     if not exps:
         raise ValueError(f"{project}: no DVC experiments or commits with params found")
     base, chosen = select(exps, names, baseline)

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from avf.eval.metrics import classification_metrics, mean_over_folds
-from avf.report.ablations import Experiment, _git_show, load_experiments
+from avf.report.ablations import Experiment, _git_show, by_name, load_experiments
 from avf.utils.io import atomic_path
 
 FOLD_PARAM = "data.split.fold"
@@ -49,24 +49,25 @@ def summarize(folds: dict[int, dict[str, float]], predictions: dict[int, pd.Data
 
 
 def collect(
-    project: Path, names: Sequence[str], exps: list[Experiment] | None = None, prefix: str = "test/"
+    project: Path,
+    names: Sequence[str],
+    exps: list[Experiment] | None = None,
+    prefix: str = "test/",
+    all_commits: bool = False,
 ) -> dict[str, Any]:
     """Read the named experiments' folds, test metrics and predictions from git (via ``dvc exp show``).
 
     ``prefix`` picks the metrics of ``reports/eval/metrics.json``: ``test/`` (the validation-selected
     model, the default; pooled from its predictions) or e.g. ``last/test/`` (the last epoch; no pooling,
     its per-clip predictions are not kept)."""
-    exps = exps if exps is not None else load_experiments(project)
-    by_name = {e.name: e for e in exps}
-    unknown = [n for n in names if n not in by_name]
-    if unknown:
-        raise ValueError(f"unknown experiment(s) {unknown}; known: {sorted(by_name)}")
+    exps = exps if exps is not None else load_experiments(project, all_commits)
+    named = by_name(exps, names)
     folds: dict[int, dict[str, float]] = {}
     predictions: dict[int, pd.DataFrame] = {}
     source: dict[int, str] = {}
     full = f"{METRICS_FILE}:{prefix}"
     for name in names:
-        e = by_name[name]
+        e = named[name]
         if e.params.get(FOLD_PARAM) is None:
             raise ValueError(f"{name}: no {FOLD_PARAM} in its params")
         fold = int(e.params[FOLD_PARAM])
@@ -100,10 +101,15 @@ def to_markdown(summary: dict[str, Any]) -> str:
 
 
 def write_report(
-    project: Path, out: Path, names: Sequence[str], exps: list[Experiment] | None = None, prefix: str = "test/"
+    project: Path,
+    out: Path,
+    names: Sequence[str],
+    exps: list[Experiment] | None = None,
+    prefix: str = "test/",
+    all_commits: bool = False,
 ) -> tuple[dict[str, Path], dict[str, Any]]:
     """Write ``folds.md`` and ``folds.json`` under ``out``; returns the paths and the summary."""
-    summary = collect(project, names, exps, prefix)
+    summary = collect(project, names, exps, prefix, all_commits)
     summary["metrics"] = prefix
     out.mkdir(parents=True, exist_ok=True)
     paths = {"md": out / "folds.md", "json": out / "folds.json"}

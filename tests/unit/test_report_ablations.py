@@ -107,11 +107,20 @@ def test_report_over_real_dvc_experiments(tmp_path: Path) -> None:
     os.environ["PATH"] = f"{bindir}:{old}"
     try:
         paths = write_report(tmp_path, tmp_path / "out", ["lr-high"], None)
+        md = paths["md"].read_text()
+        assert "train.lr" in md and "lr-high" in md
+        assert "| reports/eval/metrics.json:test/uar | 10 | 30 | 20 |" in md  # baseline, experiment, delta
+
+        # a new baseline commit: its experiments list no longer shows lr-high, --all-commits does
+        (tmp_path / "params.yaml").write_text("train:\n  lr: 0.2\n")
+        run(str(bindir / "dvc"), "repro", "-q")
+        run("git", "commit", "-qam", "new baseline")
+        with pytest.raises(ValueError, match="lr-high.*--all-commits"):
+            write_report(tmp_path, tmp_path / "out2", ["lr-high"], None)
+        md = write_report(tmp_path, tmp_path / "out2", ["lr-high"], None, all_commits=True)["md"].read_text()
     finally:
         os.environ["PATH"] = old
-    md = paths["md"].read_text()
-    assert "train.lr" in md and "lr-high" in md
-    assert "| reports/eval/metrics.json:test/uar | 10 | 30 | 20 |" in md  # baseline, experiment, delta
+    assert "| reports/eval/metrics.json:test/uar | 20 | 30 | 10 |" in md  # against the newest commit
 
 
 def test_metrics_equal_everywhere_are_left_out_but_counted() -> None:
