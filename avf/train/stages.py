@@ -8,6 +8,8 @@ the stage's report folder.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import logging
 import shutil
@@ -36,13 +38,27 @@ def _sections(params: Params, stage: str) -> tuple[str, ...]:
     return STAGE_SECTIONS[stage]
 
 
+PACKAGE_ROOT = Path(__file__).resolve().parents[1]
+
+
+@functools.cache
+def code_digest(root: Path = PACKAGE_ROOT) -> str:
+    """Content hash of the ``avf`` package's Python sources (relative paths and bytes)."""
+    h = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        h.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()[:16]
+
+
 def _run_name(params: Params, stage: str, inputs: list[Path]) -> str:
-    """Ray run name: same params and inputs -> same name, so an interrupted stage resumes its run."""
+    """Run name (checkpoint folder): same params, inputs and code -> same name, so an interrupted stage
+    resumes its run. A code change starts a new run: a stage that DVC re-runs because ``avf/`` changed never
+    picks up the finished checkpoint of the old code."""
     from avf.utils.seed import derive_seed
 
     digest = section_hash(params, *_sections(params, stage))
     stamps = [str(p.stat().st_mtime_ns) for p in inputs if p.exists()]
-    return f"{stage}-{digest}-{derive_seed(params.seed, *stamps) % 10**8:08d}"
+    return f"{stage}-{digest}-{derive_seed(params.seed, code_digest(), *stamps) % 10**8:08d}"
 
 
 def dataset_splits(params: Params, name: str, manifest_dir: Path, shard_root: Path, role: str) -> DatasetSplits:

@@ -115,7 +115,7 @@ def test_report_over_real_dvc_experiments(tmp_path: Path) -> None:
         (tmp_path / "params.yaml").write_text("train:\n  lr: 0.2\n")
         run(str(bindir / "dvc"), "repro", "-q")
         run("git", "commit", "-qam", "new baseline")
-        with pytest.raises(ValueError, match="lr-high.*--all-commits"):
+        with pytest.raises(ValueError, match=r"lr-high.*--all-commits"):
             write_report(tmp_path, tmp_path / "out2", ["lr-high"], None)
         md = write_report(tmp_path, tmp_path / "out2", ["lr-high"], None, all_commits=True)["md"].read_text()
     finally:
