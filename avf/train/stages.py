@@ -109,7 +109,8 @@ def _base_config(params: Params, stage: str, run: Any) -> dict[str, Any]:
 
 def _execute(
     params: Params, stage: str, config: dict[str, Any], inputs: list[Path], storage: Path
-) -> tuple[Path, dict]:
+) -> tuple[Path, dict, Path]:
+    """Train (or resume) the stage's run; returns its newest checkpoint, loop state and run folder."""
     from avf.train import ray_entry
 
     name = _run_name(params, stage, inputs)
@@ -121,7 +122,14 @@ def _execute(
     )
     result = ray_entry.run(config, params.ray, name, storage)
     state = json.loads((result.checkpoint / "state.json").read_text())["loop"]
-    return result.checkpoint, state
+    return result.checkpoint, state, storage / name
+
+
+def _drop_finished_run(run_dir: Path) -> None:
+    """Delete a run's checkpoints once its stage output is written: they only serve to resume an interrupted
+    run, and every new params/code version starts its own (2 checkpoints of base with its optimizer: ~4 GB)."""
+    shutil.rmtree(run_dir, ignore_errors=True)
+    log.info("removed the finished run's checkpoints %s (the stage output holds the result)", run_dir)
 
 
 def _write_reports(report_dir: Path, state: dict[str, Any], summary: dict[str, Any]) -> None:
@@ -154,7 +162,7 @@ def run_pretrain(params: Params, shard_root: Path, out: Path, report_dir: Path, 
             "shard_dirs": [str(d.resolve()) for d in shard_dirs],
             "num_samples": num,
         }
-        ckpt, state = _execute(params, "pretrain", config, [d / "index.json" for d in shard_dirs], storage)
+        ckpt, state, run_dir = _execute(params, "pretrain", config, [d / "index.json" for d in shard_dirs], storage)
         last = state["curve"][-1] if state.get("curve") else {}
         summary = {
             "stage": "pretrain",
@@ -180,6 +188,7 @@ def run_pretrain(params: Params, shard_root: Path, out: Path, report_dir: Path, 
             {f"final/{k}": v for k, v in summary.items() if isinstance(v, (int, float))}, step=state["step"]
         )
         tracking.write_run_file(report_dir / "mlflow_run.json", run)
+    _drop_finished_run(run_dir)
     return summary
 
 
@@ -290,7 +299,7 @@ def run_supervised(
         }
         inputs = [s.shard_dir / "index.json" for s in splits] + [manifest_dir / f"{n}.parquet" for n in names]
         inputs += [init] if init else []
-        ckpt, state = _execute(params, stage, config, inputs, storage)
+        ckpt, state, run_dir = _execute(params, stage, config, inputs, storage)
         summary = _selection_summary(stage, state, splits)
         weights = (
             load_weights(ckpt / "best.safetensors")
@@ -336,6 +345,7 @@ def run_supervised(
         if stage == "finetune":  # the MLflow pyfunc (avf.predict on video paths) that the registry serves
             model_uri = tracking.log_video_model(run, out, params.predict.model_dump(mode="json"))
         tracking.write_run_file(report_dir / "mlflow_run.json", run, **({"model_uri": model_uri} if model_uri else {}))
+    _drop_finished_run(run_dir)
     return summary
 
 

@@ -138,18 +138,20 @@ def test_finetune_stage_logs_a_pyfunc_that_predicts_like_avf_predict(
     from avf.train import stages
     from avf.train.tasks import DatasetSplits
 
-    ckpt = tmp_path / "ckpt"
-    ckpt.mkdir()
+    run_dir = tmp_path / "ray" / "finetune-run"
+    ckpt = run_dir / "checkpoint_000000001"
+    ckpt.mkdir(parents=True)
     shutil.copy(workspace["model"] / "model.safetensors", ckpt / "model.safetensors")
     state = {"step": 1, "epoch": 1, "history": [], "curve": []}
     (ckpt / "state.json").write_text(json.dumps({"loop": state}))
     split = DatasetSplits("ravdess", tmp_path / "shards", ["k"], [], ["t"], "classification", 3, CLASSES)
     monkeypatch.setattr(stages, "dataset_splits", lambda *a, **k: split)
-    monkeypatch.setattr(stages, "_execute", lambda *a, **k: (ckpt, state))
+    monkeypatch.setattr(stages, "_execute", lambda *a, **k: (ckpt, state, run_dir))
     params = store["params"]
     out, reports = tmp_path / "models" / "finetune", tmp_path / "reports" / "finetune"
     stages.run_supervised(params, "finetune", tmp_path, tmp_path, out, reports, tmp_path / "ray", None, None)
 
+    assert not run_dir.exists(), "the finished run's checkpoints are removed once the output is written"
     card = json.loads((out / "card.json").read_text())
     assert card["preprocessing"]["clip"] == params.data.clip.model_dump(mode="json")
     assert card["preprocessing"]["face"]["detector_model"] == params.data.face.detector_model

@@ -203,6 +203,7 @@ def _interrupted_then_resumed(project: Path) -> None:
     assert sorted(p.name for p in out.iterdir()) == ["card.json", "model.safetensors"]
     assert [p.name for p in out.parent.iterdir() if p.name.startswith(".pretrain")] == []
     assert _status(project, _run_id(log)) == "FINISHED"
+    assert list(storage.iterdir()) == [], "the finished run's checkpoints are removed after the export"
 
 
 def test_sigterm_to_a_stage_training_on_ray_stops_its_cluster_leaves_no_output_and_resumes(project: Path) -> None:
@@ -228,6 +229,7 @@ def test_sigterm_to_a_stage_training_on_ray_stops_its_cluster_leaves_no_output_a
     assert "State API may be temporarily unavailable" not in log  # Ray Train's noise is filtered
     assert sorted(p.name for p in out.iterdir()) == ["card.json", "model.safetensors"]
     assert _status(project, _run_id(log)) == "FINISHED"
+    assert not any(storage.glob("pretrain-*/checkpoint_*")), "the finished run's checkpoints are removed"
 
 
 def test_sigterm_during_the_faces_stage_leaves_only_whole_clips_and_resumes(project: Path) -> None:
