@@ -47,7 +47,8 @@ LONGEST_FIRST = (
 
 
 def _schedule_rank(item: pytest.Item) -> int:
-    rel = Path(str(item.path)).resolve().relative_to(ROOT / "tests").as_posix()
+    path = Path(str(item.path)).resolve()
+    rel = path.relative_to(ROOT / "tests").as_posix() if path.is_relative_to(ROOT / "tests") else ""
     return LONGEST_FIRST.index(rel) if rel in LONGEST_FIRST else len(LONGEST_FIRST)
 
 
