@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from typing import TYPE_CHECKING, Literal, TypeVar
 
 if TYPE_CHECKING:
@@ -47,8 +47,9 @@ def run_tasks(
     executor: Executor = "process",
     ordered: bool = False,
     ray_address: str | None = None,
-) -> Iterator[tuple[T, R | BaseException]]:
+) -> Generator[tuple[T, R | BaseException], None, None]:
     """Run ``fn`` on every item; yield ``(item, result or exception)`` (input order if ``ordered``).
+    Closing the generator early ends the workers (see ``_stop_on_exit``).
 
     ``workers == 1`` runs inline in this process (debuggable, and what tests use). ``fn`` must be a
     module-level function for the process and Ray executors.

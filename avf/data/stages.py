@@ -23,7 +23,7 @@ import contextlib
 import hashlib
 import json
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -131,15 +131,13 @@ def _remove_temps(out_dir: Path) -> None:
 
 
 @contextlib.contextmanager
-def _worker_results(results: Iterator[Any], out_dir: Path) -> Iterator[Iterator[Any]]:
+def _worker_results(results: Generator[Any, None, None], out_dir: Path) -> Iterator[Generator[Any, None, None]]:
     """``results`` of :func:`run_tasks` whose workers write into ``out_dir``. Interrupted (SIGTERM, Ctrl-C,
     an error): end the workers first, then delete the temp file a worker killed mid-write left behind."""
     try:
         yield results
     except BaseException:
-        close = getattr(results, "close", None)
-        if close is not None:
-            close()  # a generator: its pool terminates and joins the worker processes
+        results.close()  # the pool terminates and joins its worker processes (Ray: cancels the tasks)
         _remove_temps(out_dir)
         raise
 

@@ -145,9 +145,9 @@ def by_name(exps: Sequence[Experiment], wanted: Sequence[str]) -> dict[str, Expe
 
 
 def select(exps: list[Experiment], names: Sequence[str], baseline: str | None) -> tuple[Experiment, list[Experiment]]:
-    by_name_ = by_name(exps, [*names, *([baseline] if baseline else [])])
-    chosen = [by_name_[n] for n in names] if names else [e for e in exps if e.name != (baseline or exps[0].name)]
-    base = by_name_[baseline] if baseline else exps[0]
+    named = by_name(exps, [*names, *([baseline] if baseline else [])])
+    chosen = [named[n] for n in names] if names else [e for e in exps if e.name != (baseline or exps[0].name)]
+    base = named[baseline] if baseline else exps[0]
     chosen = [e for e in chosen if e.name != base.name]
     if not chosen:
         raise ValueError("nothing to compare: give at least one experiment besides the baseline")

@@ -32,6 +32,6 @@ def test_interrupt_closes_the_workers_then_deletes_their_temp_files(tmp_path: Pa
 
 def test_a_finished_stage_keeps_everything(tmp_path: Path) -> None:
     (tmp_path / ".other.tmp").write_bytes(b"")  # not ours to touch while nothing went wrong
-    with _worker_results(iter([1, 2]), tmp_path) as it:
+    with _worker_results((i for i in (1, 2)), tmp_path) as it:
         assert list(it) == [1, 2]
     assert (tmp_path / ".other.tmp").exists()
