@@ -6,8 +6,13 @@ last layer's region tokens (video region i paired with audio region i: the same 
 ``[mean V^; mean A^]`` (2C) -> LN -> Linear(K) -> optional activation.
 
 ``forward_features`` returns the pooled 2C features before ``fc_norm``; a multi-head trainer builds the
-backbone with ``num_classes=0`` and puts ``nn.Sequential(nn.LayerNorm(2C, eps=1e-6), nn.Linear(2C, K))``
-per dataset on top, which is exactly this model's own head.
+backbone with ``num_classes=0, fc_norm=False`` (no parameter left unused, as DDP requires) and puts
+``nn.Sequential(nn.LayerNorm(2C, eps=1e-6), nn.Linear(2C, K))`` per dataset on top, which is exactly this
+model's own head.
+
+Without the LG block's fourth step, the last block's local tokens are read by nothing: its step 3 (local
+tokens read the regions) is skipped and its parameters are frozen (kept in the state dict, so checkpoints of
+every variant share one layout, but never trained and never seen by DDP).
 
 Registered variants (``timm.create_model``): ``avf_mae_pp_{tiny,base,large,huge}``.
 """
@@ -47,6 +52,7 @@ class AVFViT(nn.Module):
         iavcl: use IAVCL; off, the features are ``[mean_k F_v; mean_k F_a]`` of the layer-weighted region
             tokens (a plain pooled fusion for the ablation).
         head_activation: None, ``"sigmoid"``, ``"tanh"`` or ``"relu"`` after the head (regression).
+        fc_norm: the LayerNorm before the head (timm's name); off, ``forward_head`` sees the raw features.
         grad_checkpointing: activation checkpointing per encoder block.
     """
 
@@ -63,6 +69,7 @@ class AVFViT(nn.Module):
         lg_fourth_attn: bool = True,
         iavcl: bool = True,
         head_activation: str | None = None,
+        fc_norm: bool = True,
         grad_checkpointing: bool = False,
     ) -> None:
         super().__init__()
@@ -77,7 +84,7 @@ class AVFViT(nn.Module):
         self.fusion = IAVCL(dim, num_heads, fusion_depth, mlp_ratio, drop_path) if iavcl else None
         self.layer_weights_video = nn.Parameter(torch.full((depth,), 1.0 / depth))
         self.layer_weights_audio = nn.Parameter(torch.full((depth,), 1.0 / depth))
-        self.fc_norm = LayerNorm(self.num_features)
+        self.fc_norm: nn.Module = LayerNorm(self.num_features) if fc_norm else nn.Identity()
         self.head: nn.Module = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
         self.head_act = HEAD_ACTIVATIONS[head_activation]()
         init_weights(self.video_encoder, "trunc_normal")
@@ -86,6 +93,9 @@ class AVFViT(nn.Module):
             nn.init.trunc_normal_(p, std=0.02)
         if self.fusion is not None:
             init_weights(self.fusion, "xavier")
+        if not lg_fourth_attn:
+            for encoder in (self.video_encoder, self.audio_encoder):
+                encoder.blocks[-1].local_update_parameters().requires_grad_(False)
         self.set_grad_checkpointing(grad_checkpointing)
 
     # ---- timm conventions -------------------------------------------------------------------------
@@ -109,8 +119,8 @@ class AVFViT(nn.Module):
     def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
         """Replace the head (``global_pool`` is accepted for timm compatibility and ignored)."""
         self.num_classes = num_classes
-        device = self.fc_norm.weight.device
-        dtype = self.fc_norm.weight.dtype
+        like = self.layer_weights_video
+        device, dtype = like.device, like.dtype
         self.head = (
             nn.Linear(self.num_features, num_classes, device=device, dtype=dtype) if num_classes > 0 else nn.Identity()
         )

@@ -7,7 +7,8 @@ tokens. The five steps (pre-LN, residual, each with its own LayerNorm):
 2. inter-region self-attention over the K region tokens S;
 3. local -> global cross-attention: every local token of the sample reads S (after step 2);
 4. global <- local cross-attention: S (after step 2) reads every local token (after step 3); this is the
-   AVF-MAE++ "holistic" step and can be switched off with ``fourth_attn=False``;
+   AVF-MAE++ "holistic" step and can be switched off with ``fourth_attn=False`` (then, when only the region
+   tokens are wanted, step 3 has no reader and is skipped);
 5. MLP on every token.
 
 Stochastic depth follows the official code: steps 1 and 5 drop per region sequence, steps 2-4 per sample.
@@ -84,6 +85,8 @@ class LGBlock(nn.Module):
         x = seq.view(b, k, s, c)
         regions, local = x[:, :, 0], x[:, :, 1:]
         regions = regions + self.drop_path(self.inter_attn(regions, self.inter_norm))
+        if output == "regions" and not self.fourth_attn:
+            return self._mlp(regions.reshape(b * k, 1, c)).view(b, k, c)
         attn = self.local_attn
         q = ln_linear(local, self.local_norm, attn.q.weight, attn.q_bias).view(b, k * n, c)
         update = attn.attend(q, regions, self.local_ctx_norm)
@@ -97,6 +100,10 @@ class LGBlock(nn.Module):
         regions = regions + self._mlp_update(regions, keep.view(b, k, 1) if keep is not None else None)
         local = local + self._mlp_update(local, keep.view(b, k, 1, 1) if keep is not None else None)
         return torch.cat((regions.unsqueeze(2), local), dim=2)
+
+    def local_update_parameters(self) -> nn.ModuleList:
+        """The modules of step 3 (local tokens read the regions)."""
+        return nn.ModuleList([self.local_norm, self.local_ctx_norm, self.local_attn])
 
     def _keep_mask(self, rows: int, like: Tensor) -> Tensor | None:
         """Drop-path multiplier per region sequence, drawn exactly as ``DropPath`` on ``[B*K, S, C]``."""

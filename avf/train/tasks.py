@@ -274,7 +274,8 @@ class SupervisedTask:
         name = model_name("finetune", m.size)
         if self.multi_head:
             model: nn.Module = MultiHeadModel(
-                create_model(name, num_classes=0, **kwargs), {ds.name: ds.num_outputs for ds in self.datasets}
+                create_model(name, num_classes=0, fc_norm=False, **kwargs),
+                {ds.name: ds.num_outputs for ds in self.datasets},
             )
             target = model.backbone  # type: ignore[union-attr]
         else:
