@@ -16,8 +16,8 @@ from torch import Tensor, nn
 
 from avf.config.model import MaskingConfig
 from avf.config.train import FinetuneConfig, PretrainConfig
-from avf.masking import sample_masks
 from avf.models import SIZES, create_model, model_name
+from avf.models.masking import sample_masks
 from avf.train.amp import autocast
 from avf.train.objectives import AVMixup, classification_loss
 from avf.train.optim import build_optimizer

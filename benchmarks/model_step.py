@@ -34,8 +34,8 @@ from torch import Tensor, nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from avf.config.model import MaskingConfig
-from avf.masking import Masks, sample_masks
 from avf.models import SIZES, create_model, model_name
+from avf.models.masking import Masks, sample_masks
 
 
 class PlainStack(nn.Module):

@@ -53,7 +53,7 @@ import torch
 from torch import Tensor, nn
 
 from avf.config.model import MaskingConfig
-from avf.masking import Masks, sample_masks
+from avf.models.masking import Masks, sample_masks
 from benchmarks.cases import NUM_CLASSES, clip_inputs
 from benchmarks.harness import Runner
 

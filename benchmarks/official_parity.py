@@ -4,7 +4,7 @@ For each size, the official fine-tuning model (XuecWu/AVF-MAE, from a scratch ch
 ``--official-dir`` / ``AVF_OFFICIAL_DIR``; see :mod:`benchmarks.official`) is built with the official
 scripts' arguments and seeded random weights (the official initialisation),
 saved as the official trainer saves it (``{"model": state_dict}`` in a ``.pth``), converted by
-:func:`avf.models.load_official`, and both models run in eval mode on the same clips
+:func:`avf.artifacts.official.load_official`, and both models run in eval mode on the same clips
 (``video [B,3,16,160,160]``, ``audio [B,1,256,128]``). Prints the relative difference of the logits,
 ``max |ours - official| / max |official|``, and exits 1 when it is not below ``--tolerance`` (1e-4).
 """
@@ -29,7 +29,7 @@ from benchmarks.cases import clip_inputs  # noqa: E402
 
 def parity(off_dir: Path, size: str, batch: int = 2, seed: int = 0) -> dict[str, float]:
     """Logit agreement of the official model and its avf conversion for one size."""
-    from avf.models import load_official
+    from avf.artifacts.official import load_official
 
     off = official.load(off_dir)
     torch.manual_seed(seed)

@@ -42,13 +42,13 @@ import av  # noqa: E402
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD  # noqa: E402
 
 from avf.config.data import AudioConfig, AugmentConfig, ClipConfig, DataConfig, FaceConfig  # noqa: E402
 from avf.data import stages  # noqa: E402
 from avf.data.audio import log_mel, read_wav, window_from_waveform  # noqa: E402
 from avf.data.loader import ClipDataset, train_indices  # noqa: E402
 from avf.data.shards import INDEX_NAME, ShardIndex, ShardWriter  # noqa: E402
-from avf.data.transforms import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
 from avf.data.video import decode_jpeg, read_jpeg_clip  # noqa: E402
 from avf.utils.io import write_json  # noqa: E402
 from tests import media  # noqa: E402
@@ -152,8 +152,8 @@ def write_official_layout(work: Path, side: int) -> list[tuple[Path, Path]]:
     return out
 
 
-_MEAN = torch.tensor(IMAGENET_MEAN).view(3, 1, 1, 1)
-_STD = torch.tensor(IMAGENET_STD).view(3, 1, 1, 1)
+_MEAN = torch.tensor(IMAGENET_DEFAULT_MEAN).view(3, 1, 1, 1)
+_STD = torch.tensor(IMAGENET_DEFAULT_STD).view(3, 1, 1, 1)
 
 
 def official_item(folder: Path, wav_path: Path, rng: np.random.Generator, cfg: AudioConfig) -> dict[str, Any]:

@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from avf.artifacts.cards import export_model
 from avf.config.data import AudioConfig, ClipConfig, FaceConfig
 from avf.models import create_model
-from avf.train.checkpoint import export_model
 from tests import media
 
 CLASSES = ("neutral", "happy", "sad")

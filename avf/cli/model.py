@@ -24,7 +24,7 @@ def import_official(
         common.fail(f"--kind must be auto, pretrain or finetune, got {kind!r}", common.EXIT_USAGE)
     if not src.is_file():
         common.fail(f"checkpoint not found: {src}", common.EXIT_MISSING)
-    from avf.models.official import write_converted
+    from avf.artifacts.official import write_converted
 
     try:
         info = write_converted(src, dst, kind=kind, size=size)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError
 
 from avf.config.base import Section
 from avf.config.data import (
@@ -84,13 +84,6 @@ class Params(Section):
     tracking: TrackingConfig = TrackingConfig()
     ablation: AblationConfig = AblationConfig()
     predict: PredictConfig = PredictConfig()
-
-    @model_validator(mode="after")
-    def _masks_fit_model(self) -> Params:
-        from avf.masking import validate_masking  # local: keeps config import light
-
-        validate_masking(self.masking)
-        return self
 
     def section(self, dotted: str) -> Any:
         """Return a (nested) section by dotted name, e.g. ``data.face``."""

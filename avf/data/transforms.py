@@ -26,12 +26,11 @@ import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
 from avf.config.data import AugmentConfig
 
 __all__ = [
-    "IMAGENET_MEAN",
-    "IMAGENET_STD",
     "ClipTransform",
     "audio_gain",
     "multi_scale_crop_params",
@@ -39,10 +38,8 @@ __all__ = [
     "rrc_params",
 ]
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-_MEAN255 = torch.tensor(IMAGENET_MEAN).view(3, 1, 1, 1) * 255.0
-_STD255 = torch.tensor(IMAGENET_STD).view(3, 1, 1, 1) * 255.0
+_MEAN255 = torch.tensor(IMAGENET_DEFAULT_MEAN).view(3, 1, 1, 1) * 255.0
+_STD255 = torch.tensor(IMAGENET_DEFAULT_STD).view(3, 1, 1, 1) * 255.0
 
 
 def rrc_params(
@@ -129,7 +126,7 @@ class ClipTransform:
 
             hparams = {
                 "translate_const": int(size * 0.45),
-                "img_mean": tuple(min(255, round(255 * m)) for m in IMAGENET_MEAN),
+                "img_mean": tuple(min(255, round(255 * m)) for m in IMAGENET_DEFAULT_MEAN),
             }
             self._rand_augment = rand_augment_transform(self.augment.rand_augment, hparams)
 

@@ -15,34 +15,14 @@ import numpy as np
 import pandas as pd
 import torch
 
+from avf.artifacts.cards import model_from_card
 from avf.config import Params
 from avf.eval.metrics import confusion
 from avf.eval.plots import confusion_png
 from avf.eval.predict import predict_views, score
-from avf.train.checkpoint import load_weights, read_card
 from avf.utils.io import atomic_path, write_json
 
 log = logging.getLogger(__name__)
-
-
-def load_finetuned(model_dir: Path) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """The stage-3 model of ``model_dir`` (weights + card), in eval mode on the CPU."""
-    from avf.models import create_model, model_name
-
-    card = read_card(model_dir)
-    if card.get("kind") != "finetune":
-        raise ValueError(f"{model_dir}: expected a fine-tuned model, its card says kind={card.get('kind')!r}")
-    ((_name, ds),) = card["datasets"].items()
-    m = card["model"]
-    model = create_model(
-        model_name("finetune", m["size"]),
-        num_classes=ds["num_outputs"],
-        drop_path=0.0,
-        lg_fourth_attn=m["lg_fourth_attn"],
-        iavcl=m["iavcl"],
-    )
-    model.load_state_dict(load_weights(model_dir / "model.safetensors"))
-    return model.eval(), card
 
 
 def is_wanted(name: str, wanted: tuple[str, ...]) -> bool:
@@ -59,7 +39,7 @@ def evaluate(params: Params, model_dir: Path, manifest_dir: Path, shard_root: Pa
     from avf.data.loader import ClipDataset
     from avf.train.stages import dataset_splits
 
-    model, card = load_finetuned(model_dir)
+    model, card = model_from_card(model_dir)
     ((name, _info),) = card["datasets"].items()
     splits = dataset_splits(params, name, manifest_dir, shard_root, "target")
     if card.get("fold") != params.data.split.fold:
@@ -68,7 +48,6 @@ def evaluate(params: Params, model_dir: Path, manifest_dir: Path, shard_root: Pa
     test = ClipDataset(
         splits.shard_dir, splits.test_keys, train=False, clip=d.clip, audio=d.audio, augment=d.augment, seed=params.seed
     )
-    torch.set_grad_enabled(False)
     outputs = predict_views(
         model, test, range(len(test)), torch.device("cpu"), batch_size=8, regression=splits.task == "regression"
     )

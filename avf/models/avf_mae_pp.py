@@ -29,15 +29,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 from torch import Tensor, nn
 
-from avf.losses import audio_targets, hcmcl, masked_mse, video_targets
-from avf.masking import Masks, kept_index, visible_index
 from avf.models.decoders import Decoder
 from avf.models.encoders import audio_encoder, video_encoder
 from avf.models.iavcl import IAVCL
 from avf.models.layers import gather_audio_patches, gather_video_patches
+from avf.models.losses import audio_targets, hcmcl, masked_mse, video_targets
+from avf.models.masking import Masks, kept_index, visible_index
 
 __all__ = ["SIZES", "AVFMAEPretrain", "ModelSize", "PretrainOutput", "init_weights"]
 
@@ -231,7 +232,7 @@ class AVFMAEPretrain(nn.Module):
         Args:
             video: ``[B, 3, 16, 160, 160]`` ImageNet-normalized clip.
             audio: ``[B, 1, 256, 128]`` normalized log-mel fbank.
-            masks: from ``avf.masking.sample_masks`` (keep them on the CPU to avoid device syncs).
+            masks: from ``avf.models.masking.sample_masks`` (keep them on the CPU to avoid device syncs).
         """
         device = video.device
         v_vis = visible_index(masks.video_enc, "video", self.region_balanced).to(device)
@@ -279,8 +280,8 @@ def _cfg(**kwargs: Any) -> dict[str, Any]:
         "url": "",
         "num_classes": -1,  # no classifier: keeps timm from passing num_classes to the model
         "input_size": (3, 160, 160),
-        "mean": (0.485, 0.456, 0.406),
-        "std": (0.229, 0.224, 0.225),
+        "mean": IMAGENET_DEFAULT_MEAN,
+        "std": IMAGENET_DEFAULT_STD,
         "first_conv": "video_encoder.patch_embed.proj",
         "license": "apache-2.0",
         **kwargs,
@@ -299,7 +300,7 @@ def size_kwargs(size: str) -> dict[str, Any]:
 
 def _create_pretrain(variant: str, size: str, pretrained: bool = False, **kwargs: Any) -> AVFMAEPretrain:
     if pretrained:
-        raise ValueError("no hosted weights: import official checkpoints with avf.models.load_official")
+        raise ValueError("no hosted weights: import official checkpoints with avf.artifacts.official")
     args = {**size_kwargs(size), **kwargs}
     return build_model_with_cfg(AVFMAEPretrain, variant, pretrained=False, kwargs_filter=("in_chans",), **args)
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 from torch import Tensor, nn
 
@@ -162,8 +163,8 @@ def _cfg(**kwargs: Any) -> dict[str, Any]:
         "url": "",
         "num_classes": 0,
         "input_size": (3, 160, 160),
-        "mean": (0.485, 0.456, 0.406),
-        "std": (0.229, 0.224, 0.225),
+        "mean": IMAGENET_DEFAULT_MEAN,
+        "std": IMAGENET_DEFAULT_STD,
         "first_conv": "video_encoder.patch_embed.proj",
         "classifier": "head",
         "license": "apache-2.0",
@@ -176,7 +177,7 @@ default_cfgs = generate_default_cfgs({f"avf_mae_pp_{size}": _cfg() for size in S
 
 def _create_finetune(variant: str, size: str, pretrained: bool = False, **kwargs: Any) -> AVFViT:
     if pretrained:
-        raise ValueError("no hosted weights: import official checkpoints with avf.models.load_official")
+        raise ValueError("no hosted weights: import official checkpoints with avf.artifacts.official")
     if size not in SIZES:
         raise ValueError(f"unknown size {size!r}; choose one of {sorted(SIZES)}")
     s = SIZES[size]

@@ -1,7 +1,7 @@
 """Video and audio encoders: patch embedding + fixed sinusoid positions + K region tokens + LG blocks.
 
 Tokens are always processed grouped by LG region: ``index [B, K*m]`` lists the flat token positions of
-region 0, then region 1, ... (``avf.masking.visible_index`` builds it for the visible tokens in
+region 0, then region 1, ... (``avf.models.masking.visible_index`` builds it for the visible tokens in
 pretraining; fine-tuning uses every token in region order).
 """
 
@@ -13,9 +13,10 @@ import torch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from avf.masking import AUDIO_GRID, AUDIO_REGION, VIDEO_GRID, VIDEO_REGION, region_ids
+from avf.geometry import AUDIO_GRID, AUDIO_REGION, VIDEO_GRID, VIDEO_REGION
 from avf.models.layers import AudioPatchEmbed, LayerNorm, TubeletEmbed, default_device, sinusoid_table
 from avf.models.lg_block import LGBlock, Output
+from avf.models.masking import region_ids
 
 
 class LGEncoder(nn.Module):

@@ -3,7 +3,7 @@
 Attention follows BEiT / VideoMAE: a bias on q and v but none on k. Every attention runs through
 ``torch.nn.functional.scaled_dot_product_attention``. Layer norms use eps 1e-6 (spec section 1.1).
 
-Memory (issue 9): a pre-LN step ``Linear(LN(x))`` and a pre-LN MLP ``fc2(GELU(fc1(LN(x))))`` run as fused
+Memory: a pre-LN step ``Linear(LN(x))`` and a pre-LN MLP ``fc2(GELU(fc1(LN(x))))`` run as fused
 autograd functions (:func:`ln_linear`, :func:`ln_mlp`) that keep only ``x`` (and the MLP's pre-activation)
 for the backward pass and recompute the LayerNorm output and the GELU in it: the same forward values,
 the same gradient formulas, 1 (LN) + 4 (GELU) fewer ``C``-wide tensors per token and block. With

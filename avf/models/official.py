@@ -4,35 +4,30 @@ The official state dicts (``checkpoint["model"]`` or ``checkpoint["module"]``) u
 names (``encoder.blocks.3.first_attn.q.weight``, ``encoder_fusion.Iterative_Refinement_Module...``). The
 mapping below is derived from the published key layout; self-attentions inside the LG blocks store q and
 kv separately upstream and are fused into one ``qkv`` weight here. The conversion is strict: an unknown,
-missing or mis-shaped key raises ``ValueError`` naming the key. Files are read with
-``torch.load(weights_only=True)`` only, so a pickle carrying code is refused.
+missing or mis-shaped key raises ``ValueError`` naming the key. Reading and writing checkpoint files is
+``avf.artifacts.official``'s job.
 """
 
 from __future__ import annotations
 
-import argparse
 import functools
-import pickle
 import re
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from avf.models.avf_mae_pp import SIZES
+from avf.models.build import create_model, model_name
+from avf.models.transfer import strip_prefixes
 
 __all__ = [
     "convert_official_state_dict",
     "detect_kind",
     "detect_size",
-    "load_converted",
-    "load_official",
     "official_key",
-    "read_checkpoint",
     "to_official_state_dict",
-    "write_converted",
 ]
 
 LG_BLOCK = {
@@ -190,8 +185,6 @@ def detect_size(state_dict: Mapping[str, Tensor]) -> str:
 @functools.lru_cache(maxsize=16)
 def _expected_state(kind: str, size: str, num_classes: int) -> dict[str, tuple[int, ...]]:
     """Key -> shape of our model, built on the meta device (no memory, fast for every size); cached."""
-    from avf.models import create_model, model_name
-
     kwargs: dict[str, Any] = {"num_classes": num_classes} if kind == "finetune" else {}
     with torch.device("meta"):
         model = create_model(model_name(kind, size), **kwargs)  # type: ignore[arg-type]
@@ -211,8 +204,6 @@ def convert_official_state_dict(
     Raises:
         ValueError: naming the first unknown, missing or mis-shaped key.
     """
-    from avf.models import strip_prefixes
-
     sd = strip_prefixes(state_dict)
     kind = detect_kind(sd) if kind == "auto" else kind
     if kind not in ("pretrain", "finetune"):
@@ -240,97 +231,3 @@ def convert_official_state_dict(
     if unknown:
         raise ValueError(f"unknown key(s) in the official {kind} checkpoint ({size}): {unknown[:10]}")
     return out
-
-
-def read_checkpoint(path: str | Path) -> dict[str, Tensor]:
-    """The model state dict of an official checkpoint file (``model`` / ``module`` entry or a bare dict).
-
-    Only ``torch.load(weights_only=True)`` is used (``argparse.Namespace``, which the official trainer
-    stores under ``args``, is the one extra type allowed).
-    """
-    path = Path(path)
-    try:
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        raise ValueError(
-            f"{path}: refusing to load: the file holds pickled objects other than tensors and plain "
-            f"containers (only weights_only=True loading is allowed): {str(exc).splitlines()[0]}"
-        ) from exc
-    if isinstance(obj, Mapping):
-        for key in ("model", "module"):
-            if isinstance(obj.get(key), Mapping):
-                obj = obj[key]
-                break
-    if not isinstance(obj, Mapping) or not all(isinstance(v, Tensor) for v in obj.values()):
-        raise ValueError(f"{path}: no state dict found (expected a 'model' or 'module' entry of tensors)")
-    return dict(obj)
-
-
-def load_official(path: str | Path, **model_kwargs: Any) -> nn.Module:
-    """Build our model from an official checkpoint file and return it in eval mode.
-
-    The kind (pretrain / fine-tune), size and number of classes come from the checkpoint; ``model_kwargs``
-    go to ``create_model`` (e.g. ``head_activation`` or ``drop_path``).
-    """
-    from avf.models import create_model, model_name, strip_prefixes
-
-    sd = strip_prefixes(read_checkpoint(path))
-    kind, size = detect_kind(sd), detect_size(sd)
-    ours = convert_official_state_dict(sd, kind, size)
-    if kind == "finetune":
-        model_kwargs.setdefault("num_classes", int(sd["head.weight"].shape[0]) if "head.weight" in sd else 0)
-    model = create_model(model_name(kind, size), **model_kwargs)  # type: ignore[arg-type]
-    try:
-        model.load_state_dict(ours, strict=True)
-    except RuntimeError as exc:
-        raise ValueError(f"{path}: converted weights do not fit the model built with {model_kwargs}: {exc}") from exc
-    return model.eval()
-
-
-def write_converted(src: str | Path, dst: str | Path, kind: str = "auto", size: str = "auto") -> dict[str, str]:
-    """Convert the official checkpoint ``src`` and write our state dict to ``dst`` (safetensors).
-
-    The file metadata records ``kind``, ``size``, ``model`` (registered name), ``num_classes`` and the
-    source file name. Returns that metadata plus the tensor and value counts.
-    """
-    from safetensors.torch import save_file
-
-    from avf.models import model_name, strip_prefixes
-    from avf.utils.io import atomic_path
-
-    sd = strip_prefixes(read_checkpoint(src))
-    kind = detect_kind(sd) if kind == "auto" else kind
-    size = detect_size(sd) if size == "auto" else size
-    ours = convert_official_state_dict(sd, kind, size)
-    num_classes = int(ours["head.weight"].shape[0]) if "head.weight" in ours else 0
-    meta = {
-        "format": "avf",
-        "kind": kind,
-        "size": size,
-        "model": model_name(kind, size),  # type: ignore[arg-type]
-        "num_classes": str(num_classes),
-        "source": Path(src).name,
-    }
-    tensors = {k: v.detach().contiguous() for k, v in ours.items()}
-    with atomic_path(dst) as tmp:
-        save_file(tensors, str(tmp), metadata=meta)
-    return {**meta, "tensors": str(len(tensors)), "parameters": str(sum(v.numel() for v in tensors.values()))}
-
-
-def load_converted(path: str | Path, **model_kwargs: Any) -> nn.Module:
-    """Build the model recorded in a file written by ``write_converted`` and load it (eval mode)."""
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
-    from avf.models import create_model
-
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata() or {}
-    if meta.get("format") != "avf" or "model" not in meta:
-        raise ValueError(f"{path}: not written by 'avf model import-official' (metadata {meta})")
-    if meta.get("kind") == "finetune":
-        model_kwargs.setdefault("num_classes", int(meta.get("num_classes", 0)))
-    model = create_model(meta["model"], **model_kwargs)
-    model.load_state_dict(load_file(str(path)), strict=True)
-    return model.eval()

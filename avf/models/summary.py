@@ -26,8 +26,8 @@ def forward_flops(model: nn.Module, batch_size: int = 1) -> int:
     from torch.utils.flop_counter import FlopCounterMode
 
     from avf.config.model import MaskingConfig
-    from avf.masking import sample_masks
     from avf.models.avf_mae_pp import AVFMAEPretrain
+    from avf.models.masking import sample_masks
 
     device = next(model.parameters()).device
     video = torch.zeros(batch_size, 3, 16, 160, 160, device=device)

@@ -10,11 +10,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from torch import Tensor
 
-from avf.losses import IMAGENET_MEAN, IMAGENET_STD, NORM_EPS
-from avf.masking import AUDIO_GRID, VIDEO_GRID, Masks
+from avf.geometry import AUDIO_GRID, VIDEO_GRID
 from avf.models.avf_mae_pp import PretrainOutput
+from avf.models.losses import NORM_EPS
+from avf.models.masking import Masks
 
 __all__ = ["reconstruct", "render_reconstruction"]
 
@@ -22,8 +24,8 @@ GREY = 0.5
 
 
 def _unnormalize_video(video: Tensor) -> Tensor:
-    mean = video.new_tensor(IMAGENET_MEAN).view(1, 3, 1, 1, 1)
-    std = video.new_tensor(IMAGENET_STD).view(1, 3, 1, 1, 1)
+    mean = video.new_tensor(IMAGENET_DEFAULT_MEAN).view(1, 3, 1, 1, 1)
+    std = video.new_tensor(IMAGENET_DEFAULT_STD).view(1, 3, 1, 1, 1)
     return video * std + mean
 
 

@@ -26,8 +26,8 @@ import torch
 from torch import nn
 
 from avf import __version__
+from avf.artifacts.weights import save_weights, state_dict_tensors
 from avf.predict.source import PACKAGE_CONFIG, PACKAGE_FORMAT, ModelSpec, resolve_asset
-from avf.train.checkpoint import save_weights, state_dict_tensors
 from avf.utils.io import atomic_path
 
 __all__ = ["ONNX_OPSET", "check_onnx", "example_inputs", "export_onnx", "export_package"]

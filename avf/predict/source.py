@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import torch
 from torch import nn
 
 from avf.config.data import AudioConfig, ClipConfig, DataConfig, FaceConfig
@@ -32,7 +31,6 @@ __all__ = [
     "PACKAGE_CONFIG",
     "PACKAGE_FORMAT",
     "ModelSpec",
-    "build_finetune_model",
     "load_model",
     "resolve_asset",
 ]
@@ -89,21 +87,6 @@ def resolve_asset(path: str, base_dir: str | Path | None = None) -> Path:
         candidates.append(Path.cwd() / p)
     candidates.append(ASSET_DIR / p.name)
     return next((c for c in candidates if c.is_file()), p)
-
-
-def build_finetune_model(architecture: dict[str, Any], num_outputs: int, weights: dict[str, torch.Tensor]) -> nn.Module:
-    """The fine-tuning model of ``architecture`` (size, lg_fourth_attn, iavcl) with ``weights``, eval mode."""
-    from avf.models import create_model, model_name
-
-    model = create_model(
-        model_name("finetune", architecture["size"]),
-        num_classes=num_outputs,
-        drop_path=0.0,
-        lg_fourth_attn=bool(architecture.get("lg_fourth_attn", True)),
-        iavcl=bool(architecture.get("iavcl", True)),
-    )
-    model.load_state_dict(weights)
-    return model.eval()
 
 
 def _read_json(path: str | Path) -> dict[str, Any]:
@@ -165,14 +148,15 @@ def _spec_from_card(
 
 
 def _load_stage_dir(path: Path, source: str, data: DataConfig) -> tuple[nn.Module, ModelSpec]:
-    from avf.eval.run import load_finetuned
+    from avf.artifacts.cards import model_from_card
 
-    model, card = load_finetuned(path)
+    model, card = model_from_card(path)
     return model, _spec_from_card(card, source, "stage", data, path)
 
 
 def _load_package(path: Path, source: str, data: DataConfig) -> tuple[nn.Module, ModelSpec]:
-    from avf.train.checkpoint import load_weights
+    from avf.artifacts.cards import finetune_from_weights
+    from avf.artifacts.weights import load_weights
 
     cfg = _read_json(path / PACKAGE_CONFIG)
     if cfg.get("format") != PACKAGE_FORMAT:
@@ -193,7 +177,7 @@ def _load_package(path: Path, source: str, data: DataConfig) -> tuple[nn.Module,
     }
     spec = _replace(_spec_from_card(card, source, "package", data, path), dataset=cfg.get("dataset"))
     weights = load_weights(path / cfg.get("files", {}).get("weights", "model.safetensors"))
-    return build_finetune_model(spec.architecture, spec.num_outputs, weights), spec
+    return finetune_from_weights(spec.architecture, spec.num_outputs, weights), spec
 
 
 def _replace(spec: ModelSpec, **changes: Any) -> ModelSpec:
@@ -230,14 +214,15 @@ def _load_safetensors(
 ) -> tuple[nn.Module, ModelSpec]:
     from safetensors import safe_open
 
-    from avf.train.checkpoint import load_weights
+    from avf.artifacts.cards import finetune_from_weights
+    from avf.artifacts.weights import load_weights
 
     if card is None and (path.parent / "card.json").is_file():
         card = _read_json(path.parent / "card.json")
     with safe_open(str(path), framework="pt") as f:
         meta = f.metadata() or {}
     if meta.get("format") == "avf" and "model" in meta:  # written by `avf model import-official`
-        from avf.models.official import load_converted
+        from avf.artifacts.official import load_converted
 
         if meta.get("kind") != "finetune":
             raise ValueError(f"{path}: an imported {meta.get('kind')} checkpoint; prediction needs a fine-tuned one")
@@ -246,14 +231,15 @@ def _load_safetensors(
     if card is None:
         raise ValueError(f"{path}: no card.json next to it; pass the card (dataset head, model size) explicitly")
     spec = _spec_from_card(card, source, "safetensors", data, path.parent)
-    return build_finetune_model(spec.architecture, spec.num_outputs, load_weights(path)), spec
+    return finetune_from_weights(spec.architecture, spec.num_outputs, load_weights(path)), spec
 
 
 def _load_official(
     path: Path, source: str, card: dict[str, Any] | None, data: DataConfig
 ) -> tuple[nn.Module, ModelSpec]:
-    from avf.models import load_official, strip_prefixes
-    from avf.models.official import detect_kind, detect_size, read_checkpoint
+    from avf.artifacts.official import load_official, read_checkpoint
+    from avf.models import strip_prefixes
+    from avf.models.official import detect_kind, detect_size
 
     sd = strip_prefixes(read_checkpoint(path))
     if detect_kind(sd) != "finetune":

@@ -19,16 +19,16 @@ from typing import Any, Protocol
 
 import torch
 
-from avf.config import OptimConfig
-from avf.train import faults
-from avf.train.amp import autocast, grad_scaler, resolve_dtype
-from avf.train.checkpoint import (
+from avf.artifacts.checkpoints import (
     load_ema_weights,
     load_training_state,
     save_training_state,
     state_dict_tensors,
     unwrap,
 )
+from avf.config import OptimConfig
+from avf.train import faults
+from avf.train.amp import autocast, grad_scaler, resolve_dtype
 from avf.train.optim import build_optimizer, build_scheduler, current_lr
 from avf.train.session import Session
 
@@ -101,7 +101,7 @@ def fit(task: Task, session: Session, log_fn: LogFn | None = None) -> dict[str, 
         if ema_weights is not None:
             ema.module.load_state_dict(ema_weights)
     wrapped = session.prepare_model(model)
-    if getattr(task, "compile_model", False):  # perf (issue 9): model.compile -> torch.compile, eager fallback
+    if getattr(task, "compile_model", False):  # model.compile -> torch.compile, eager fallback
         from avf.models.compile import compile_model
 
         wrapped = compile_model(wrapped)

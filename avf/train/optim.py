@@ -32,7 +32,7 @@ def build_optimizer(
         layer_decay=layer_decay if layer_decay is not None and layer_decay < 1.0 else None,
         betas=cfg.betas,
         eps=1e-8,
-        # perf (issue 9): fused AdamW (one kernel per step, CPU and CUDA) is 4-9x faster than foreach on CPU
+        # fused AdamW (one kernel per step, CPU and CUDA) is 4-9x faster than foreach on CPU
         # and has no step-sized temporaries; foreach where a parameter lives elsewhere.
         **({"fused": True} if _fused_ok(model) else {"foreach": True}),
     )

@@ -63,7 +63,7 @@ class RaySession:
         if checkpoint is None:
             # Ray restores a run only from its checkpoint-manager snapshot, which a driver killed right
             # after a report may not have written: then resume from the newest whole checkpoint folder.
-            from avf.train.checkpoint import newest_complete_checkpoint
+            from avf.artifacts.checkpoints import newest_complete_checkpoint
 
             yield newest_complete_checkpoint(self.run_dir) if self.run_dir and self.run_dir.is_dir() else None
             return

@@ -16,9 +16,11 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from avf.artifacts.cards import export_model, read_card
+from avf.artifacts.weights import load_weights, save_weights
 from avf.config import Params, section_hash
-from avf.train.checkpoint import export_model, load_weights, read_card, save_weights
-from avf.train.tasks import DatasetSplits, split_multihead
+from avf.models.multihead import split_multihead
+from avf.train.tasks import DatasetSplits
 from avf.utils.io import atomic_path, write_json
 
 log = logging.getLogger(__name__)
@@ -197,8 +199,8 @@ def _pretrain_picture(params: Params, model_dir: Path, shard_dirs: list[Path], r
     import torch
 
     from avf.data.loader import pretrain_stream
-    from avf.masking import sample_masks
-    from avf.models import create_model, model_name
+    from avf.models.factory import pretrain_model
+    from avf.models.masking import sample_masks
     from avf.models.viz import render_reconstruction
 
     d = params.data
@@ -213,12 +215,7 @@ def _pretrain_picture(params: Params, model_dir: Path, shard_dirs: list[Path], r
         samples_per_epoch=2,
     )
     batch = next(iter(torch.utils.data.DataLoader(stream, batch_size=2)))
-    model = create_model(
-        model_name("pretrain", params.model.size),
-        lg_fourth_attn=params.model.lg_fourth_attn,
-        iavcl=params.model.iavcl,
-        region_balanced=params.masking.region_balanced,
-    )
+    model = pretrain_model(params.model, params.pretrain, params.masking, training=False)
     model.load_state_dict(load_weights(model_dir / "model.safetensors"))
     model.eval()
     masks = sample_masks(2, params.masking, torch.Generator().manual_seed(params.seed))

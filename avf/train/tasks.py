@@ -57,7 +57,7 @@ class PretrainTask:
 
     def __init__(self, params: Params, shard_dirs: Sequence[Path], num_samples: int, session: Session) -> None:
         self.params, self.cfg, self.session = params, params.pretrain, session
-        self.compile_model = params.model.compile  # perf (issue 9): loop.fit compiles the training model
+        self.compile_model = params.model.compile  # loop.fit compiles the training model
         self.shard_dirs = [Path(p) for p in shard_dirs]
         self.micro = _per_rank_micro(self.cfg.batch_size, self.cfg.accum_steps, session.world_size)
         self.samples_per_epoch = (
@@ -69,21 +69,9 @@ class PretrainTask:
             raise ValueError(f"{num_samples} pretraining clips are fewer than one batch of {self.cfg.batch_size}")
 
     def build_model(self) -> nn.Module:
-        from avf.models import create_model, model_name
+        from avf.models.factory import pretrain_model
 
-        m, c = self.params.model, self.cfg.contrastive
-        return create_model(
-            model_name("pretrain", m.size),
-            lg_fourth_attn=m.lg_fourth_attn,
-            iavcl=m.iavcl,
-            drop_path=0.0,
-            frame_diff_target=self.cfg.frame_diff_target,
-            contrastive_weight=c.weight if c.enabled else 0.0,
-            temperature=c.temperature,
-            gather_negatives=c.gather_negatives,
-            grad_checkpointing=m.grad_checkpointing,
-            region_balanced=self.params.masking.region_balanced,
-        )
+        return pretrain_model(self.params.model, self.cfg, self.params.masking)
 
     def steps_per_epoch(self) -> int:
         return self.samples_per_epoch // self.cfg.batch_size
@@ -112,7 +100,7 @@ class PretrainTask:
             num_workers=self.cfg.num_workers,
             drop_last=True,
             pin_memory=self.session.device.type == "cuda",
-            prefetch_factor=4 if self.cfg.num_workers else None,  # perf (issue 9): keep the step fed
+            prefetch_factor=4 if self.cfg.num_workers else None,  # keeps the step fed
         )
         n_micro = self.steps_per_epoch() * self.cfg.accum_steps
         for i, batch in enumerate(loader):
@@ -123,7 +111,7 @@ class PretrainTask:
             yield batch
 
     def train_step(self, model: nn.Module, batch: dict[str, Any], step: int) -> tuple[torch.Tensor, dict[str, float]]:
-        from avf.masking import sample_masks
+        from avf.models.masking import sample_masks
 
         dev = self.session.device
         video = batch["video"].to(dev, non_blocking=True)
@@ -159,46 +147,6 @@ class DatasetSplits:
     weight: float = 1.0
 
 
-class MultiHeadModel(nn.Module):
-    """Stage 2: one shared backbone (``forward_features -> [B,2C]``) and one head per dataset."""
-
-    def __init__(self, backbone: nn.Module, heads: dict[str, int]) -> None:
-        super().__init__()
-        self.backbone = backbone
-        dim = backbone.num_features
-        self.heads = nn.ModuleDict({n: nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, k)) for n, k in heads.items()})
-
-    def forward(self, video: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
-        return self.backbone.forward_features(video, audio)
-
-    def no_weight_decay(self) -> set[str]:
-        return {f"backbone.{n}" for n in getattr(self.backbone, "no_weight_decay", lambda: set())()}
-
-    def group_matcher(self, coarse: bool = False) -> dict[str, Any]:
-        inner = self.backbone.group_matcher(coarse)
-
-        def prefix(rule: Any) -> Any:
-            if isinstance(rule, str):
-                return rule.replace("^", "^backbone\\.", 1) if rule.startswith("^") else "backbone\\." + rule
-            if isinstance(rule, (list, tuple)):
-                return type(rule)(
-                    prefix(r) if i == 0 or isinstance(r, (list, tuple)) else r for i, r in enumerate(rule)
-                )
-            return rule
-
-        return {k: prefix(v) for k, v in inner.items()}
-
-
-def split_multihead(weights: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    """A :class:`MultiHeadModel` state dict as (backbone in the fine-tuning layout, the per-dataset heads)."""
-    backbone = {k.removeprefix("backbone."): v for k, v in weights.items() if k.startswith("backbone.")}
-    heads = {k: v for k, v in weights.items() if k.startswith("heads.")}
-    other = set(weights) - {f"backbone.{k}" for k in backbone} - set(heads)
-    if other:
-        raise ValueError(f"not a multi-head state dict: unexpected keys {sorted(other)[:3]}")
-    return backbone, heads
-
-
 class SupervisedTask:
     """Stage 2 (several datasets, one head each) or stage 3 (one dataset, the fine-tuning model)."""
 
@@ -216,7 +164,7 @@ class SupervisedTask:
         from avf.data.loader import ClipDataset
 
         self.params, self.cfg, self.session = params, cfg, session
-        self.compile_model = params.model.compile  # perf (issue 9): loop.fit compiles the training model
+        self.compile_model = params.model.compile  # loop.fit compiles the training model
         self.datasets, self.multi_head, self.init_weights = list(datasets), multi_head, init_weights
         if not multi_head and len(self.datasets) != 1:
             raise ValueError("stage 3 fine-tunes on exactly one dataset")
@@ -262,24 +210,15 @@ class SupervisedTask:
 
     # -- model -------------------------------------------------------------------------------------
     def build_model(self) -> nn.Module:
-        from avf.models import create_model, init_finetune_from_pretrain, model_name
+        from avf.models import init_finetune_from_pretrain, model_name
+        from avf.models.factory import finetune_model, multihead_model
 
         m = self.params.model
-        kwargs = dict(
-            drop_path=m.drop_path,
-            lg_fourth_attn=m.lg_fourth_attn,
-            iavcl=m.iavcl,
-            grad_checkpointing=m.grad_checkpointing,
-        )
-        name = model_name("finetune", m.size)
         if self.multi_head:
-            model: nn.Module = MultiHeadModel(
-                create_model(name, num_classes=0, fc_norm=False, **kwargs),
-                {ds.name: ds.num_outputs for ds in self.datasets},
-            )
+            model: nn.Module = multihead_model(m, {ds.name: ds.num_outputs for ds in self.datasets})
             target = model.backbone  # type: ignore[union-attr]
         else:
-            model = create_model(name, num_classes=self.datasets[0].num_outputs, **kwargs)
+            model = finetune_model(m, self.datasets[0].num_outputs)
             target = model
         if self.init_weights is not None:
             report = init_finetune_from_pretrain(target, self.init_weights)

@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 def build_task(config: dict[str, Any], params: Params, session: Session) -> Any:
     """The stage's :class:`~avf.train.loop.Task` from the driver's serialisable ``config``."""
-    from avf.train.checkpoint import load_weights
+    from avf.artifacts.weights import load_weights
     from avf.train.tasks import DatasetSplits, PretrainTask, SupervisedTask
 
     stage = config["stage"]

@@ -21,13 +21,13 @@ import torch
 import yaml
 from typer.testing import CliRunner
 
+from avf.artifacts.checkpoints import load_training_state, save_training_state
+from avf.artifacts.official import load_official
 from avf.cli import app
 from avf.config.data import AudioConfig, ClipConfig
 from avf.data.loader import ClipDataset, pretrain_stream
 from avf.data.shards import INDEX_NAME, CorruptSampleError, ShardIndex, ShardInfo, iter_shard, read_sample
-from avf.models import load_official
 from avf.predict.source import load_model
-from avf.train.checkpoint import load_training_state, save_training_state
 from avf.train.worker import run_local
 from tests.predict_helpers import make_model_dir
 from tests.toy_task import toy_config

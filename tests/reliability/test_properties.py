@@ -31,7 +31,7 @@ from avf.data.audio import log_mel
 from avf.data.loader import ClipDataset, pretrain_stream
 from avf.data.shards import INDEX_NAME, CorruptSampleError, ShardIndex, ShardWriter, iter_shard, npy_bytes, read_sample
 from avf.data.video import encode_jpeg
-from avf.masking import RUNNING_CELL_RATIOS
+from avf.geometry import RUNNING_CELL_RATIOS
 
 pytestmark = pytest.mark.reliability
 

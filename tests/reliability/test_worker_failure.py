@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from avf.artifacts.weights import load_weights
 from avf.config import RayConfig
 from avf.train import ray_entry
-from avf.train.checkpoint import load_weights
 from avf.train.worker import run_local
 from tests.toy_task import toy_config
 

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from torch.utils.data import DataLoader
 
 from avf.config.data import AudioConfig, AugmentConfig, ClipConfig
@@ -22,7 +23,7 @@ from avf.data.loader import (
     window_span,
 )
 from avf.data.shards import INDEX_NAME, CorruptSampleError, ShardIndex, ShardWriter, npy_bytes
-from avf.data.transforms import IMAGENET_MEAN, IMAGENET_STD, ClipTransform, multi_scale_crop_params, rrc_params
+from avf.data.transforms import ClipTransform, multi_scale_crop_params, rrc_params
 from avf.data.video import encode_jpeg
 from tests import media
 
@@ -71,7 +72,7 @@ def shard_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _frame_ids(video: torch.Tensor) -> list[int]:
     """Recover frame indices from a normalized [3, T, S, S] eval clip (channel 0 level)."""
-    level = video[0, :, 40:120, 40:120].mean(dim=(1, 2)) * IMAGENET_STD[0] + IMAGENET_MEAN[0]
+    level = video[0, :, 40:120, 40:120].mean(dim=(1, 2)) * IMAGENET_DEFAULT_STD[0] + IMAGENET_DEFAULT_MEAN[0]
     return [round(float(v) * 255 / 2) for v in level]
 
 

@@ -9,10 +9,9 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 import torch.nn.functional as F
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
-from avf.losses import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
+from avf.models.losses import (
     audio_targets,
     contrastive_loss,
     hcmcl,
@@ -35,7 +34,7 @@ def test_video_targets_per_patch_per_channel_with_frame_difference() -> None:
     t = target[b, n].view(2, 16, 16, 3)  # (p0, p1, p2, c) layout
     p = plain[b, n].view(2, 16, 16, 3)
     for c in range(3):
-        pixels = patches[b, n, c] * IMAGENET_STD[c] + IMAGENET_MEAN[c]
+        pixels = patches[b, n, c] * IMAGENET_DEFAULT_STD[c] + IMAGENET_DEFAULT_MEAN[c]
         normed = _norm(pixels)  # over the 2x16x16 values of this channel
         torch.testing.assert_close(p[..., c], normed.permute(0, 1, 2), rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(t[0, ..., c], normed[0], rtol=1e-5, atol=1e-5)
@@ -102,7 +101,7 @@ def _dist_worker(rank: int, world: int, init_file: str, z_v: torch.Tensor, z_a: 
 
 def test_gather_negatives_uses_rank_offsets(monkeypatch: pytest.MonkeyPatch) -> None:
     """In-process check of the label offsets: rank r's rows are matched to rows r*B.. of the gathered set."""
-    import avf.losses as losses
+    import avf.models.losses as losses
 
     torch.manual_seed(0)
     z_v = F.normalize(torch.randn(4, 6), dim=-1)

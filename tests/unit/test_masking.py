@@ -7,11 +7,8 @@ import torch
 from einops import rearrange
 
 from avf.config.model import MaskingConfig
-from avf.masking import (
-    AUDIO_GRID,
-    AUDIO_REGION,
-    VIDEO_GRID,
-    VIDEO_REGION,
+from avf.geometry import AUDIO_GRID, AUDIO_REGION, VIDEO_GRID, VIDEO_REGION
+from avf.models.masking import (
     Masks,
     kept_index,
     region_ids,

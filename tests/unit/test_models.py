@@ -15,10 +15,10 @@ from timm.optim import create_optimizer_v2
 from torch import nn
 
 from avf.config.model import MaskingConfig
-from avf.masking import Masks, sample_masks
 from avf.models import AVFMAEPretrain, AVFViT, create_model, init_finetune_from_pretrain, model_name
 from avf.models.layers import Attention, CrossAttention, gather_video_patches
 from avf.models.lg_block import LGBlock
+from avf.models.masking import Masks, sample_masks
 
 ROOT = Path(__file__).resolve().parents[2]
 B = 2
@@ -163,7 +163,7 @@ def test_pretrain_never_reads_hidden_patches(inputs: tuple[torch.Tensor, torch.T
 def test_pretrain_grouping_modes(inputs: tuple[torch.Tensor, torch.Tensor], masks: Masks) -> None:
     """On balanced masks the official raster grouping of video tokens already forms the real regions, so
     both modes encode video identically; audio runs of 3 differ from 4x4 blocks."""
-    from avf.masking import visible_index
+    from avf.models.masking import visible_index
 
     video, audio = inputs
     model = create_model("avf_mae_pp_pretrain_tiny").eval()
@@ -202,7 +202,7 @@ def test_pretrain_variants(inputs: tuple[torch.Tensor, torch.Tensor]) -> None:
 
 
 def test_grad_checkpointing_is_exact(inputs: tuple[torch.Tensor, torch.Tensor], masks: Masks) -> None:
-    from avf.masking import visible_index
+    from avf.models.masking import visible_index
 
     _, audio = inputs
     model = create_model("avf_mae_pp_pretrain_tiny")

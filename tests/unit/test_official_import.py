@@ -9,11 +9,11 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from avf.artifacts.official import load_converted, load_official, read_checkpoint
 from avf.cli import app
 from avf.config.model import MaskingConfig
-from avf.masking import sample_masks
-from avf.models import convert_official_state_dict, create_model, load_official, to_official_state_dict
-from avf.models.official import load_converted, read_checkpoint
+from avf.models import convert_official_state_dict, create_model, to_official_state_dict
+from avf.models.masking import sample_masks
 
 B = 2
 

@@ -205,8 +205,8 @@ def _forward(p: Predictor) -> torch.Tensor:
 
 
 def test_every_model_source_loads_the_same_model(predictor: Predictor, model_dir: Path, tmp_path: Path) -> None:
+    from avf.artifacts.official import write_converted
     from avf.models import to_official_state_dict
-    from avf.models.official import write_converted
 
     ref = _forward(predictor)
     card = json.loads((model_dir / "card.json").read_text())

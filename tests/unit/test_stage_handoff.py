@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from avf.models import create_model, init_finetune_from_pretrain
-from avf.train.tasks import MultiHeadModel, split_multihead
+from avf.models import MultiHeadModel, create_model, init_finetune_from_pretrain, split_multihead
 
 
 def test_stage2_backbone_initialises_stage3_exactly() -> None:

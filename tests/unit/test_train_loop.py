@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from avf.train.checkpoint import load_training_state, save_training_state
+from avf.artifacts.checkpoints import load_training_state, save_training_state
 from avf.train.optim import build_optimizer, build_scheduler
 from avf.train.sampling import GlobalBatchSampler, shard_indices
 from avf.train.worker import run_local
@@ -124,8 +124,8 @@ def test_training_state_round_trip(tmp_path: Path) -> None:
 def test_newest_complete_checkpoint_skips_a_cut_off_copy(tmp_path: Path) -> None:
     import shutil
 
+    from avf.artifacts.checkpoints import is_complete_checkpoint, newest_complete_checkpoint
     from avf.config import OptimConfig
-    from avf.train.checkpoint import is_complete_checkpoint, newest_complete_checkpoint
 
     model = torch.nn.Linear(64, 32)
     cfg = OptimConfig(epochs=2, batch_size=4, warmup_epochs=0.5)

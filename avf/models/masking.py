@@ -4,8 +4,8 @@ Token grids (fixed by the input geometry): video 8x10x10 tubelets (t, h, w), aud
 (time, freq). LG regions: video (2, 5, 10) -> 8 regions of 100 tokens; audio (4, 4) -> 8 of 16.
 Mask convention (as in MAE): 1 = hidden/removed, 0 = kept.
 
-``validate_masking`` stays importable without torch (config validation); the sampling and ordering
-helpers import torch lazily.
+Which ratios can work with the LG grouping is checked when ``params.yaml`` is read
+(``avf.config.model.check_masking``).
 """
 
 from __future__ import annotations
@@ -15,62 +15,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    import torch
-    from torch import Tensor
+import torch
+from torch import Tensor
 
+from avf.geometry import AUDIO_GRID, AUDIO_REGION, NUM_REGIONS, VIDEO_GRID, VIDEO_REGION, hidden_tokens
+
+if TYPE_CHECKING:
     from avf.config.model import MaskingConfig
 
-VIDEO_GRID = (8, 10, 10)
-AUDIO_GRID = (16, 8)
-VIDEO_REGION = (2, 5, 10)
-AUDIO_REGION = (4, 4)
-NUM_REGIONS = 8
-RUNNING_CELL_RATIOS = (0.0, 0.25, 0.5, 0.75)
-
-
-def _exact_count(ratio: float, n: int, what: str) -> int:
-    """Number of hidden tokens for ``ratio`` of ``n``; a fractional count is an error, not a floor."""
-    hidden = round(ratio * n)
-    if abs(ratio * n - hidden) > 1e-6:
-        raise ValueError(
-            f"masking.{what}={ratio} hides {ratio * n:.4f} of {n} tokens; choose a ratio that gives a whole "
-            f"number (multiples of {1 / n:g})"
-        )
-    return hidden
-
-
-def validate_masking(cfg: MaskingConfig) -> None:
-    """Raise ``ValueError`` with a clear message when the ratios cannot work with the LG grouping."""
-    _, h, w = VIDEO_GRID
-    per_frame = h * w
-    hidden_v = _exact_count(cfg.video_ratio, per_frame, "video_ratio")
-    visible_v = per_frame - hidden_v
-    spatial_regions = (h // VIDEO_REGION[1]) * (w // VIDEO_REGION[2])
-    if visible_v % spatial_regions:
-        raise ValueError(
-            f"masking.video_ratio={cfg.video_ratio} keeps {visible_v} patches per frame, which cannot be "
-            f"split evenly over the {spatial_regions} spatial LG regions of a frame (need a multiple of "
-            f"{spatial_regions})"
-        )
-    n_audio = AUDIO_GRID[0] * AUDIO_GRID[1]
-    hidden_a = _exact_count(cfg.audio_ratio, n_audio, "audio_ratio")
-    visible_a = n_audio - hidden_a
-    if visible_a % NUM_REGIONS:
-        raise ValueError(
-            f"masking.audio_ratio={cfg.audio_ratio} keeps {visible_a} of {n_audio} audio patches, which "
-            f"cannot be split evenly over the {NUM_REGIONS} LG regions (need a multiple of {NUM_REGIONS}, "
-            f"e.g. 0.8125 keeps 24)"
-        )
-    if cfg.decoder_masking:
-        if not any(abs(cfg.decoder_video_ratio - r) < 1e-9 for r in RUNNING_CELL_RATIOS):
-            raise ValueError(
-                f"masking.decoder_video_ratio={cfg.decoder_video_ratio}: the running-cell mask works on 2x2 "
-                f"cells, so the ratio must be one of {list(RUNNING_CELL_RATIOS)}"
-            )
-        hidden_da = _exact_count(cfg.decoder_audio_ratio, n_audio, "decoder_audio_ratio")
-        if hidden_da >= n_audio:
-            raise ValueError("masking.decoder_audio_ratio leaves no audio position to reconstruct")
+__all__ = ["Masks", "kept_index", "region_ids", "running_cell_patterns", "sample_masks", "visible_index"]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -104,14 +57,12 @@ class Masks:
     @staticmethod
     def cat(items: Sequence[Masks]) -> Masks:
         """Concatenate per-sample (or per-shard) masks along the batch dimension."""
-        import torch
 
         return Masks(*(torch.cat([getattr(m, f.name) for m in items]) for f in fields(Masks)))
 
 
 def region_ids(grid: Sequence[int], region: Sequence[int]) -> Tensor:
     """LG region index of every flat token position: ``[prod(grid)]`` long (CPU), regions row-major."""
-    import torch
 
     axes = [torch.arange(g, device="cpu") // r for g, r in zip(grid, region, strict=True)]
     counts = [g // r for g, r in zip(grid, region, strict=True)]
@@ -127,7 +78,6 @@ def region_ids(grid: Sequence[int], region: Sequence[int]) -> Tensor:
 
 def _random_subset(shape: tuple[int, ...], k: int, generator: torch.Generator) -> Tensor:
     """Bool ``shape`` with exactly ``k`` ``True`` per row of the last dim, uniformly at random."""
-    import torch
 
     noise = torch.rand(shape, generator=generator, device=generator.device)
     return noise.argsort(dim=-1) < k
@@ -135,7 +85,6 @@ def _random_subset(shape: tuple[int, ...], k: int, generator: torch.Generator) -
 
 def _region_positions(grid: Sequence[int], region: Sequence[int]) -> Tensor:
     """``[K, region_size]``: flat positions of each region's tokens, in raster order."""
-    import torch
 
     ids = region_ids(grid, region)
     return torch.stack([torch.nonzero(ids == k).flatten() for k in range(int(ids.max()) + 1)])
@@ -145,7 +94,6 @@ def _balanced_subset(
     batch: int, grid: Sequence[int], region: Sequence[int], per_region: int, generator: torch.Generator
 ) -> Tensor:
     """Bool ``[B, prod(grid)]`` with exactly ``per_region`` ``True`` in every region."""
-    import torch
 
     positions = _region_positions(grid, region).to(generator.device)
     chosen = _random_subset((batch, *positions.shape), per_region, generator)
@@ -160,8 +108,6 @@ def running_cell_patterns(ratio: float) -> Tensor:
     A 2x2 cell holds ``round(4 * ratio)`` masked positions; it is tiled over each 10x10 slice and its
     pattern advances by one step per temporal slice.
     """
-    import torch
-
     t, h, w = VIDEO_GRID
     masked = round(4 * ratio)
     queue = torch.tensor([True] * masked + [False] * (4 - masked))
@@ -181,14 +127,11 @@ def sample_masks(batch_size: int, cfg: MaskingConfig, generator: torch.Generator
     visible tokens grouped per region are real spatial regions. Decoder masks: video running cell,
     audio random; all ``False`` when ``cfg.decoder_masking`` is off. Tensors live on ``generator.device``.
     """
-    import torch
-
-    validate_masking(cfg)
     t, h, w = VIDEO_GRID
     per_frame = h * w
     n_audio = AUDIO_GRID[0] * AUDIO_GRID[1]
-    vis_frame = per_frame - _exact_count(cfg.video_ratio, per_frame, "video_ratio")
-    vis_audio = n_audio - _exact_count(cfg.audio_ratio, n_audio, "audio_ratio")
+    vis_frame = per_frame - hidden_tokens(cfg.video_ratio, per_frame, "video_ratio")
+    vis_audio = n_audio - hidden_tokens(cfg.audio_ratio, n_audio, "audio_ratio")
     if cfg.region_balanced:
         spatial_regions = (h // VIDEO_REGION[1]) * (w // VIDEO_REGION[2])
         frame_vis = _balanced_subset(batch_size, (h, w), VIDEO_REGION[1:], vis_frame // spatial_regions, generator)
@@ -201,7 +144,7 @@ def sample_masks(batch_size: int, cfg: MaskingConfig, generator: torch.Generator
     if cfg.decoder_masking:
         phase = torch.randint(0, 4, (batch_size,), generator=generator, device=generator.device)
         video_dec = running_cell_patterns(cfg.decoder_video_ratio).to(generator.device)[phase]
-        hidden_da = _exact_count(cfg.decoder_audio_ratio, n_audio, "decoder_audio_ratio")
+        hidden_da = hidden_tokens(cfg.decoder_audio_ratio, n_audio, "decoder_audio_ratio")
         audio_dec = _random_subset((batch_size, n_audio), hidden_da, generator)
     else:
         video_dec = torch.zeros_like(video_enc)
@@ -224,7 +167,6 @@ def _equal_count(mask: Tensor, what: str) -> int:
 
 def kept_index(mask: Tensor) -> Tensor:
     """Positions where ``mask`` is ``False``, ascending: ``[B, N] bool -> [B, n] long``."""
-    import torch
 
     n = _equal_count(mask, "decoder mask")
     order = torch.arange(mask.shape[1], device=mask.device)
@@ -239,7 +181,6 @@ def visible_index(mask: Tensor, modality: str, region_balanced: bool) -> Tensor:
     ``region_balanced=False``: the official raster grouping, i.e. consecutive runs of the raster-ordered
     visible sequence (video: 2 runs per slice, slices paired in time; audio: runs of m tokens).
     """
-    import torch
 
     if modality not in ("video", "audio"):
         raise ValueError(f"modality must be 'video' or 'audio', got {modality!r}")

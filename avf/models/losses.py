@@ -16,15 +16,12 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from torch import Tensor
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 NORM_EPS = 1e-6
 
 __all__ = [
-    "IMAGENET_MEAN",
-    "IMAGENET_STD",
     "audio_targets",
     "contrastive_loss",
     "hcmcl",
@@ -52,8 +49,8 @@ def video_targets(patches: Tensor, frame_diff: bool = True) -> Tensor:
     """
     b, n, c, pt, ph, pw = patches.shape
     x = patches.float()
-    mean = x.new_tensor(IMAGENET_MEAN).view(1, 1, 3, 1, 1, 1)
-    std = x.new_tensor(IMAGENET_STD).view(1, 1, 3, 1, 1, 1)
+    mean = x.new_tensor(IMAGENET_DEFAULT_MEAN).view(1, 1, 3, 1, 1, 1)
+    std = x.new_tensor(IMAGENET_DEFAULT_STD).view(1, 1, 3, 1, 1, 1)
     x = normalize_patches((x * std + mean).view(b, n, c, -1)).view(b, n, c, pt, ph * pw)
     if frame_diff:
         x = torch.cat((x[:, :, :, :1], x[:, :, :, 1:] - x[:, :, :, :1]), dim=3)

@@ -3,7 +3,7 @@
 A training checkpoint directory holds ``model.safetensors`` (weights), ``optimizer.safetensors``
 (flattened optimizer state tensors), ``state.json`` (loop position, optimizer param groups, scheduler,
 grad-scaler and RNG-free metadata) and optionally ``best.safetensors`` (the validation-selected
-weights). An exported model (a DVC output) is ``model.safetensors`` plus ``card.json``.
+weights) and ``ema.safetensors`` (the EMA weights, when the run keeps an EMA).
 """
 
 from __future__ import annotations
@@ -15,35 +15,8 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from avf.utils.io import atomic_path, write_json
-
-
-def unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    """The module under DDP / torch.compile wrappers."""
-    while True:
-        if hasattr(model, "module") and isinstance(model.module, torch.nn.Module):
-            model = model.module
-        elif hasattr(model, "_orig_mod"):
-            model = model._orig_mod
-        else:
-            return model
-
-
-def state_dict_tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """A contiguous, unshared CPU copy of the model's state dict (safe for safetensors)."""
-    return {k: v.detach().to("cpu").contiguous().clone() for k, v in unwrap(model).state_dict().items()}
-
-
-def save_weights(
-    path: str | Path, model: torch.nn.Module | dict[str, torch.Tensor], metadata: dict[str, str] | None = None
-) -> None:
-    sd = model if isinstance(model, dict) else state_dict_tensors(model)
-    with atomic_path(path) as tmp:
-        save_file({k: v.contiguous() for k, v in sd.items()}, str(tmp), metadata=metadata)
-
-
-def load_weights(path: str | Path) -> dict[str, torch.Tensor]:
-    return load_file(str(path))
+from avf.artifacts.weights import state_dict_tensors, unwrap
+from avf.utils.io import atomic_path
 
 
 def _flatten_optimizer(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -127,21 +100,6 @@ def load_ema_weights(directory: str | Path) -> dict[str, torch.Tensor] | None:
     """The EMA weights saved with a training checkpoint (None when it had no EMA)."""
     path = Path(directory) / "ema.safetensors"
     return load_file(str(path)) if path.exists() else None
-
-
-def export_model(out_dir: str | Path, weights: dict[str, torch.Tensor], card: dict[str, Any]) -> None:
-    """Write a stage's DVC output: ``model.safetensors`` + ``card.json`` (stage, model, data, metrics)."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    save_weights(out_dir / "model.safetensors", weights, metadata={"format": "pt", "avf.stage": str(card.get("stage"))})
-    write_json(out_dir / "card.json", card)
-
-
-def read_card(model_dir: str | Path) -> dict[str, Any]:
-    path = Path(model_dir) / "card.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no model card (is {model_dir} a stage output?)")
-    return json.loads(path.read_text())
 
 
 def is_complete_checkpoint(directory: Path) -> bool:
