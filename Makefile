@@ -12,10 +12,10 @@ UV_VERSION := 0.13.9
 export UV_COMPILE_BYTECODE := 1
 include infra/env.mk
 
-.PHONY: help setup demo test test-fast lint format bench clean-venv
+.PHONY: help setup demo test test-fast test-durations lint format bench clean-venv
 
 help: ## Show this help
-	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-12s %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-15s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml requirements.lock models/assets/SHA256SUMS
 	@$(PY) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "avf needs Python 3.11 (set PY=/path/to/python3.11)")'
@@ -42,9 +42,16 @@ test: setup ## Run the test suite (everything CI runs: unit, integration, reliab
 test-fast: setup ## Run the quick tests only (no slow integration tests)
 	$(BIN)/python -m pytest -q -m "not slow" $(XDIST)
 
-lint: setup ## Ruff lint and format check
+# tests/support/durations.py runs the files longest first by these measurements; refresh them after adding or
+# changing a long test file (any subset refreshes just its files: `make test-durations TESTS=tests/unit`)
+TESTS ?=
+test-durations: setup ## Run the test suite and record each file's duration in tests/durations.json
+	$(BIN)/python -m pytest -q $(XDIST) --record-durations $(TESTS)
+
+lint: setup ## Ruff lint and format check, and the import contracts of docs/architecture.md
 	$(BIN)/ruff check avf pipelines tests benchmarks
 	$(BIN)/ruff format --check avf pipelines tests benchmarks
+	$(BIN)/lint-imports --no-cache
 
 format: setup ## Apply ruff fixes and formatting
 	$(BIN)/ruff check --fix avf pipelines tests benchmarks

@@ -7,7 +7,7 @@
 
 Listening on another interface needs ``--expose`` (and then authentication: ``--basic-auth`` runs
 MLflow's basic-auth app; a TLS reverse proxy with auth is the alternative; see
-infra/mlflow/README.md). :class:`MlflowServer` is also what the tests use (tests/services.py).
+infra/mlflow/README.md). :class:`MlflowServer` is also what the tests use (tests/support/services.py).
 """
 
 from __future__ import annotations

@@ -45,13 +45,15 @@ import torch  # noqa: E402
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD  # noqa: E402
 
 from avf.config.data import AudioConfig, AugmentConfig, ClipConfig, DataConfig, FaceConfig  # noqa: E402
-from avf.data import stages  # noqa: E402
-from avf.data.audio import log_mel, read_wav, window_from_waveform  # noqa: E402
+from avf.data.audio import AUDIO_MARGIN_S, log_mel, read_wav, window_from_waveform  # noqa: E402
 from avf.data.loader import ClipDataset, train_indices  # noqa: E402
 from avf.data.shards import INDEX_NAME, ShardIndex, ShardWriter  # noqa: E402
+from avf.data.stages.audio import AudioJob, audio_job  # noqa: E402
+from avf.data.stages.faces import FaceJob, face_job  # noqa: E402
+from avf.data.stages.shards import ShardJob, shard_job  # noqa: E402
 from avf.data.video import decode_jpeg, read_jpeg_clip  # noqa: E402
 from avf.utils.io import write_json  # noqa: E402
-from tests import media  # noqa: E402
+from tests.support import media  # noqa: E402
 
 
 def _timed(fn: Callable[[], Any]) -> float:
@@ -103,15 +105,15 @@ def preprocess(clips: Sequence[Path], work: Path, cfg: DataConfig) -> list[dict[
         cid = path.stem
         t: dict[str, float] = {}
         start = time.perf_counter()
-        side = stages.face_job(stages.FaceJob(cid, str(path), str(faces), cfg.face, "bench"))
+        side = face_job(FaceJob(cid, str(path), str(faces), cfg.face, "bench"))
         t["faces"] = time.perf_counter() - start
         assert side["status"] == "ok", side["status"]
-        ajob = stages.AudioJob(
-            cid, str(path), None, side["times"][0], side["duration_s"] + stages.AUDIO_MARGIN_S, 0.0, str(audio),
+        ajob = AudioJob(
+            cid, str(path), None, side["times"][0], side["duration_s"] + AUDIO_MARGIN_S, 0.0, str(audio),
             cfg.audio, "bench",
         )  # fmt: skip
         start = time.perf_counter()
-        aside = stages.audio_job(ajob)
+        aside = audio_job(ajob)
         t["audio"] = time.perf_counter() - start
         assert aside["status"] == "ok", aside["status"]
         row = {
@@ -121,7 +123,7 @@ def preprocess(clips: Sequence[Path], work: Path, cfg: DataConfig) -> list[dict[
             "audio_path": str(audio / f"{cid}.wav"),
         }  # fmt: skip
         start = time.perf_counter()
-        writer.write(f"bench__{cid}", stages.shard_job(stages.ShardJob(f"bench__{cid}", row, cfg.audio, True)))
+        writer.write(f"bench__{cid}", shard_job(ShardJob(f"bench__{cid}", row, cfg.audio, True)))
         t["shards"] = time.perf_counter() - start
         times.append(t)
     start = time.perf_counter()

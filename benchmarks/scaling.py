@@ -1,6 +1,6 @@
 """Ray scaling: pretraining clips/s with 1 and 2 Ray Train workers here, and a wall-clock projection.
 
-The measured part runs the real training stack (``avf.train.ray_entry.run`` -> Ray Train workers ->
+The measured part runs the real training stack (``avf.train.launch.run`` -> Ray Train workers ->
 ``avf.train.loop.fit`` with DDP over gloo) on :class:`SyntheticPretrainTask`: ``PretrainTask`` with its
 shard stream replaced by fixed random clips held in memory, so the number is the step (compute +
 gradient all-reduce) without I/O. The same global batch is split over the workers, and the machine's
@@ -79,23 +79,24 @@ def _clips_per_s(checkpoint: Path, skip: int) -> float:
 
 def measure(size: str, batch: int, steps: int, workers: Iterable[int], device: str = "cpu") -> list[dict[str, Any]]:
     """Clips/s of ``steps`` pretraining steps for each worker count (Ray local cluster on 127.0.0.1)."""
-    from avf.train import ray_entry
+    from avf.runtime import cluster
+    from avf.train import launch
 
     cores = os.cpu_count() or 1
     counts = list(workers)
     out = []
     with tempfile.TemporaryDirectory(prefix="avf-scaling-") as tmp:
         os.environ.setdefault("AVF_RAY_TMP", str(Path(tmp) / "ray"))
-        ray_entry.ensure_cluster(RayConfig(num_workers=max(counts), cpus_per_worker=1.0))
+        cluster.ensure_cluster(RayConfig(num_workers=max(counts), cpus_per_worker=1.0))
         try:
             for n in counts:
                 threads = max(1, cores // n)
                 cfg = RayConfig(num_workers=n, cpus_per_worker=1.0, use_gpu=device == "cuda", max_failures=0)
-                result = ray_entry.run(bench_config(size, batch, steps, threads), cfg, f"w{n}", Path(tmp) / "runs")
+                result = launch.run(bench_config(size, batch, steps, threads), cfg, f"w{n}", Path(tmp) / "runs")
                 rate = _clips_per_s(result.checkpoint, 2)
                 out.append({"workers": n, "threads_per_worker": threads, "clips_per_s": rate})
         finally:
-            ray_entry.shutdown()
+            cluster.shutdown()
     for row in out:
         row["speedup"] = row["clips_per_s"] / out[0]["clips_per_s"]
     return out

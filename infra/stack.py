@@ -230,7 +230,7 @@ def _start_ray(a: argparse.Namespace) -> tuple[Launched, Callable[[], bool]]:
     env = {**os.environ, **ray_env(a.state_dir)}
     if not a.expose:
         # Ray swaps 127.0.0.1 for the host's routable IP (and listens on every interface) unless this is
-        # 0 (ray._private.services.resolve_ip_for_localhost); see avf.train.ray_entry.loopback_only.
+        # 0 (ray._private.services.resolve_ip_for_localhost); see avf.runtime.cluster.loopback_only.
         env.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     launched = _spawn("ray", cmd, env, a.state_dir / "ray.log")
     launched.url = f"{node_ip}:{a.ray_port}"

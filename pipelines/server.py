@@ -1,6 +1,6 @@
 """A local ``prefect server`` process: bound to 127.0.0.1 unless exposed with an auth string, stopped by PID.
 
-Used by ``infra/stack.py`` and by the tests (``tests/services_prefect.py``). It runs the CLI in a
+Used by ``infra/stack.py`` and by the tests (``tests/support/services_prefect.py``). It runs the CLI in a
 subprocess, so importing this module does not import Prefect.
 """
 

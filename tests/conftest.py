@@ -1,4 +1,4 @@
-"""Shared test configuration: offline, project-local service state, markers, and small helpers."""
+"""Shared test configuration: offline, project-local service state, markers, and file order by duration."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from avf.env import apply_defaults
+from tests.support.durations import DURATIONS, DurationRecorder, load_durations, longest_first
 
 ROOT = Path(__file__).resolve().parent.parent
 apply_defaults(ROOT)
@@ -28,32 +29,22 @@ def _has_cuda() -> bool:
         return False
 
 
-# The longest test files, longest first (measured on 2 cores; seconds under `make test`'s two xdist workers).
-# `make test` hands whole files to its workers in collection order, so these start first and no long file
-# is left to run alone at the end. Any other file keeps its place after them.
-LONGEST_FIRST = (
-    "integration/test_pipeline_e2e.py",  # ~150 s: `dvc repro` of every stage, then an experiment
-    "reliability/test_interruption.py",  # ~140 s
-    "reliability/test_worker_failure.py",  # ~120 s
-    "integration/test_predict_e2e.py",  # ~50 s
-    "unit/test_benchmarks.py",  # ~65 s
-    "reliability/test_loader_load.py",  # ~45 s
-    "integration/test_prefect_flows.py",
-    "integration/test_mlflow_server.py",
-    "reliability/test_servers_bind.py",
-    "unit/test_infra.py",
-    "unit/test_synth.py",
-)
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--record-durations",
+        action="store_true",
+        help=f"merge each test file's measured seconds into {DURATIONS.relative_to(ROOT)} (make test-durations)",
+    )
 
 
-def _schedule_rank(item: pytest.Item) -> int:
-    path = Path(str(item.path)).resolve()
-    rel = path.relative_to(ROOT / "tests").as_posix() if path.is_relative_to(ROOT / "tests") else ""
-    return LONGEST_FIRST.index(rel) if rel in LONGEST_FIRST else len(LONGEST_FIRST)
+def pytest_configure(config: pytest.Config) -> None:
+    # under xdist the controller receives every worker's reports, so only it records (workers have workerinput)
+    if config.getoption("--record-durations") and not hasattr(config, "workerinput"):
+        config.pluginmanager.register(DurationRecorder(), "avf-duration-recorder")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    items.sort(key=_schedule_rank)  # stable: the order inside a file and among the other files is kept
+    longest_first(items, load_durations())  # tests/support/durations.py says why
     if _has_cuda():
         return
     skip_gpu = pytest.mark.skip(reason="needs a CUDA GPU")

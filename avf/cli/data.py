@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import signal
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +18,7 @@ def synth(
 ) -> None:
     """Generate the embedded demo dataset (DVC stage ``synth``): RAVDESS- and CREMA-D-style talking faces."""
     params = common.load()
-    from avf.data.synth import generate_all
+    from avf.demo import generate_all
 
     summary = generate_all(params.data.synth, out, workers=params.data.workers)
     common.console.print(summary.table())
@@ -35,11 +32,13 @@ def import_lists(
     rewrite: list[str] = typer.Option([], "--rewrite", help="OLD_PREFIX=NEW_PREFIX for the authors' paths."),
 ) -> None:
     """Import HiCMAE / AVF-MAE list files: the official fold membership of each clip, as a CSV table."""
-    from avf.data.listfiles import parse_rewrite, read_official_splits
+    from avf.data.adapters import get_adapter
+    from avf.data.adapters.listfiles import parse_rewrite, read_official_splits
     from avf.utils.io import atomic_path
 
     try:
-        table = read_official_splits(split_root, dataset, parse_rewrite(rewrite))
+        rewrites = parse_rewrite(rewrite)
+        table = read_official_splits(split_root, get_adapter(dataset), rewrites)
     except FileNotFoundError as exc:
         common.fail(str(exc), common.EXIT_MISSING)
     except (KeyError, ValueError) as exc:
@@ -63,7 +62,7 @@ def _dataset_spec(params: Any, name: str) -> Any:
 
 def _finish_stage(report: Any, params: Any, reports: Path) -> None:
     """Print the summary table, write reports/<stage>/<dataset>/, exit 1 past data.max_fail_frac."""
-    from avf.data.stages import track_report
+    from avf.data.stages.record import track_report
 
     where = report.write(reports, params.data.max_fail_frac)
     track_report(params, report, where)
@@ -76,30 +75,18 @@ def _finish_stage(report: Any, params: Any, reports: Path) -> None:
         )
 
 
-@contextlib.contextmanager
-def _sigterm_exits() -> Iterator[None]:
-    """SIGTERM raises ``SystemExit(143)`` (like Ctrl-C raises): the half-written temp file of the clip
-    in progress is removed and the worker processes are ended, instead of dying mid-write."""
-
-    def handler(signum: int, frame: Any) -> None:
-        raise SystemExit(128 + signum)
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
-
-
 def _run_stage(stage: str, dataset: str, reports: Path, body: Any) -> None:
+    """Run ``body(params, spec, report)``; SIGTERM exits 143 like Ctrl-C raises, so the half-written temp file
+    of the clip in progress is removed and the worker processes are ended, instead of dying mid-write."""
     from avf.data.manifest import ManifestError
     from avf.data.report import StageReport
+    from avf.runtime.lifecycle import sigterm_raises
 
     params = common.load()
     spec = _dataset_spec(params, dataset)
     report = StageReport(stage, spec.name)
     try:
-        with _sigterm_exits():
+        with sigterm_raises():
             body(params, spec, report)
     except FileNotFoundError as exc:
         common.fail(str(exc), common.EXIT_MISSING)
@@ -119,7 +106,7 @@ def faces(
     reports: Path = _REPORTS,
 ) -> None:
     """Detect, track and crop faces of every clip (DVC stage ``faces``): <clip>.mkv + <clip>.json."""
-    from avf.data.stages import run_faces
+    from avf.data.stages.faces import run_faces
 
     def body(params: Any, spec: Any, report: Any) -> None:
         face = params.data.face
@@ -138,7 +125,7 @@ def audio(
     reports: Path = _REPORTS,
 ) -> None:
     """Extract 16 kHz mono audio aligned to each face clip (DVC stage ``audio``): <clip>.wav + <clip>.json."""
-    from avf.data.stages import run_audio
+    from avf.data.stages.audio import run_audio
 
     def body(params: Any, spec: Any, report: Any) -> None:
         common.require_file(faces_dir, "faces folder")
@@ -156,7 +143,7 @@ def manifest(
     reports: Path = _REPORTS,
 ) -> None:
     """Write the dataset's clip index (DVC stage ``manifest``): labels, folds, paths, coverage, status."""
-    from avf.data.stages import run_manifest
+    from avf.data.stages.manifest import run_manifest
 
     def body(params: Any, spec: Any, report: Any) -> None:
         common.require_file(faces_dir, "faces folder")
@@ -174,7 +161,7 @@ def shards(
     reports: Path = _REPORTS,
 ) -> None:
     """Pack the usable clips into WebDataset shards + index.json (DVC stage ``shards``)."""
-    from avf.data.stages import run_shards
+    from avf.data.stages.shards import run_shards
 
     def body(params: Any, spec: Any, report: Any) -> None:
         common.require_file(manifest_path, "manifest")
@@ -191,8 +178,9 @@ def inspect(
     """Summarize a manifest or a shard folder (counts, labels, folds, sizes; optionally verify samples)."""
     from rich.table import Table
 
+    from avf.data.inspect import corrupt_samples, first_sample
     from avf.data.manifest import ManifestError, read_manifest
-    from avf.data.shards import INDEX_NAME, CorruptSampleError, ShardIndex, read_sample
+    from avf.data.shards import INDEX_NAME, CorruptSampleError, ShardIndex
 
     common.require_file(path, "path")
     if path.is_dir():
@@ -208,30 +196,20 @@ def inspect(
         table.add_row("total", str(index.num_samples), f"{sum(s.bytes for s in index.shards) / 2**20:.1f}")
         common.console.print(table)
         common.console.print(f"dataset {index.dataset}, audio member: {index.audio}, fingerprint {index.fingerprint}")
-        if index.shards and index.shards[0].keys:
-            first = index.shards[0]
-            try:
-                members = read_sample(path / first.name, first.offsets[0], first.sizes[0], first.keys[0])
-            except CorruptSampleError as exc:  # reported (and counted by --verify), not a traceback
-                common.console.print(f"[red]first sample corrupt:[/] {exc}", highlight=False)
-            else:
-                jpgs = sum(name.endswith(".jpg") for name in members)
-                others = sorted(n for n in members if not n.endswith(".jpg"))
-                common.console.print(f"first sample {first.keys[0]}: {jpgs} jpg frames + {others}", highlight=False)
+        try:
+            first = first_sample(path, index)
+        except CorruptSampleError as exc:  # reported (and counted by --verify), not a traceback
+            common.console.print(f"[red]first sample corrupt:[/] {exc}", highlight=False)
+        else:
+            if first is not None:
+                common.console.print(
+                    f"first sample {first.key}: {first.jpg_frames} jpg frames + {first.others}", highlight=False
+                )
         if verify:
-            import numpy as np
-
-            from avf.data.loader import unpack_sample
-
             bad = 0
-            for s in index.shards:
-                for key, off, size in zip(s.keys, s.offsets, s.sizes, strict=True):
-                    try:
-                        sample = unpack_sample(read_sample(path / s.name, off, size, key), key, path / s.name)
-                        sample.decode(np.arange(len(sample.frames)))
-                    except CorruptSampleError as exc:
-                        bad += 1
-                        common.console.print(f"[red]corrupt:[/] {exc}", highlight=False)
+            for exc in corrupt_samples(path, index):
+                bad += 1
+                common.console.print(f"[red]corrupt:[/] {exc}", highlight=False)
             if bad:
                 common.fail(f"{bad} corrupt sample(s) in {path}")
             common.console.print(f"verified {index.num_samples} samples: all readable")

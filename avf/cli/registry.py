@@ -11,7 +11,6 @@ import contextlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import typer
 
@@ -35,17 +34,6 @@ def _mlflow_errors() -> Iterator[None]:
         raise
 
 
-def _flat_numbers(obj: Any, prefix: str = "") -> dict[str, float]:
-    """``{"test": {"uar": 0.8}}`` -> ``{"test/uar": 0.8}`` (numbers only; metric keys use slashes)."""
-    out: dict[str, float] = {}
-    if isinstance(obj, dict):
-        for k, v in obj.items():
-            out.update(_flat_numbers(v, f"{prefix}/{k}" if prefix else str(k)))
-    elif isinstance(obj, int | float) and not isinstance(obj, bool) and prefix:
-        out[prefix] = float(obj)
-    return out
-
-
 def _parse_tags(pairs: list[str]) -> dict[str, str]:
     tags: dict[str, str] = {}
     for pair in pairs:
@@ -60,7 +48,10 @@ def _parse_tags(pairs: list[str]) -> dict[str, str]:
 def register(
     model_uri: str | None = typer.Option(None, "--model-uri", help="Model to register, e.g. models:/m-<id>."),
     from_run_file: Path | None = typer.Option(
-        None, "--from-run-file", help="Take the model from a stage's reports/<stage>/mlflow_run.json."
+        None, "--from-run-file", help="The stage's reports/<stage>/mlflow_run.json (its run, and its model if logged)."
+    ),
+    model_dir: Path | None = typer.Option(
+        None, "--model-dir", help="Log this fine-tuned folder as the served video model under the run file's run."
     ),
     name: str | None = typer.Option(
         None, "--name", help="Registered model [default: params.tracking.registered_model]."
@@ -75,45 +66,29 @@ def register(
     tag: list[str] = typer.Option([], "--tag", help="Extra version tag KEY=VALUE (repeatable)."),
     out: Path | None = typer.Option(None, "--out", help="Write {name, version, alias, model_uri} as JSON here."),
 ) -> None:
-    """Register a logged model as a new version and point an alias at it (DVC stage: register)."""
-    from avf import tracking
-    from avf.utils.io import write_json
+    """Register a model as a new version and point an alias at it (DVC stage: register)."""
+    from avf.predict.register import register_model
 
     params = common.load()
-    tags: dict[str, str] = {}
-    if from_run_file is not None:
-        common.require_file(from_run_file, "run file")
-        try:
-            info = tracking.read_run_file(from_run_file)
-        except ValueError as e:
-            common.fail(str(e), common.EXIT_USAGE)
-        if not info.get("model_uri"):
-            common.fail(f"{from_run_file} has no model_uri (did the stage log a model?)", common.EXIT_MISSING)
-        model_uri = model_uri or str(info["model_uri"])
-        tags["avf.source_run_id"] = str(info["run_id"])
-    if not model_uri:
-        common.fail("give --model-uri or --from-run-file", common.EXIT_USAGE)
-    if metrics_file is not None:
-        common.require_file(metrics_file, "metrics file")
-        tags.update({k: repr(v) for k, v in _flat_numbers(json.loads(metrics_file.read_text())).items()})
-    tags["avf.ablation"] = params.ablation.name
-    tags.update(_parse_tags(tag))
-    model_name = name or params.tracking.registered_model
-    tracking.configure(params)
-    with _mlflow_errors():
-        version = tracking.register(model_uri, model_name, tags, alias=alias or None)
-    typer.echo(f"registered {model_name} version {version}" + (f" as @{alias}" if alias else ""))
-    if out is not None:
-        write_json(
-            out,
-            {
-                "name": model_name,
-                "version": version,
-                "alias": alias or None,
-                "model_uri": model_uri,
-                "tracking_uri": tracking.current_uri(),
-            },
-        )
+    tags = _parse_tags(tag)
+    try:
+        with _mlflow_errors():
+            reg = register_model(
+                params,
+                model_uri=model_uri,
+                run_file=from_run_file,
+                model_dir=model_dir,
+                metrics_file=metrics_file,
+                name=name,
+                alias=alias or None,
+                tags=tags,
+                out=out,
+            )
+    except (FileNotFoundError, LookupError) as e:
+        common.fail(str(e).strip("'\""), common.EXIT_MISSING)
+    except ValueError as e:
+        common.fail(str(e), common.EXIT_USAGE)
+    typer.echo(f"registered {reg.name} version {reg.version}" + (f" as @{reg.alias}" if reg.alias else ""))
 
 
 @app.command("promote")

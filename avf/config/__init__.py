@@ -62,6 +62,7 @@ __all__ = [
     "load_params",
     "parse_params",
     "section_hash",
+    "section_values",
 ]
 
 
@@ -89,7 +90,7 @@ class Params(Section):
         """Return a (nested) section by dotted name, e.g. ``data.face``."""
         obj: Any = self
         for part in dotted.split("."):
-            obj = getattr(obj, part)
+            obj = obj[part] if isinstance(obj, dict) else getattr(obj, part)
         return obj
 
 
@@ -140,8 +141,21 @@ def load_params(path: str | Path = "params.yaml", overrides: dict[str, Any] | No
     return parse_params(raw, str(p))
 
 
+def _plain(value: Any) -> Any:
+    if isinstance(value, Section):
+        return value.model_dump(mode="json")
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def section_values(params: Params, dotted: str) -> Any:
+    """A section as JSON-ready data (``seed`` -> 0, ``data.datasets`` -> a dict of dicts, ``model`` -> a dict)."""
+    return _plain(params.section(dotted))
+
+
 def section_hash(params: Params, *sections: str) -> str:
     """Stable short hash of the given sections (tags MLflow runs with what a stage actually used)."""
-    payload = {s: params.section(s).model_dump(mode="json") for s in sections}
+    payload = {s: section_values(params, s) for s in sections}
     blob = json.dumps(payload, sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:12]

@@ -1,1 +1,1 @@
-"""The data layer: demo generator, decoding, face cropping, audio, manifests, shards and loaders."""
+"""The data layer: dataset adapters, decoding, face cropping, audio, the data stages, manifests, shards, loaders."""

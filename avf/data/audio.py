@@ -51,6 +51,7 @@ from avf.config.data import AudioConfig
 from avf.data.video import MediaError, ffmpeg_reason, open_media
 
 __all__ = [
+    "AUDIO_MARGIN_S",
     "AudioStatus",
     "ClipAudio",
     "Waveform",
@@ -67,6 +68,9 @@ __all__ = [
 ]
 
 AudioStatus = Literal["ok", "silent", "missing"]
+# A clip's audio is extracted for its face span plus this margin: a window may end up to ``stride`` frames
+# after the last face frame (the audio stage and ``avf predict`` both extract span + margin).
+AUDIO_MARGIN_S = 0.5
 LOG_FLOOR = math.log(torch.finfo(torch.float32).eps)  # Kaldi's energy floor in the log domain
 
 

@@ -1,16 +1,14 @@
 """The clip index of one dataset: a Parquet table with an explicit schema check.
 
-One row per clip the adapter listed (failed clips included, with ``status`` saying why), built from
-the adapter's scan and the per-clip sidecars of the faces and audio stages (:func:`build_manifest`).
-:func:`validate` checks columns, dtypes, nullability and a few invariants (unique ids, usable rows
-have their files) and raises :class:`ManifestError` listing every problem.
+One row per clip the adapter listed (failed clips included, with ``status`` saying why), built by the
+manifest stage (:func:`avf.data.stages.manifest.build_manifest`) from the adapter's scan and the per-clip
+sidecars of the faces and audio stages. :func:`validate` checks columns, dtypes, nullability and a few
+invariants (unique ids, usable rows have their files) and raises :class:`ManifestError` listing every problem.
 """
 
 from __future__ import annotations
 
-import math
 import re
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,11 +16,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from avf.data.adapters.base import RawClip
-from avf.data.report import printable
 from avf.utils.io import atomic_path
 
-__all__ = ["COLUMNS", "ManifestError", "build_manifest", "read_manifest", "validate", "write_manifest"]
+__all__ = [
+    "COLUMNS",
+    "LabelSpace",
+    "ManifestError",
+    "label_space",
+    "read_manifest",
+    "validate",
+    "with_label_space",
+    "write_manifest",
+]
 
 SAFE_ID = re.compile(r"^[A-Za-z0-9_-]+$")
 AUDIO_STATUSES = ("ok", "silent", "missing")
@@ -60,6 +65,40 @@ COLUMNS: dict[str, Column] = {
 
 class ManifestError(ValueError):
     """A manifest that does not match the schema."""
+
+
+LABEL_SPACE_KEY = "avf.label_space"
+
+
+@dataclass(frozen=True)
+class LabelSpace:
+    """What a manifest's labels mean, from the dataset's adapter: stored with the manifest (Parquet metadata)
+    so that training and evaluation read the label space of the data they see, without the adapters."""
+
+    task: str  # classification | regression | none
+    classes: tuple[str, ...] = ()  # class names in label-index order
+    targets: tuple[str, ...] = ()  # regression target names in ``targets`` order
+
+    @property
+    def num_outputs(self) -> int:
+        """Classes, or regression targets: the size of a head for this dataset."""
+        return len(self.targets) if self.task == "regression" else len(self.classes)
+
+
+def with_label_space(df: pd.DataFrame, space: LabelSpace) -> pd.DataFrame:
+    """``df`` carrying ``space`` (written into the Parquet file by :func:`write_manifest`)."""
+    df.attrs[LABEL_SPACE_KEY] = {"task": space.task, "classes": list(space.classes), "targets": list(space.targets)}
+    return df
+
+
+def label_space(df: pd.DataFrame, where: str | Path) -> LabelSpace:
+    """The label space a manifest was written with; raises :class:`ManifestError` naming ``where`` if absent."""
+    raw = df.attrs.get(LABEL_SPACE_KEY)
+    if not isinstance(raw, dict) or "task" not in raw:
+        raise ManifestError(
+            f"{where}: the manifest records no label space (written by an older avf): re-run its manifest stage"
+        )
+    return LabelSpace(str(raw["task"]), tuple(raw.get("classes", ())), tuple(raw.get("targets", ())))
 
 
 def _is_missing(v: Any) -> bool:
@@ -144,75 +183,6 @@ def validate(df: pd.DataFrame) -> pd.DataFrame:
     if problems:
         raise ManifestError("manifest does not match the schema:\n  - " + "\n  - ".join(problems))
     return df
-
-
-def _float_or_zero(v: Any) -> float:
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return 0.0
-    return f if math.isfinite(f) else 0.0
-
-
-def build_manifest(
-    dataset: str,
-    clips: Sequence[RawClip],
-    faces: Mapping[str, Mapping[str, Any]],
-    audios: Mapping[str, Mapping[str, Any]],
-    face_dir: Path,
-    audio_dir: Path,
-    rejected: Mapping[str, str] | None = None,
-) -> pd.DataFrame:
-    """One row per clip: labels and folds from the adapter, media facts from the stage sidecars.
-
-    ``faces``/``audios`` map clip ids to the sidecar dicts written by the faces and audio stages;
-    ``rejected`` maps clip ids to a reason found before any processing (e.g. a duplicate id). A clip
-    is ``ok`` only when both stages produced its files.
-    """
-    rows = []
-    for clip in clips:
-        face = faces.get(clip.clip_id)
-        aud = audios.get(clip.clip_id)
-        status = (rejected or {}).get(clip.clip_id)
-        if status is None:
-            if face is None:
-                status = "not processed by the faces stage"
-            elif face.get("status") != "ok":
-                status = str(face.get("status"))
-            elif aud is None:
-                status = "not processed by the audio stage"
-            elif aud.get("status") != "ok":
-                status = str(aud.get("status"))
-            else:
-                status = "ok"
-        face_ok = face is not None and face.get("status") == "ok"
-        audio_ok = aud is not None and aud.get("status") == "ok"
-        rows.append(
-            {
-                "clip_id": clip.clip_id,
-                "dataset": dataset,
-                "subject": printable(str(clip.subject)),  # Parquet strings must be UTF-8 (a folder name)
-                "label": int(clip.label) if clip.label is not None else -1,
-                "label_name": clip.label_name,
-                "targets": [float(x) for x in clip.targets] if clip.targets is not None else None,
-                "test_fold": int(clip.test_fold) if clip.test_fold is not None else -1,
-                "official_split": clip.official_split,
-                "video_path": printable(str(clip.video_path)),
-                "face_path": str(face_dir / face["face_file"]) if face_ok and face else None,
-                "audio_path": str(audio_dir / aud["audio_file"]) if audio_ok and aud else None,
-                "duration_s": _float_or_zero(face.get("duration_s")) if face else 0.0,
-                "fps": _float_or_zero(face.get("fps")) if face else 0.0,
-                "num_frames": int(face.get("frames_kept", 0)) if face else 0,
-                "face_coverage": _float_or_zero(face.get("coverage")) if face else 0.0,
-                "has_audio": bool(aud.get("has_audio", False)) if aud else False,
-                "audio_status": aud.get("audio_status") if aud else None,
-                "status": status,
-            }
-        )
-    df = pd.DataFrame(rows, columns=list(COLUMNS))
-    df = df.astype({"label": "int64", "test_fold": "int64", "num_frames": "int64", "has_audio": "bool"})
-    df = df.astype({"duration_s": "float64", "fps": "float64", "face_coverage": "float64"})
-    return validate(df)
 
 
 def write_manifest(df: pd.DataFrame, path: str | Path) -> None:

@@ -10,6 +10,7 @@ parallelism comes from the processes.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 from collections import deque
 from collections.abc import Callable, Generator, Iterator, Sequence
@@ -39,6 +40,12 @@ def limit_threads() -> None:
     torch.set_num_threads(1)
 
 
+def _call_limited(fn: Callable[[T], R], item: T) -> R:
+    """A Ray task's body: Ray workers have no pool initializer, so each task limits its own threads."""
+    limit_threads()
+    return fn(item)
+
+
 def run_tasks(
     fn: Callable[[T], R],
     items: Sequence[T],
@@ -57,7 +64,9 @@ def run_tasks(
     if not items:
         return
     if executor == "ray":
-        yield from _run_ray(fn, items, workers, ordered, ray_address)
+        from avf.runtime.ray_tasks import run_ray_tasks
+
+        yield from run_ray_tasks(functools.partial(_call_limited, fn), items, workers, ordered, ray_address)
     elif workers <= 1:
         for item in items:
             try:
@@ -123,63 +132,4 @@ def _stop_on_exit(pool: ProcessPoolExecutor) -> Iterator[None]:
             proc.terminate()
         for proc in procs:
             proc.join(timeout=10)
-        raise
-
-
-def _run_ray(
-    fn: Callable[[T], R], items: Sequence[T], workers: int, ordered: bool, address: str | None
-) -> Iterator[tuple[T, R | BaseException]]:
-    import ray
-
-    if not ray.is_initialized():
-        from avf.train.ray_entry import loopback_only
-
-        # no cluster to join: the local one Ray starts listens on 127.0.0.1 only (no auth on it)
-        private = not (address or os.environ.get("RAY_ADDRESS"))
-        with loopback_only() if private else contextlib.nullcontext():
-            ray.init(address=address, ignore_reinit_error=True, include_dashboard=False, log_to_driver=False)
-
-    def task(item: T) -> R:
-        limit_threads()
-        return fn(item)
-
-    remote = ray.remote(num_cpus=1, max_retries=0)(task)
-    limit = 4 * max(workers, int(ray.available_resources().get("CPU", workers)))
-    pending: deque[tuple[T, ray.ObjectRef]] = deque()
-    it = iter(items)
-
-    def fill() -> None:
-        while len(pending) < limit:
-            try:
-                item = next(it)
-            except StopIteration:
-                return
-            pending.append((item, remote.remote(item)))
-
-    def outcome(ref: ray.ObjectRef) -> R | BaseException:
-        try:
-            return ray.get(ref)
-        except ray.exceptions.RayTaskError as e:
-            cause = e.as_instanceof_cause()
-            return cause if isinstance(cause, BaseException) else e
-        except ray.exceptions.RayError as e:
-            return e
-
-    fill()
-    try:
-        while pending:
-            if ordered:
-                item, ref = pending.popleft()
-                yield item, outcome(ref)
-            else:
-                ready, _ = ray.wait([r for _, r in pending], num_returns=1)
-                pair = next(p for p in pending if p[1] == ready[0])
-                pending.remove(pair)
-                yield pair[0], outcome(pair[1])
-            fill()
-    except BaseException:
-        # interrupted or abandoned: kill the running tasks' workers too (a queued task never starts)
-        for _, ref in pending:
-            with contextlib.suppress(Exception):
-                ray.cancel(ref, force=True)
         raise

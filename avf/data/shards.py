@@ -30,7 +30,6 @@ indexed reader raises it; the streaming reader skips and counts such samples (se
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import re
@@ -383,12 +382,3 @@ def npy_bytes(arr: np.ndarray) -> bytes:
 
 def load_npy(data: bytes) -> np.ndarray:
     return np.load(io.BytesIO(data), allow_pickle=False)
-
-
-def file_digest(paths: list[Path]) -> str:
-    """Cheap content fingerprint of files: names, sizes and modification times."""
-    h = hashlib.sha256()
-    for p in paths:
-        st = p.stat()
-        h.update(f"{p}|{st.st_size}|{st.st_mtime_ns}\n".encode())
-    return h.hexdigest()[:16]

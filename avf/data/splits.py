@@ -14,12 +14,17 @@ rows, so a run is reproducible and validation subjects never appear in training.
 
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
+from avf.config import Params
 from avf.config.data import SplitConfig
+from avf.data.manifest import label_space, read_manifest
 
-__all__ = ["assign_splits", "split_keys"]
+__all__ = ["DatasetSplits", "assign_splits", "dataset_splits", "split_keys"]
 
 
 def assign_splits(manifest: pd.DataFrame, fold: int, val_subjects: int, seed: int) -> pd.Series:
@@ -61,3 +66,50 @@ def split_keys(manifest: pd.DataFrame, cfg: SplitConfig) -> dict[str, list[str]]
         rows = manifest[ok & (split == name)]
         out[name] = sorted(sample_key(d, c) for d, c in zip(rows["dataset"], rows["clip_id"], strict=True))
     return out
+
+
+@dataclasses.dataclass
+class DatasetSplits:
+    """One labelled dataset as the supervised stages see it."""
+
+    name: str
+    shard_dir: Path
+    train_keys: list[str]
+    val_keys: list[str]
+    test_keys: list[str]
+    task: str  # classification | regression
+    num_outputs: int  # classes, or regression targets
+    class_names: tuple[str, ...] = ()
+    target_names: tuple[str, ...] = ()
+    weight: float = 1.0
+
+
+def dataset_splits(params: Params, name: str, manifest_dir: Path, shard_root: Path, role: str) -> DatasetSplits:
+    """Train/val/test keys of one dataset: the configured fold (target) or all-but-validation (stage 2)."""
+    from avf.data.shards import sample_key
+
+    path = manifest_dir / f"{name}.parquet"
+    df = read_manifest(path)
+    labels = label_space(df, path)
+    df = df[df["status"] == "ok"]
+    if role == "target":
+        split = assign_splits(df, params.data.split.fold, params.data.split.val_subjects, params.data.split.seed)
+    else:  # stage 2 trains on every clip of the dataset except the held-out validation subjects
+        pooled = df.assign(test_fold=-1, official_split=None)
+        split = assign_splits(pooled, 0, params.data.split.val_subjects, params.data.split.seed)
+    keys = {s: [sample_key(name, c) for c in df.loc[split == s, "clip_id"]] for s in ("train", "val", "test")}
+    if not keys["train"]:
+        raise ValueError(f"dataset {name}: no training clips (check data.split and the manifest)")
+    weight = params.intermediate.weights.get(name, 1.0)
+    return DatasetSplits(
+        name=name,
+        shard_dir=shard_root / name,
+        train_keys=keys["train"],
+        val_keys=keys["val"],
+        test_keys=keys["test"],
+        task=labels.task,
+        num_outputs=labels.num_outputs,
+        class_names=labels.classes,
+        target_names=labels.targets,
+        weight=weight,
+    )

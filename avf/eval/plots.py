@@ -1,11 +1,12 @@
-"""Pictures people look at: confusion matrices and training curves (matplotlib, Agg backend)."""
+"""Pictures people look at: confusion matrices and pretraining reconstructions (matplotlib, Agg backend)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
+from torch import Tensor
 
 from avf.utils.io import atomic_path
 
@@ -50,22 +51,34 @@ def confusion_png(cm: np.ndarray, class_names: Sequence[str], path: Path, title:
     return path
 
 
-def curves_png(
-    curves: dict[str, tuple[Sequence[float], Sequence[float]]], path: Path, title: str = "", ylabel: str = "loss"
-) -> Path:
-    """Several ``name -> (x, y)`` lines on one axis."""
+def reconstruction_png(pics: Mapping[str, Tensor], path: Path, max_items: int = 2, tubelet: int = 2) -> Path:
+    """One PNG of ``avf.models.viz.reconstruct``'s pictures: per clip, rows of frames (input / masked /
+    reconstruction, first frame of each tubelet of ``tubelet`` frames) and a row of log-mel spectrograms."""
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=120)
-    for name, (x, y) in curves.items():
-        ax.plot(x, y, label=name)
-    ax.set_xlabel("step")
-    ax.set_ylabel(ylabel)
-    ax.grid(alpha=0.3)
-    if len(curves) > 1:
-        ax.legend(fontsize=7)
-    ax.set_title(title, fontsize=9)
+    video = pics["video"]  # [B, 3, T, H, W] in [0, 1]
+    items = min(max_items, video.shape[0])
+    frames = list(range(0, video.shape[2], tubelet))
+    cols = len(frames)
+    fig = plt.figure(figsize=(1.4 * cols, 1.5 * 4 * items))
+    grid = fig.add_gridspec(4 * items, 3 * cols)
+    titles = (("video", "input"), ("video_masked", "masked"), ("video_recon", "reconstruction"))
+    specs = (("audio", "fbank"), ("audio_masked", "masked fbank"), ("audio_recon", "reconstructed fbank"))
+    for i in range(items):
+        for r, (key, label) in enumerate(titles):
+            for j, f in enumerate(frames):
+                ax = fig.add_subplot(grid[4 * i + r, 3 * j : 3 * j + 3])
+                ax.imshow(pics[key][i, :, f].permute(1, 2, 0).numpy())
+                ax.set_axis_off()
+                if j == 0:
+                    ax.set_title(f"clip {i}: {label}", fontsize=7, loc="left")
+        lo, hi = float(pics["audio"][i].min()), float(pics["audio"][i].max())
+        for s, (key, label) in enumerate(specs):
+            ax = fig.add_subplot(grid[4 * i + 3, s * cols : (s + 1) * cols])
+            ax.imshow(pics[key][i, 0].T.numpy(), origin="lower", aspect="auto", vmin=lo, vmax=hi, cmap="magma")
+            ax.set_title(label, fontsize=7)
+            ax.set_axis_off()
     fig.tight_layout()
     with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, format="png")
+        fig.savefig(tmp, format="png", dpi=80)
     plt.close(fig)
     return path

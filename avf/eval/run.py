@@ -17,6 +17,7 @@ import torch
 
 from avf.artifacts.cards import model_from_card
 from avf.config import Params
+from avf.config.stages import stage_params
 from avf.eval.metrics import confusion
 from avf.eval.plots import confusion_png
 from avf.eval.predict import predict_views, score
@@ -37,7 +38,7 @@ def select_metrics(metrics: dict[str, float], wanted: tuple[str, ...]) -> dict[s
 
 def evaluate(params: Params, model_dir: Path, manifest_dir: Path, shard_root: Path, out_dir: Path) -> dict[str, Any]:
     from avf.data.loader import ClipDataset
-    from avf.train.stages import dataset_splits
+    from avf.data.splits import dataset_splits
 
     model, card = model_from_card(model_dir)
     ((name, _info),) = card["datasets"].items()
@@ -106,9 +107,7 @@ def _track(
     """One MLflow run for the evaluation: metrics, the pictures and tables, a link to the training run."""
     from avf import tracking
 
-    with tracking.stage_run(
-        params, stage="evaluate", sections=("data.clip", "data.split", "eval"), dataset=dataset
-    ) as run:
+    with tracking.stage_run(params, stage="evaluate", sections=stage_params("evaluate"), dataset=dataset) as run:
         run.set_tags({"avf.model_dir": str(model_dir), "avf.train_run_id": str(card.get("mlflow_run_id"))})
         run.log_metrics({k: v for k, v in result.items() if isinstance(v, (int, float)) and "/" in k}, step=0)
         for name in ("confusion.png", "predictions.csv", "per_class.csv", "metrics.json"):

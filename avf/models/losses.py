@@ -19,6 +19,11 @@ import torch.nn.functional as F
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from torch import Tensor
 
+# At module level on purpose: ``all_gather``'s default ``group=WORLD`` is evaluated when this module is first
+# imported, and a first import after ``init_process_group`` would hold that group past
+# ``destroy_process_group`` (its gloo threads then outlive the interpreter and abort its shutdown).
+from torch.distributed.nn.functional import all_gather
+
 NORM_EPS = 1e-6
 
 __all__ = [
@@ -76,10 +81,7 @@ def masked_mse(pred: Tensor, target: Tensor, weight: Tensor) -> Tensor:
 
 def _gather_with_grad(x: Tensor) -> tuple[Tensor, int]:
     """All-gather ``x [B, C]`` over the default process group, keeping the gradient path."""
-    import torch.distributed as dist
-    from torch.distributed.nn.functional import all_gather
-
-    return torch.cat(all_gather(x), dim=0), dist.get_rank()
+    return torch.cat(all_gather(x), dim=0), torch.distributed.get_rank()
 
 
 def contrastive_loss(z_v: Tensor, z_a: Tensor, temperature: float = 0.07, gather_negatives: bool = False) -> Tensor:

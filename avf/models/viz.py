@@ -7,8 +7,6 @@ convention). Visible patches show the input; hidden patches the decoder does not
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from torch import Tensor
@@ -104,48 +102,3 @@ def reconstruct(video: Tensor, audio: Tensor, masks: Masks, out: PretrainOutput)
         "audio_masked": _fold_audio(a_masked),
         "audio_recon": _fold_audio(a_recon),
     }
-
-
-def render_reconstruction(
-    video: Tensor,
-    audio: Tensor,
-    masks: Masks,
-    out: PretrainOutput,
-    path: str | Path,
-    max_items: int = 2,
-) -> Path:
-    """Write one PNG: per clip, rows of frames (input / masked / reconstruction, first frame of each
-    tubelet) and a row of log-mel spectrograms (input / masked / reconstruction). Returns ``path``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    pics = reconstruct(video, audio, masks, out)
-    items = min(max_items, video.shape[0])
-    frames = list(range(0, video.shape[2], video.shape[2] // VIDEO_GRID[0]))
-    cols = len(frames)
-    fig = plt.figure(figsize=(1.4 * cols, 1.5 * 4 * items))
-    grid = fig.add_gridspec(4 * items, 3 * cols)
-    titles = (("video", "input"), ("video_masked", "masked"), ("video_recon", "reconstruction"))
-    specs = (("audio", "fbank"), ("audio_masked", "masked fbank"), ("audio_recon", "reconstructed fbank"))
-    for i in range(items):
-        for r, (key, label) in enumerate(titles):
-            for j, f in enumerate(frames):
-                ax = fig.add_subplot(grid[4 * i + r, 3 * j : 3 * j + 3])
-                ax.imshow(pics[key][i, :, f].permute(1, 2, 0).numpy())
-                ax.set_axis_off()
-                if j == 0:
-                    ax.set_title(f"clip {i}: {label}", fontsize=7, loc="left")
-        lo, hi = float(pics["audio"][i].min()), float(pics["audio"][i].max())
-        for s, (key, label) in enumerate(specs):
-            ax = fig.add_subplot(grid[4 * i + 3, s * cols : (s + 1) * cols])
-            ax.imshow(pics[key][i, 0].T.numpy(), origin="lower", aspect="auto", vmin=lo, vmax=hi, cmap="magma")
-            ax.set_title(label, fontsize=7)
-            ax.set_axis_off()
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-    return path

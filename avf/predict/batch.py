@@ -11,7 +11,6 @@ An MLflow URI is downloaded once by the driver; actors load the local copy.
 from __future__ import annotations
 
 import logging
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -52,37 +51,30 @@ def run_ray_job(
     card: dict[str, Any] | None = None,
 ) -> Path:
     """Predict ``paths`` on Ray (local cluster unless ``ray.address`` / ``RAY_ADDRESS``); returns the Parquet dir."""
-    import ray
-
     from avf.predict.outputs import video_ids
-    from avf.train.ray_entry import ensure_cluster
+    from avf.runtime.ray_predict import map_batches_to_parquet
 
     if model.startswith(("models:/", "runs:/")):
         from avf import tracking
 
         model = str(tracking.download_model(model))
     s = params.predict
-    ensure_cluster(params.ray)
     items = [{"video": str(p), "video_id": i} for p, i in zip(paths, video_ids(list(paths)), strict=True)]
-    ds = ray.data.from_items(items, override_num_blocks=max(1, min(len(items), s.ray_actors * 4)))
-    out = Path(out_dir) / "predictions.parquet"
-    if out.exists():
-        shutil.rmtree(out)  # write_parquet appends; a rerun replaces the previous result
-    # one predictor (one model in memory) per actor; ray_actors bounds both memory and parallelism
-    result = ds.map_batches(
+    out = map_batches_to_parquet(
         PredictActor,
-        fn_constructor_kwargs={
+        {
             "model": model,
             # one thread per actor unless set: the actors share the node's CPUs
             "settings": s.model_copy(update={"prefetch": 0, "threads": s.threads or 1}).model_dump(mode="json"),
             "data": params.data.model_dump(mode="json"),
             "card": card,
         },
+        items,
+        Path(out_dir) / "predictions.parquet",
+        params.ray,
+        actors=s.ray_actors,
         batch_size=s.ray_batch_size,
-        batch_format="numpy",
-        concurrency=s.ray_actors,
-        num_cpus=s.ray_cpus_per_actor,
+        cpus_per_actor=s.ray_cpus_per_actor,
     )
-    result.write_parquet(str(out))
     log.info("predictions of %d videos written to %s", len(items), out)
     return out

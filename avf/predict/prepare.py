@@ -25,10 +25,9 @@ import numpy as np
 import torch
 
 from avf.config.data import AudioConfig, ClipConfig, FaceConfig
-from avf.data.audio import Waveform, align, fbank_window, load_audio, log_mel, rms_dbfs
+from avf.data.audio import AUDIO_MARGIN_S, Waveform, align, fbank_window, load_audio, log_mel, rms_dbfs
 from avf.data.face import FaceClip, FaceDetector, LandmarkModel, crop_clip
 from avf.data.loader import view_indices, window_span
-from avf.data.stages import AUDIO_MARGIN_S
 from avf.data.transforms import ClipTransform
 from avf.data.video import MediaError, VideoFrame, decode_jpeg, iter_frames
 

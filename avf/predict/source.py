@@ -276,7 +276,7 @@ def load_model(
 
 
 def _mlflow_model_dir(path: Path) -> Path:
-    """The ``model_dir`` artifact of a downloaded MLflow model logged by ``avf.tracking.log_video_model``."""
+    """The ``model_dir`` artifact of a downloaded MLflow model logged by ``avf.predict.serving.log_video_model``."""
     import yaml
 
     meta = yaml.safe_load((path / "MLmodel").read_text()) or {}

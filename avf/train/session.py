@@ -1,6 +1,6 @@
 """What the training loop needs from whoever runs it: rank, device, DDP wrapping, reporting, restore.
 
-``LocalSession`` runs in-process on one device (tests, debugging); ``avf.train.ray_entry`` provides the
+``LocalSession`` runs in-process on one device (tests, debugging); ``avf.runtime.ray_train`` provides the
 Ray Train implementation. The loop never imports Ray or MLflow.
 """
 

@@ -19,25 +19,16 @@ from typing import Any
 from avf.artifacts.cards import export_model, read_card
 from avf.artifacts.weights import load_weights, save_weights
 from avf.config import Params, section_hash
+from avf.config.stages import stage_params
+from avf.data.splits import DatasetSplits, dataset_splits
 from avf.models.multihead import split_multihead
-from avf.train.tasks import DatasetSplits
 from avf.utils.io import atomic_path, write_json
 
 log = logging.getLogger(__name__)
 
-STAGE_SECTIONS = {
-    "pretrain": ("data.clip", "data.audio", "data.augment", "model", "masking", "pretrain", "ray"),
-    "intermediate": ("data.clip", "data.audio", "data.augment", "data.split", "model", "intermediate", "ray"),
-    "finetune": ("data.clip", "data.audio", "data.augment", "data.split", "model", "finetune", "ray"),
-}
-
 
 def datasets_with_role(params: Params, role: str) -> list[str]:
     return [d.name for d in params.data.specs if role in d.roles]
-
-
-def _sections(params: Params, stage: str) -> tuple[str, ...]:
-    return STAGE_SECTIONS[stage]
 
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
@@ -58,43 +49,9 @@ def _run_name(params: Params, stage: str, inputs: list[Path]) -> str:
     picks up the finished checkpoint of the old code."""
     from avf.utils.seed import derive_seed
 
-    digest = section_hash(params, *_sections(params, stage))
+    digest = section_hash(params, *stage_params(stage))
     stamps = [str(p.stat().st_mtime_ns) for p in inputs if p.exists()]
     return f"{stage}-{digest}-{derive_seed(params.seed, code_digest(), *stamps) % 10**8:08d}"
-
-
-def dataset_splits(params: Params, name: str, manifest_dir: Path, shard_root: Path, role: str) -> DatasetSplits:
-    """Train/val/test keys of one dataset: the configured fold (target) or all-but-validation (stage 2)."""
-    from avf.data.adapters import get_adapter
-    from avf.data.manifest import read_manifest
-    from avf.data.shards import sample_key
-    from avf.data.splits import assign_splits
-
-    spec = params.data.dataset(name)
-    adapter = get_adapter(spec.adapter, **spec.options)
-    df = read_manifest(manifest_dir / f"{name}.parquet")
-    df = df[df["status"] == "ok"]
-    if role == "target":
-        split = assign_splits(df, params.data.split.fold, params.data.split.val_subjects, params.data.split.seed)
-    else:  # stage 2 trains on every clip of the dataset except the held-out validation subjects
-        pooled = df.assign(test_fold=-1, official_split=None)
-        split = assign_splits(pooled, 0, params.data.split.val_subjects, params.data.split.seed)
-    keys = {s: [sample_key(name, c) for c in df.loc[split == s, "clip_id"]] for s in ("train", "val", "test")}
-    if not keys["train"]:
-        raise ValueError(f"dataset {name}: no training clips (check data.split and the manifest)")
-    weight = params.intermediate.weights.get(name, 1.0)
-    return DatasetSplits(
-        name=name,
-        shard_dir=shard_root / name,
-        train_keys=keys["train"],
-        val_keys=keys["val"],
-        test_keys=keys["test"],
-        task=adapter.task,
-        num_outputs=len(adapter.target_names) if adapter.task == "regression" else adapter.num_classes,
-        class_names=tuple(adapter.classes),
-        target_names=tuple(adapter.target_names),
-        weight=weight,
-    )
 
 
 def _base_config(params: Params, stage: str, run: Any) -> dict[str, Any]:
@@ -113,7 +70,7 @@ def _execute(
     params: Params, stage: str, config: dict[str, Any], inputs: list[Path], storage: Path
 ) -> tuple[Path, dict, Path]:
     """Train (or resume) the stage's run; returns its newest checkpoint, loop state and run folder."""
-    from avf.train import ray_entry
+    from avf.train import launch
 
     name = _run_name(params, stage, inputs)
     log.info(
@@ -122,7 +79,7 @@ def _execute(
         name,
         "in-process" if params.ray.num_workers == 0 else f"{params.ray.num_workers} Ray workers",
     )
-    result = ray_entry.run(config, params.ray, name, storage)
+    result = launch.run(config, params.ray, name, storage)
     state = json.loads((result.checkpoint / "state.json").read_text())["loop"]
     return result.checkpoint, state, storage / name
 
@@ -156,7 +113,7 @@ def run_pretrain(params: Params, shard_root: Path, out: Path, report_dir: Path, 
         raise ValueError("no dataset has the 'pretrain' role in params.yaml data.datasets")
     shard_dirs = [shard_root / n for n in names]
     num = sum(ShardIndex.load(d).num_samples for d in shard_dirs)
-    with tracking.stage_run(params, stage="pretrain", sections=STAGE_SECTIONS["pretrain"]) as run:
+    with tracking.stage_run(params, stage="pretrain", sections=stage_params("pretrain")) as run:
         for d in shard_dirs:
             run.log_dataset(d.name, str(d), _dir_digest(d))
         config = {
@@ -180,7 +137,7 @@ def run_pretrain(params: Params, shard_root: Path, out: Path, report_dir: Path, 
             "datasets": names,
             "metrics": summary,
             "mlflow_run_id": run.run_id,
-            "params_hash": section_hash(params, *_sections(params, "pretrain")),
+            "params_hash": section_hash(params, *stage_params("pretrain")),
         }
         with atomic_path(out) as tmp:
             export_model(tmp, load_weights(ckpt / "model.safetensors"), card)
@@ -199,9 +156,10 @@ def _pretrain_picture(params: Params, model_dir: Path, shard_dirs: list[Path], r
     import torch
 
     from avf.data.loader import pretrain_stream
+    from avf.eval.plots import reconstruction_png
     from avf.models.factory import pretrain_model
     from avf.models.masking import sample_masks
-    from avf.models.viz import render_reconstruction
+    from avf.models.viz import reconstruct
 
     d = params.data
     stream = pretrain_stream(
@@ -222,7 +180,7 @@ def _pretrain_picture(params: Params, model_dir: Path, shard_dirs: list[Path], r
     with torch.no_grad():
         out = model(batch["video"], batch["audio"], masks)
     path = report_dir / "reconstruction.png"
-    render_reconstruction(batch["video"], batch["audio"], masks, out, path)
+    reconstruction_png(reconstruct(batch["video"], batch["audio"], masks, out), path)
     run.log_artifact(str(path), "plots")
 
 
@@ -281,7 +239,7 @@ def run_supervised(
     splits = [dataset_splits(params, n, manifest_dir, shard_root, role) for n in names]
     init = _init_weights_file(params, stage, pretrain_dir, intermediate_dir)
     dataset = None if stage == "intermediate" else params.data.target
-    with tracking.stage_run(params, stage=stage, sections=STAGE_SECTIONS[stage], dataset=dataset) as run:
+    with tracking.stage_run(params, stage=stage, sections=stage_params(stage), dataset=dataset) as run:
         for s in splits:
             run.log_dataset(s.name, str(s.shard_dir), _dir_digest(s.shard_dir))
             manifest = manifest_dir / f"{s.name}.parquet"  # the manifest hash: which clips, labels and folds
@@ -323,7 +281,7 @@ def run_supervised(
             "fold": params.data.split.fold if stage == "finetune" else None,
             "metrics": summary,
             "mlflow_run_id": run.run_id,
-            "params_hash": section_hash(params, *_sections(params, stage)),
+            "params_hash": section_hash(params, *stage_params(stage)),
             # what `avf predict` must do to a raw video (older cards without it fall back to params.yaml)
             "preprocessing": {k: getattr(params.data, k).model_dump(mode="json") for k in ("face", "clip", "audio")},
         }
@@ -338,10 +296,7 @@ def run_supervised(
         run.log_metrics(
             {f"final/{k}": v for k, v in summary.items() if isinstance(v, (int, float))}, step=state["step"]
         )
-        model_uri = None
-        if stage == "finetune":  # the MLflow pyfunc (avf.predict on video paths) that the registry serves
-            model_uri = tracking.log_video_model(run, out, params.predict.model_dump(mode="json"))
-        tracking.write_run_file(report_dir / "mlflow_run.json", run, **({"model_uri": model_uri} if model_uri else {}))
+        tracking.write_run_file(report_dir / "mlflow_run.json", run)
     _drop_finished_run(run_dir)
     return summary
 

@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -20,6 +19,7 @@ import torch
 from torch import nn
 
 from avf.config import FinetuneConfig, Params
+from avf.data.splits import DatasetSplits
 from avf.train.objectives import AVMixup, classification_loss, regression_loss
 from avf.train.sampling import GlobalBatchSampler, shard_indices
 from avf.train.session import Session
@@ -129,22 +129,6 @@ class PretrainTask:
 
     def evaluate(self, model: nn.Module, epoch: int) -> dict[str, float]:
         return {}
-
-
-@dataclasses.dataclass
-class DatasetSplits:
-    """One labelled dataset as the supervised stages see it."""
-
-    name: str
-    shard_dir: Path
-    train_keys: list[str]
-    val_keys: list[str]
-    test_keys: list[str]
-    task: str  # classification | regression
-    num_outputs: int  # classes, or regression targets
-    class_names: tuple[str, ...] = ()
-    target_names: tuple[str, ...] = ()
-    weight: float = 1.0
 
 
 class SupervisedTask:

@@ -23,7 +23,8 @@ log = logging.getLogger(__name__)
 def build_task(config: dict[str, Any], params: Params, session: Session) -> Any:
     """The stage's :class:`~avf.train.loop.Task` from the driver's serialisable ``config``."""
     from avf.artifacts.weights import load_weights
-    from avf.train.tasks import DatasetSplits, PretrainTask, SupervisedTask
+    from avf.data.splits import DatasetSplits
+    from avf.train.tasks import PretrainTask, SupervisedTask
 
     stage = config["stage"]
     if config.get("task_factory"):  # "module:function" building a custom Task (tests, extensions)
@@ -63,13 +64,14 @@ def run_worker(config: dict[str, Any], session: Session) -> dict[str, Any]:
 
 def train_func(config: dict[str, Any]) -> None:
     """Ray Train entry point (``TorchTrainer(train_func, train_loop_config=config)``)."""
+    from avf.artifacts.checkpoints import newest_complete_checkpoint
     from avf.env import apply_defaults
-    from avf.train.ray_entry import RaySession
+    from avf.runtime.ray_train import RaySession
 
     os.environ.update(config.get("env", {}))
     apply_defaults()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    run_worker(config, RaySession(config.get("run_dir")))
+    run_worker(config, RaySession(config.get("run_dir"), newest_complete_checkpoint))
 
 
 def run_local(config: dict[str, Any], checkpoint_root: Path | None = None) -> tuple[dict[str, Any], LocalSession]:

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from avf import tracking
 from avf.config import parse_params
-from tests.services import mlflow_server, running_mlflow  # noqa: F401  (fixture)
+from tests.support.services import mlflow_server, running_mlflow  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.timeout(420)
 

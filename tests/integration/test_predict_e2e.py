@@ -20,8 +20,8 @@ from avf.cli import app
 from avf.config import parse_params
 from avf.predict import Predictor
 from avf.predict.outputs import read_jsonl
-from tests import media
-from tests.predict_helpers import CLASSES, make_model_dir
+from tests.support import media
+from tests.support.predict_helpers import CLASSES, make_model_dir
 
 PARAMS = "predict:\n  window_s: 2.0\n  stride_s: 1.0\n"
 PROBS = [f"prob_{c}" for c in CLASSES]
@@ -126,17 +126,17 @@ def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str,
     yield {"uri": uri, "params": params}
 
 
-def test_finetune_stage_logs_a_pyfunc_that_predicts_like_avf_predict(
+def test_register_stage_serves_a_pyfunc_that_predicts_like_avf_predict(
     store: dict[str, Any], cli_out: Path, workspace: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """run_supervised("finetune") with the training loop stubbed out (same weights as ``workspace["model"]``):
-    the card records the preprocessing, the run file the logged pyfunc, and the pyfunc, loaded by URI or
-    from the registry, predicts what `avf predict` wrote."""
+    """run_supervised("finetune") with the training loop stubbed out (same weights as ``workspace["model"]``),
+    then the register stage: the card records the preprocessing, the served pyfunc is logged under the
+    fine-tuning run, and, loaded by URI or from the registry, predicts what `avf predict` wrote."""
     import mlflow
     import mlflow.pyfunc
 
+    from avf.data.splits import DatasetSplits
     from avf.train import stages
-    from avf.train.tasks import DatasetSplits
 
     run_dir = tmp_path / "ray" / "finetune-run"
     ckpt = run_dir / "checkpoint_000000001"
@@ -156,7 +156,11 @@ def test_finetune_stage_logs_a_pyfunc_that_predicts_like_avf_predict(
     assert card["preprocessing"]["clip"] == params.data.clip.model_dump(mode="json")
     assert card["preprocessing"]["face"]["detector_model"] == params.data.face.detector_model
     run_file = tracking.read_run_file(reports / "mlflow_run.json")
-    uri = run_file["model_uri"]  # what `avf registry register --from-run-file` needs
+    assert "model_uri" not in run_file  # training logs no served model: the register stage does
+    reg = ["registry", "register", "--model-dir", str(out), "--from-run-file", str(reports / "mlflow_run.json")]
+    _avf(workspace, *reg, "--name", "avf-predict-test", "--alias", "champion", "--out", str(tmp_path / "reg.json"))
+    assert tracking.get_alias_version("avf-predict-test", "champion") == 1
+    uri = json.loads((tmp_path / "reg.json").read_text())["model_uri"]
     assert uri.startswith("models:/")
     logged = mlflow.MlflowClient().get_logged_model(uri.removeprefix("models:/"))
     assert logged.experiment_id == run_file["experiment_id"]  # under the run's experiment and artifact root
@@ -174,10 +178,8 @@ def test_finetune_stage_logs_a_pyfunc_that_predicts_like_avf_predict(
     with pytest.raises(mlflow.exceptions.MlflowException, match="missing inputs \\['video'\\]"):
         model.predict(paths[:1])  # the signature asks for a 'video' column, and says so
 
-    # registered from the run file, the registry URI works as `avf predict --model`
-    reg = ["registry", "register", "--from-run-file", str(reports / "mlflow_run.json"), "--name", "avf-predict-test"]
-    _avf(workspace, *reg, "--alias", "champion")
-    assert tracking.get_alias_version("avf-predict-test", "champion") == 1
+    # the registry URI works as `avf predict --model`
+    assert logged.source_run_id == run_file["run_id"]
     out_reg = tmp_path / "from-registry"
     _avf(workspace, "predict", paths[0], "--model", "models:/avf-predict-test@champion", "--out", str(out_reg))
     (rec,) = read_jsonl(out_reg / "videos.jsonl")

@@ -23,7 +23,7 @@ import yaml
 
 from pipelines import summary
 from pipelines.proc import CommandFailed, stream_command
-from tests.services_prefect import TestPrefectServer, prefect_server, use_prefect_api
+from tests.support.services_prefect import TestPrefectServer, prefect_server, use_prefect_api
 
 ROOT = Path(__file__).resolve().parents[2]
 DVC = str(Path(sys.executable).with_name("dvc"))

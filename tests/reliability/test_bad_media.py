@@ -1,6 +1,6 @@
 """Broken and odd media through the whole preprocessing (``avf data faces -> audio -> manifest -> shards``).
 
-A corpus generated here (real files written with PyAV, see ``tests/media.py``) mixes good clips with
+A corpus generated here (real files written with PyAV, see ``tests/support/media.py``) mixes good clips with
 every kind of bad input, laid out for the generic ``folder`` adapter, including non-UTF-8 file and
 folder names (Linux names are bytes). Each unusable file is reported in ``failures.csv`` with its
 reason, odd-but-usable files are processed correctly, no stage crashes, the failure threshold decides
@@ -25,7 +25,7 @@ from avf.data.adapters.folder import FolderAdapter
 from avf.data.audio import read_wav
 from avf.data.loader import unpack_sample
 from avf.data.shards import ShardIndex, read_sample, sample_key
-from tests import media
+from tests.support import media
 
 pytestmark = [pytest.mark.reliability, pytest.mark.slow, pytest.mark.timeout(900)]
 

@@ -29,8 +29,8 @@ from avf.data.loader import ClipDataset, pretrain_stream
 from avf.data.shards import INDEX_NAME, CorruptSampleError, ShardIndex, ShardInfo, iter_shard, read_sample
 from avf.predict.source import load_model
 from avf.train.worker import run_local
-from tests.predict_helpers import make_model_dir
-from tests.toy_task import toy_config
+from tests.support.predict_helpers import make_model_dir
+from tests.support.toy_task import toy_config
 
 pytestmark = pytest.mark.reliability
 

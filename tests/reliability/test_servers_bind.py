@@ -1,7 +1,7 @@
 """Every server the project starts listens on 127.0.0.1 by default (checked on the live sockets).
 
 Covered elsewhere, not repeated here: Prefect and MLflow of ``infra/stack.sh`` (loopback sockets,
-Prefect auth, refusal to expose without credentials) in ``tests/unit/test_infra.py``; an explicit
+Prefect auth, refusal to expose without credentials) in ``tests/integration/test_infra.py``; an explicit
 loopback MLflow server in ``tests/integration/test_mlflow_server.py``; the ``--expose`` refusals of
 ``avf.services`` in ``tests/unit/test_tracking.py::test_servers_bind_loopback_unless_exposed``.
 Here: the private Ray cluster every ``avf train`` / Ray Train run starts, the MLflow server started
@@ -33,16 +33,16 @@ import json, os, sys
 from pathlib import Path
 
 import psutil
-import ray.train  # imported before the cluster starts, as avf.train.ray_entry.run does
+import ray.train  # imported before the cluster starts, as avf.runtime.ray_train.fit does
 from ray._private import ray_constants
 
 import ray
 from avf.config import RayConfig
 from avf.data.parallel import run_tasks
-from avf.train import ray_entry
+from avf.runtime import cluster
 
 if sys.argv[2] == "train":  # what avf train / avf predict --ray start
-    ray_entry.ensure_cluster(RayConfig(num_workers=1), Path(sys.argv[1]))
+    cluster.ensure_cluster(RayConfig(num_workers=1), Path(sys.argv[1]))
     assert ray.get(ray.remote(lambda: 6 * 7).remote()) == 42  # a worker process is up and serving
 else:  # the data stages with data.executor: ray and no ray.address
     os.environ["RAY_TMPDIR"] = sys.argv[1]

@@ -15,18 +15,19 @@ import torch
 
 from avf.artifacts.weights import load_weights
 from avf.config import RayConfig
-from avf.train import ray_entry
+from avf.runtime import cluster
+from avf.train import launch
 from avf.train.worker import run_local
-from tests.toy_task import toy_config
+from tests.support.toy_task import toy_config
 
 pytestmark = [pytest.mark.reliability, pytest.mark.timeout(600)]
 
 
 @pytest.fixture(scope="module")
 def ray_cluster() -> Iterator[None]:
-    ray_entry.ensure_cluster(RayConfig(num_workers=2))
+    cluster.ensure_cluster(RayConfig(num_workers=2))
     yield
-    ray_entry.shutdown()
+    cluster.shutdown()
 
 
 def _history(checkpoint: Path) -> list[dict]:
@@ -41,7 +42,7 @@ def test_two_workers_match_one_and_survive_a_killed_worker(
     config = toy_config(epochs=3, batch_size=8, n=64)
     single, _ = run_local(config, tmp_path / "single")
 
-    two = ray_entry.run(config, RayConfig(num_workers=2, max_failures=2), "two", tmp_path / "ray")
+    two = launch.run(config, RayConfig(num_workers=2, max_failures=2), "two", tmp_path / "ray")
     hist_two = _history(two.checkpoint)
     assert [h["step"] for h in hist_two] == [8, 16, 24]
     for a, b in zip(single["history"], hist_two, strict=True):
@@ -49,7 +50,7 @@ def test_two_workers_match_one_and_survive_a_killed_worker(
 
     marker = tmp_path / "killed"
     monkeypatch.setenv("AVF_FAULT_KILL", f"rank=1,step=12,marker={marker}")
-    crashed = ray_entry.run(config, RayConfig(num_workers=2, max_failures=2), "crash", tmp_path / "ray")
+    crashed = launch.run(config, RayConfig(num_workers=2, max_failures=2), "crash", tmp_path / "ray")
     assert marker.exists(), "the fault hook never fired"
     hist_crash = _history(crashed.checkpoint)
     assert [h["step"] for h in hist_crash] == [8, 16, 24]  # no step repeated or lost

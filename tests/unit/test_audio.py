@@ -12,7 +12,7 @@ from torchaudio.compliance import kaldi
 
 from avf.config.data import AudioConfig
 from avf.data import audio
-from tests import media
+from tests.support import media
 
 CFG = AudioConfig()
 TONES = (300.0, 600.0, 1200.0, 2400.0)  # each for 0.5 s, cycling

@@ -12,11 +12,13 @@ import numpy as np
 import pytest
 
 from avf.config.data import DataConfig, DatasetSpec, FaceConfig
-from avf.data import stages
 from avf.data.adapters.base import Adapter, Problem, RawClip, ScanResult
 from avf.data.audio import read_wav
 from avf.data.report import StageReport
-from tests import media
+from avf.data.stages import scan
+from avf.data.stages.audio import run_audio
+from avf.data.stages.faces import run_faces
+from tests.support import media
 
 ROOT = Path(__file__).resolve().parents[2]
 FACE = FaceConfig(
@@ -64,8 +66,8 @@ def processed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     media.write_clip(raw / "a_b.mp4", **short)  # ... collides with this one's
     faces, audio = tmp / "faces", tmp / "audio"
     face_report, audio_report = StageReport("faces", "bad"), StageReport("audio", "bad")
-    stages.run_faces(_spec(tmp / "raw"), faces, _cfg(), face_report)
-    stages.run_audio(_spec(tmp / "raw"), faces, audio, _cfg(), audio_report)
+    run_faces(_spec(tmp / "raw"), faces, _cfg(), face_report)
+    run_audio(_spec(tmp / "raw"), faces, audio, _cfg(), audio_report)
     return {
         "tmp": tmp,
         "raw": tmp / "raw",
@@ -143,7 +145,7 @@ def test_audio_problems_are_flagged_under_the_fill_policy(processed: dict[str, A
 
 def test_drop_policy_turns_missing_and_silent_audio_into_failures(processed: dict[str, Any], tmp_path: Path) -> None:
     report = StageReport("audio", "bad")
-    stages.run_audio(_spec(processed["raw"]), processed["faces"], tmp_path / "a", _cfg(missing_policy="drop"), report)
+    run_audio(_spec(processed["raw"]), processed["faces"], tmp_path / "a", _cfg(missing_policy="drop"), report)
     failures = _failures(report, tmp_path)
     assert failures["no_audio.mp4"] == "no audio track"
     assert failures["silent.mp4"].startswith("silent audio: ") and failures["silent.mp4"].endswith("dBFS < -60.0")
@@ -155,9 +157,9 @@ def test_corrupt_separate_audio_file_is_reported(tmp_path: Path) -> None:
     media.write_clip(raw / "clip.mp4", seconds=1.0, size=(128, 128), audio=False)
     media.random_bytes(raw / "clip.wav")
     spec = _spec(tmp_path / "raw", audio_ext="wav")
-    stages.run_faces(spec, tmp_path / "f", _cfg(), StageReport("faces", "bad"))
+    run_faces(spec, tmp_path / "f", _cfg(), StageReport("faces", "bad"))
     report = StageReport("audio", "bad")
-    stages.run_audio(spec, tmp_path / "f", tmp_path / "a", _cfg(), report)
+    run_audio(spec, tmp_path / "f", tmp_path / "a", _cfg(), report)
     assert _failures(report, tmp_path)["clip.wav"].startswith("cannot open: Invalid data found")
 
 
@@ -166,7 +168,7 @@ def test_unknown_labels_reported_by_the_adapter_reach_failures_csv(tmp_path: Pat
     media.write_clip(actor / "01-01-03-01-01-01-01.mp4", seconds=1.0, size=(128, 128))
     media.write_clip(actor / "01-01-09-01-01-01-01.mp4", seconds=1.0, size=(128, 128))  # emotion 09 is unknown
     report = StageReport("faces", "bad")
-    stages.run_faces(_spec(tmp_path / "RAVDESS", "ravdess"), tmp_path / "f", _cfg(), report)
+    run_faces(_spec(tmp_path / "RAVDESS", "ravdess"), tmp_path / "f", _cfg(), report)
     failures = _failures(report, tmp_path)
     assert report.processed == 1
     assert "unknown vocal channel 01 or emotion 09" in failures["01-01-09-01-01-01-01.mp4"]
@@ -183,9 +185,9 @@ class _MissingLabels(Adapter):
 
 def test_missing_label_files_reach_failures_csv(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     media.write_clip(tmp_path / "raw" / "c1.mp4", seconds=1.0, size=(128, 128))
-    monkeypatch.setattr(stages, "get_adapter", lambda name, **options: _MissingLabels())
+    monkeypatch.setattr(scan, "get_adapter", lambda name, **options: _MissingLabels())
     report = StageReport("faces", "bad")
-    stages.run_faces(_spec(tmp_path / "raw"), tmp_path / "f", _cfg(), report)
+    run_faces(_spec(tmp_path / "raw"), tmp_path / "f", _cfg(), report)
     assert _failures(report, tmp_path) == {"set_2.csv": "split file missing"}
     assert report.processed == 1
 
@@ -193,4 +195,4 @@ def test_missing_label_files_reach_failures_csv(tmp_path: Path, monkeypatch: pyt
 def test_a_dataset_without_its_label_files_stops_with_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "DFEW" / "Clip" / "original").mkdir(parents=True)
     with pytest.raises(FileNotFoundError, match=r"EmoLabel_DataSplit"):
-        stages.scan_dataset(_spec(tmp_path / "DFEW", "dfew"))
+        scan.scan_dataset(_spec(tmp_path / "DFEW", "dfew"))

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import os
+import re
+import shlex
 import subprocess
 import sys
+from itertools import takewhile
 from pathlib import Path
 from typing import Any
 
 import pytest
 import typer
+import yaml
 from typer.testing import CliRunner
 
 from avf.cli import app
@@ -28,7 +32,33 @@ def _commands(group: Any, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]
     return out
 
 
-COMMANDS = _commands(typer.main.get_command(app))
+ROOT_COMMAND = typer.main.get_command(app)
+COMMANDS = _commands(ROOT_COMMAND)
+
+
+def _resolve(path: tuple[str, ...]) -> Any:
+    """The click command at ``path`` (``("data", "faces")``); KeyError names the missing step."""
+    cmd = ROOT_COMMAND
+    for name in path:
+        cmd = cmd.commands[name]
+    return cmd
+
+
+def _long_options(cmd: Any) -> set[str]:
+    return {o for p in cmd.params if not getattr(p, "hidden", False) for o in p.opts if o.startswith("--")}
+
+
+def _listed_in_help(cmd: Any) -> set[str]:
+    """What ``--help`` of ``cmd`` must name: its visible subcommands, arguments and long options."""
+    subcommands = {name for name, sub in getattr(cmd, "commands", {}).items() if not getattr(sub, "hidden", False)}
+    arguments = {p.name for p in cmd.params if not p.opts[0].startswith("-")}
+    return subcommands | arguments | _long_options(cmd)
+
+
+def _stage_commands() -> dict[str, list[str]]:
+    """``dvc.yaml`` stage name -> its command split like a shell (``foreach`` stages: their ``do`` part)."""
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    return {name: shlex.split(stage.get("do", stage)["cmd"]) for name, stage in stages.items()}
 
 
 def test_the_command_tree_has_the_documented_groups() -> None:
@@ -40,11 +70,32 @@ def test_the_command_tree_has_the_documented_groups() -> None:
 
 @pytest.mark.parametrize("command", [(), *COMMANDS], ids=lambda c: " ".join(c) or "avf")
 def test_help_of_every_command(command: tuple[str, ...]) -> None:
+    """The help names the command's full path and lists each of its subcommands, arguments and options."""
     res = CliRunner().invoke(app, [*command, "--help"])
     assert res.exit_code == 0, res.output
-    assert "Usage:" in res.output and "--help" in res.output
-    if command and command[0] in GROUPS and len(command) == 1:  # a group lists its commands
-        assert "Commands" in res.output
+    assert " ".join(("Usage: avf", *command)) in res.output
+    missing = sorted(
+        word
+        for word in _listed_in_help(_resolve(command))
+        if not re.search(rf"(?<![\w-]){re.escape(word)}(?![\w-])", res.output)
+    )
+    assert not missing, f"help of avf {' '.join(command)} does not list {missing}:\n{res.output}"
+
+
+@pytest.mark.parametrize("stage", sorted(_stage_commands()))
+def test_every_dvc_stage_runs_an_existing_command_with_its_options(stage: str) -> None:
+    """`dvc repro` calls these command lines: each names a command of the tree, passes only options it
+    accepts and every option it requires."""
+    argv = _stage_commands()[stage]
+    assert argv[0] == "avf", argv
+    path = tuple(takewhile(lambda a: not a.startswith("-"), argv[1:]))
+    cmd = _resolve(path)
+    assert not hasattr(cmd, "commands"), f"{stage}: avf {' '.join(path)} is a group, not a command"
+    given = {a.split("=", 1)[0] for a in argv[1 + len(path) :] if a.startswith("-")}
+    unknown = sorted({g for g in given if g.startswith("--")} - {o for p in cmd.params for o in p.opts})
+    assert not unknown, f"{stage}: avf {' '.join(path)} has no option {unknown}"
+    missing = [p.opts[0] for p in cmd.params if p.required and p.opts[0].startswith("-") and not set(p.opts) & given]
+    assert not missing, f"{stage}: avf {' '.join(path)} requires {missing}, which the stage does not pass"
 
 
 def _avf(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -16,13 +17,17 @@ from typer.testing import CliRunner
 
 from avf.cli import app
 from avf.config.data import AudioConfig, ClipConfig, DataConfig, DatasetSpec, FaceConfig
-from avf.data import stages
 from avf.data.adapters.base import Adapter, RawClip, ScanResult
 from avf.data.audio import read_wav
+from avf.data.inspect import corrupt_samples, first_sample
 from avf.data.loader import ClipDataset
 from avf.data.manifest import read_manifest
 from avf.data.report import StageReport
-from tests import media
+from avf.data.shards import ShardIndex
+from avf.data.stages import scan
+from avf.data.stages.audio import run_audio
+from avf.data.stages.faces import run_faces
+from tests.support import media
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -117,6 +122,19 @@ def test_pipeline_end_to_end(tmp_path: Path, raw: Path) -> None:
 
     r = avf(p, "inspect", shards, "--verify")
     assert r.exit_code == 0 and "verified 3 samples" in r.output, r.output
+    index = ShardIndex.load(shards)
+    first = first_sample(shards, index)
+    assert first is not None and first.key == index.shards[0].keys[0] and first.others == ["fbank.npy", "meta.json"]
+    assert first.jpg_frames in (25, 30) and list(corrupt_samples(shards, index)) == []
+    bad = tmp_path / "bad_shards"
+    shutil.copytree(shards, bad)
+    last = index.shards[-1]
+    with open(bad / last.name, "r+b") as f:  # zero the last sample's bytes: its tar header no longer parses
+        f.seek(last.offsets[-1])
+        f.write(bytes(last.sizes[-1]))
+    assert [e.key for e in corrupt_samples(bad, index)] == [last.keys[-1]]
+    r = avf(p, "inspect", bad, "--verify")
+    assert r.exit_code == 1 and "1 corrupt sample(s)" in r.output, r.output
     r = avf(p, "inspect", manifest)
     assert r.exit_code == 0 and "4 clips, 2 subjects" in r.output, r.output
 
@@ -221,12 +239,12 @@ def test_stages_honour_frame_folders_time_windows_and_speaker_halves(
         RawClip("utt", "x", "s2", dialog, extra={"start": 1.0, "end": 2.0, "crop": "right"}),
         RawClip("quiet", "x", "s3", frames_dir, extra={"frames": True, "no_audio": True}),
     ]
-    monkeypatch.setattr(stages, "get_adapter", lambda name, **options: _ListAdapter(clips))
+    monkeypatch.setattr(scan, "get_adapter", lambda name, **options: _ListAdapter(clips))
     spec = DatasetSpec(name="x", adapter="list", raw_dir=str(tmp_path))
     faces, audio = tmp_path / "faces", tmp_path / "audio"
-    stages.run_faces(spec, faces, _face_cfg(), StageReport("faces", "x"))
+    run_faces(spec, faces, _face_cfg(), StageReport("faces", "x"))
     report = StageReport("audio", "x")
-    stages.run_audio(spec, faces, audio, _face_cfg(), report)
+    run_audio(spec, faces, audio, _face_cfg(), report)
     assert report.failed == 0 and report.flags == {"audio missing": 1}
 
     folder = json.loads((faces / "00001.json").read_text())
@@ -236,7 +254,7 @@ def test_stages_honour_frame_folders_time_windows_and_speaker_halves(
     utt = json.loads((faces / "utt.json").read_text())
     assert utt["status"] == "ok" and utt["frames_kept"] == 25
     assert utt["times"][0] == pytest.approx(1.0) and utt["times"][-1] == pytest.approx(1.96)
-    assert all(box[0] > 128 for box in utt["boxes"])  # the right-hand speaker's face
+    assert len(utt["boxes"]) == 25 and all(box[0] > 128 for box in utt["boxes"])  # the right-hand speaker's face
     x = read_wav(audio / "utt.wav")  # starts at the utterance (1.0 s): the second tone
     spectrum = np.abs(np.fft.rfft(x[:8000]))
     assert np.fft.rfftfreq(8000, 1 / 16000)[spectrum.argmax()] == pytest.approx(1200, abs=5)

@@ -13,7 +13,7 @@ from avf.config.data import FaceConfig
 from avf.data import face, video
 from avf.data.face import Detection, crop_clip
 from avf.data.video import FrameImage, VideoFrame
-from tests import media
+from tests.support import media
 
 CFG = FaceConfig()
 

@@ -25,7 +25,7 @@ from avf.data.loader import (
 from avf.data.shards import INDEX_NAME, CorruptSampleError, ShardIndex, ShardWriter, npy_bytes
 from avf.data.transforms import ClipTransform, multi_scale_crop_params, rrc_params
 from avf.data.video import encode_jpeg
-from tests import media
+from tests.support import media
 
 AUDIO = AudioConfig()
 CLIP = ClipConfig()  # 16 frames, stride 4, 160 px, 2 test views

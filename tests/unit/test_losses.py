@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 from pathlib import Path
 
 import pytest
 import torch
+
+# Imported before any process group exists: its functions take `group=group.WORLD` as a default, evaluated at
+# import. A spawned rank imports this test module first, so that default is None and not the rank's group,
+# which it would otherwise hold past destroy_process_group() (see the end of _dist_worker).
+import torch.distributed.nn.functional
 import torch.multiprocessing as mp
 import torch.nn.functional as F
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
@@ -83,6 +89,15 @@ def test_hcmcl_pools_normalizes_and_sums_layers() -> None:
         hcmcl(video, audio[:2])
 
 
+def _gloo_threads() -> list[str]:
+    """This process's gloo worker threads (Linux names them ``pt_gloo_runloop`` in /proc)."""
+    names = []
+    for task in Path("/proc/self/task").iterdir():
+        with contextlib.suppress(FileNotFoundError):  # a thread that ended meanwhile
+            names.append((task / "comm").read_text().strip())
+    return [n for n in names if n.startswith("pt_gloo")]
+
+
 def _dist_worker(rank: int, world: int, init_file: str, z_v: torch.Tensor, z_a: torch.Tensor, out: str) -> None:
     import torch.distributed as dist
 
@@ -94,9 +109,13 @@ def _dist_worker(rank: int, world: int, init_file: str, z_v: torch.Tensor, z_a: 
         loss = contrastive_loss(v, a, 0.1, gather_negatives=True)
         loss.backward()
         torch.save({"loss": loss.detach(), "gv": v.grad, "ga": a.grad}, f"{out}.{rank}")
-        dist.barrier()  # neither rank tears gloo down while the other still uses it (an abort in CI)
+        dist.barrier()  # no rank closes its connections while the other may still be receiving
     finally:
         dist.destroy_process_group()
+    # Freeing the group joins its worker threads. A worker still alive would drop its last collective's
+    # tensors (a Py_DECREF, so it takes the GIL) while the interpreter shuts down, and a thread that takes
+    # the GIL during shutdown is ended mid-destructor: "terminate called without an active exception".
+    assert not _gloo_threads(), "something holds the process group past destroy_process_group()"
 
 
 def test_gather_negatives_uses_rank_offsets(monkeypatch: pytest.MonkeyPatch) -> None:

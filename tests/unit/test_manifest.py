@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from avf.data.adapters.base import RawClip
-from avf.data.manifest import COLUMNS, ManifestError, build_manifest, read_manifest, validate, write_manifest
+from avf.data.manifest import COLUMNS, ManifestError, read_manifest, validate, write_manifest
+from avf.data.stages.manifest import build_manifest
 
 
 def _face(clip_id: str, status: str = "ok") -> dict[str, Any]:
@@ -112,3 +113,33 @@ def test_read_rejects_files_that_are_not_manifests(tmp_path: Path) -> None:
     pd.DataFrame({"clip_id": ["a"]}).to_parquet(tmp_path / "other.parquet")
     with pytest.raises(ManifestError, match=r"other\.parquet: manifest does not match the schema"):
         read_manifest(tmp_path / "other.parquet")
+
+
+def test_the_label_space_travels_with_the_manifest(tmp_path: Path) -> None:
+    from avf.data.manifest import LabelSpace, label_space, with_label_space
+
+    path = tmp_path / "demo.parquet"
+    space = LabelSpace("classification", ("neutral", "calm", "happy"))
+    write_manifest(with_label_space(_manifest(), space), path)
+    back = read_manifest(path)
+    assert label_space(back, path) == space and space.num_outputs == 3
+    assert label_space(back[back["status"] == "ok"], path) == space  # survives row selection
+    assert LabelSpace("regression", targets=("arousal", "valence")).num_outputs == 2
+    write_manifest(_manifest(), tmp_path / "old.parquet")
+    with pytest.raises(ManifestError, match=r"old\.parquet: the manifest records no label space.*re-run"):
+        label_space(read_manifest(tmp_path / "old.parquet"), tmp_path / "old.parquet")
+
+
+def test_the_manifest_stage_records_the_adapters_label_space(tmp_path: Path) -> None:
+    """The real adapters' class lists reach the manifest (training reads them from there)."""
+    from avf.config.data import DatasetSpec
+    from avf.data.adapters import get_adapter
+    from avf.data.stages.scan import scan_dataset
+
+    (tmp_path / "raw" / "VideoFlash").mkdir(parents=True)
+    (tmp_path / "raw" / "AudioWAV").mkdir()
+    spec = DatasetSpec(name="cremad", adapter="cremad", raw_dir=str(tmp_path / "raw"))
+    scan = scan_dataset(spec)
+    adapter = get_adapter("cremad")
+    assert scan.labels.classes == tuple(adapter.classes) and scan.labels.task == adapter.task == "classification"
+    assert scan.labels.num_outputs == adapter.num_classes == 6

@@ -305,7 +305,8 @@ def test_init_finetune_from_pretrain() -> None:
 
 
 def test_reconstruction_picture(tmp_path: Path, inputs: tuple[torch.Tensor, torch.Tensor], masks: Masks) -> None:
-    from avf.models.viz import reconstruct, render_reconstruction
+    from avf.eval.plots import reconstruction_png
+    from avf.models.viz import reconstruct
 
     video, audio = inputs
     model = create_model("avf_mae_pp_pretrain_tiny").eval()
@@ -316,7 +317,7 @@ def test_reconstruction_picture(tmp_path: Path, inputs: tuple[torch.Tensor, torc
     t, h, w = (int(i) for i in torch.nonzero(visible)[0])
     patch = (slice(2 * t, 2 * t + 2), slice(16 * h, 16 * h + 16), slice(16 * w, 16 * w + 16))
     torch.testing.assert_close(pics["video_recon"][0][(slice(None), *patch)], pics["video"][0][(slice(None), *patch)])
-    path = render_reconstruction(video, audio, masks, out, tmp_path / "recon.png", max_items=1)
+    path = reconstruction_png(pics, tmp_path / "recon.png", max_items=1)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -340,7 +341,7 @@ def test_tubelet_embedding_equals_conv3d(inputs: tuple[torch.Tensor, torch.Tenso
     assert F.mse_loss(embed(video, index[:, :5]), ref[:, :5]).item() < 1e-8
 
 
-# ---- performance work (issue 9): the fused graph computes exactly what the plain module graph does -----
+# ---- the fused graph computes exactly what the plain module graph does -----
 
 
 def _fused_vs_plain(

@@ -24,7 +24,9 @@ from avf.config.predict import PredictConfig
 from avf.data.audio import LOG_FLOOR
 from avf.data.loader import ClipDataset
 from avf.data.shards import INDEX_NAME, ShardIndex, ShardWriter
-from avf.data.stages import AudioJob, FaceJob, ShardJob, audio_job, face_job, shard_job
+from avf.data.stages.audio import AudioJob, audio_job
+from avf.data.stages.faces import FaceJob, face_job
+from avf.data.stages.shards import ShardJob, shard_job
 from avf.predict import Predictor, VideoPrediction
 from avf.predict.export import example_inputs, export_package
 from avf.predict.inputs import expand_inputs
@@ -32,8 +34,8 @@ from avf.predict.outputs import PredictionWriter, arrow_table, read_jsonl, video
 from avf.predict.plot import timeline_png
 from avf.predict.prepare import plan_windows
 from avf.predict.render import render_video
-from tests import media
-from tests.predict_helpers import CLASSES, make_model_dir, probabilities, write_gap_video
+from tests.support import media
+from tests.support.predict_helpers import CLASSES, make_model_dir, probabilities, write_gap_video
 
 SETTINGS = PredictConfig(window_s=2.0, stride_s=1.0)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from avf.data.stages import _worker_results
+from avf.data.stages.common import worker_results as _worker_results
 
 
 def test_interrupt_closes_the_workers_then_deletes_their_temp_files(tmp_path: Path) -> None:

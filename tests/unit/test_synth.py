@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from avf.config.data import SynthConfig
-from avf.data.synth import cues, faces, generate_all, layouts, voice
-from avf.data.synth.generate import Actor, identity, render_clip
+from avf.demo import cues, faces, generate_all, layouts, voice
+from avf.demo.generate import Actor, identity, render_clip
 
 # 2 RAVDESS actors x (neutral + happy/surprised at both intensities) + 1 CREMA-D actor x IEO (ANG/HAP at
 # LO and HI, NEU at XX): 10 mp4 + 5 flv/wav, 2 s each.

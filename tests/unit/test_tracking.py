@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import shutil
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
+import pandas as pd
 import pytest
 import yaml
 from mlflow import MlflowClient
@@ -23,7 +25,8 @@ from typer.testing import CliRunner
 
 from avf import services, tracking
 from avf.config import Params, parse_params, section_hash
-from avf.tracking_buffer import WriteAheadLog, batches, read_entries
+from avf.runtime.lifecycle import StageTerminated
+from avf.tracking.buffer import WriteAheadLog, batches, now_ms, read_entries
 
 pytestmark = pytest.mark.timeout(180)
 ROOT = Path(__file__).resolve().parents[2]
@@ -213,7 +216,7 @@ def test_keyboard_interrupt_and_in_process_sigterm_mark_run_killed(store: dict[s
     before = signal.getsignal(signal.SIGTERM)
     with pytest.raises(KeyboardInterrupt), tracking.stage_run(store["params"], stage="pretrain") as run1:
         raise KeyboardInterrupt
-    with pytest.raises(tracking.StageTerminated) as info, tracking.stage_run(store["params"], "pretrain") as run2:
+    with pytest.raises(StageTerminated) as info, tracking.stage_run(store["params"], "pretrain") as run2:
         assert signal.getsignal(signal.SIGTERM) is not before
         os.kill(os.getpid(), signal.SIGTERM)
         time.sleep(5)  # the handler raises before this ends
@@ -294,7 +297,7 @@ def test_resumed_run_logs_without_owning_the_status(store: dict[str, Any]) -> No
         attached.close()
         # a worker that died with data still buffered: the owner replays it before ending the run
         dead = WriteAheadLog.create(run.buffer_dir, run.run_id, run.tracking_uri, owner=False)
-        dead.append("metrics", ts=tracking.now_ms(), step=5, data={"train/loss": 0.3})
+        dead.append("metrics", ts=now_ms(), step=5, data={"train/loss": 0.3})
         dead.close(remove=False)
     r = client.get_run(run.run_id)
     assert r.info.status == "FINISHED"
@@ -317,6 +320,53 @@ def test_null_run_does_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     tracking.write_run_file(tmp_path / "run.json", run)
     assert json.loads((tmp_path / "run.json").read_text())["run_id"] is None
     assert not (tmp_path / "never.db").exists()
+
+
+def test_stage_run_and_null_run_share_the_run_protocol(store: dict[str, Any]) -> None:
+    members = [n for n in vars(tracking.Run) if not n.startswith("_") or n in ("__enter__", "__exit__")]
+    assert {"log_metrics", "log_model", "run_id", "pending"} <= set(members)
+
+    def shape(fn: Any) -> list[tuple[str, Any, Any]]:
+        return [(p.name, p.kind, p.default) for p in inspect.signature(fn).parameters.values()]
+
+    with tracking.stage_run(store["params"], stage="pretrain", sections=()) as live:
+        for run in (live, tracking.null_run()):
+            for name in members:
+                assert hasattr(run, name), (type(run).__name__, name)
+                if not isinstance(vars(tracking.Run)[name], property):
+                    assert shape(getattr(type(run), name)) == shape(getattr(tracking.Run, name)), name
+
+
+def test_importing_tracking_loads_neither_mlflow_nor_the_pyfunc() -> None:
+    code = (
+        "import sys, avf.tracking\n"
+        "loaded = [m for m in sys.modules if m.split('.')[0] == 'mlflow' or m.startswith(('avf.predict', "
+        "'avf.tracking.pyfunc'))]\n"
+        "assert not loaded, loaded\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+def test_the_served_model_pickles_its_loader_by_reference() -> None:
+    """MLflow stores the pyfunc with cloudpickle: the loader must travel as a reference into the installed
+    avf (and its settings as data), and the tracking package must not import what it serves."""
+    import functools
+
+    import cloudpickle
+
+    from avf.predict.serving import load_video_model, video_paths
+    from avf.tracking.pyfunc import ServedModel
+
+    blob = cloudpickle.dumps(ServedModel(functools.partial(load_video_model, settings={"window_s": 2.0})))
+    assert b"avf.tracking.pyfunc" in blob and b"avf.predict.serving" in blob and b"def predict" not in blob
+    model = cloudpickle.loads(blob)
+    assert type(model) is ServedModel and model.load.func is load_video_model
+    assert model.load.keywords == {"settings": {"window_s": 2.0}}
+    with pytest.raises(RuntimeError, match="not loaded"):
+        model.predict(None, ["a.mp4"])
+    assert video_paths("a.mp4") == ["a.mp4"] and video_paths({"video": ["a", "b"]}) == ["a", "b"]
+    with pytest.raises(ValueError, match="'video' column"):
+        video_paths(pd.DataFrame({"path": ["a.mp4"]}))
 
 
 def test_outage_is_buffered_and_replayed_in_order(store: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
@@ -549,19 +599,22 @@ def test_servers_bind_loopback_unless_exposed(tmp_path: Path) -> None:
 def test_a_data_stage_gets_a_run_with_its_counts_and_failures(store: dict[str, Any], tmp_path: Path) -> None:
     from avf.config import parse_params
     from avf.data.report import StageReport
-    from avf.data.stages import track_report
+    from avf.data.stages.record import track_report
 
     report = StageReport("faces", "ravdess", processed=5)
     report.fail("Actor_01/bad.mp4", "01-bad", "cannot open: corrupt")
     where = report.write(tmp_path / "reports", 0.5)
     assert track_report(store["params"], report, where) is None  # off by default (tests, library use)
 
-    params = parse_params({"tracking": {"artifact_root": str(tmp_path / "artifacts"), "log_data_stages": True}})
+    raw = yaml.safe_load((Path(__file__).resolve().parents[2] / "params.yaml").read_text())
+    raw["tracking"] = {"artifact_root": str(tmp_path / "artifacts"), "log_data_stages": True}
+    params = parse_params(raw)
     run_id = track_report(params, report, where)
     run = store["client"].get_run(run_id)
     assert run.info.status == "FINISHED" and run.info.run_name == "faces-ravdess"
     assert run.data.metrics["processed"] == 5 and run.data.metrics["failed"] == 1
     assert run.data.tags["avf.stage"] == "faces" and "data.face.detect_every" in run.data.params
+    assert run.data.params["data.datasets.ravdess.adapter"] == "ravdess"  # the sections dvc.yaml lists
     exp = store["client"].get_experiment(run.info.experiment_id)
     assert exp.name == "avf-mae-pp/data"
     arts = {a.path for a in store["client"].list_artifacts(run_id, "report")}

@@ -13,7 +13,7 @@ from avf.artifacts.checkpoints import load_training_state, save_training_state
 from avf.train.optim import build_optimizer, build_scheduler
 from avf.train.sampling import GlobalBatchSampler, shard_indices
 from avf.train.worker import run_local
-from tests.toy_task import toy_config
+from tests.support.toy_task import toy_config
 
 
 def losses(session) -> list[float]:  # type: ignore[no-untyped-def]

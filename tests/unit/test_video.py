@@ -10,7 +10,7 @@ import pytest
 
 from avf.data import video
 from avf.data.video import MediaError
-from tests import media
+from tests.support import media
 
 
 @pytest.fixture(scope="module")

@@ -100,8 +100,11 @@ def register_adapter(name: str) -> Callable[[type[Adapter]], type[Adapter]]:
 
 
 def get_adapter(name: str, **options: Any) -> Adapter:
-    import avf.data.adapters  # noqa: F401  (registers the built-in adapters)
+    """A new adapter of the registered ``name``, configured by ``options``; ``KeyError`` for an unknown name.
 
+    The built-in adapters are always registered here: importing this module first runs the package's
+    ``__init__``, which imports every adapter module.
+    """
     try:
         return _REGISTRY[name](**options)
     except KeyError:
@@ -109,6 +112,4 @@ def get_adapter(name: str, **options: Any) -> Adapter:
 
 
 def list_adapters() -> list[str]:
-    import avf.data.adapters  # noqa: F401
-
     return sorted(_REGISTRY)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -134,11 +133,7 @@ def finish_scan(adapter: Adapter, builder: ScanBuilder, root: Path) -> ScanResul
     lists_dir = opt_path(adapter.options, "official_lists", root)
     if lists_dir is None:
         return builder.result()
-    from avf.data.listfiles import assign_official_folds
+    from avf.data.adapters.listfiles import assign_official_folds
 
     clips, problems = assign_official_folds(adapter, builder.clips, lists_dir)
     return ScanResult(clips=clips, problems=builder.problems + problems)
-
-
-def with_fold(clip: RawClip, test_fold: int | None, official_split: str | None) -> RawClip:
-    return replace(clip, test_fold=test_fold, official_split=official_split)

@@ -130,8 +130,3 @@ def read_records(path: Path, required: Iterable[str]) -> list[dict[str, str]]:
                 records.append({h: (data[j] if j < len(data) else "") for j, h in enumerate(header) if h})
             return records
     raise ValueError(f"{path}: no header row with the columns {list(required)}")
-
-
-def norm_key(name: str) -> str:
-    """The key :func:`read_records` uses for a column name."""
-    return _norm(name)

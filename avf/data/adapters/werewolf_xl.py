@@ -54,7 +54,7 @@ class WerewolfXLAdapter(Adapter):
             raise FileNotFoundError(
                 f"Werewolf-XL: no label table {table} and no official_lists option to take the targets from"
             )
-        from avf.data.listfiles import read_official_splits
+        from avf.data.adapters.listfiles import read_official_splits
 
         splits = read_official_splits(lists, self)
         return {str(r.clip_id): tuple(r.targets) for r in splits.itertuples() if r.targets is not None}

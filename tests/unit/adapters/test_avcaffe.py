@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from avf.data.adapters import get_adapter
-from tests.fixtures_datasets import make_avcaffe
+from tests.support.fixtures_datasets import make_avcaffe
 from tests.unit.adapters.helpers import assert_clip_ids_safe, by_id, reasons
 
 

@@ -11,7 +11,7 @@ import pytest
 from avf.data.adapters import get_adapter, list_adapters
 from avf.data.adapters.base import RawClip
 from avf.data.adapters.common import ScanBuilder
-from tests import fixtures_datasets as F
+from tests.support import fixtures_datasets as F
 from tests.unit.adapters.helpers import assert_clip_ids_safe
 
 CASES: list[tuple[str, dict[str, Any], Callable[[Path], Path]]] = [

@@ -6,7 +6,7 @@ import pytest
 
 from avf.data.adapters import get_adapter
 from avf.data.adapters.cremad import fold_of_actor
-from tests.fixtures_datasets import make_cremad, make_cremad_demo_like
+from tests.support.fixtures_datasets import make_cremad, make_cremad_demo_like
 from tests.unit.adapters.helpers import assert_clip_ids_safe, by_id, reasons
 
 

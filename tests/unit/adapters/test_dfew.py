@@ -6,7 +6,7 @@ import pytest
 
 from avf.data.adapters import get_adapter
 from avf.data.adapters.dfew import clip_name
-from tests.fixtures_datasets import make_dfew
+from tests.support.fixtures_datasets import make_dfew
 from tests.unit.adapters.helpers import assert_clip_ids_safe, by_id, reasons
 
 

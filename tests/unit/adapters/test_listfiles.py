@@ -7,14 +7,14 @@ import pytest
 from typer.testing import CliRunner
 
 from avf.data.adapters import get_adapter
-from avf.data.listfiles import (
+from avf.data.adapters.listfiles import (
     derive_pretrain_audio,
     read_official_splits,
     read_pretrain_list,
     write_official_lists,
     write_pretrain_list,
 )
-from tests.fixtures_datasets import AUTHORS_ROOT, cremad_list_line, make_cremad, make_hicmae_lists, write_text
+from tests.support.fixtures_datasets import AUTHORS_ROOT, cremad_list_line, make_cremad, make_hicmae_lists, write_text
 from tests.unit.adapters.helpers import by_id
 
 A = cremad_list_line
@@ -36,7 +36,7 @@ def _cremad_lists(base: Path) -> Path:
 
 def test_read_official_splits_maps_paths_to_clip_ids(tmp_path: Path) -> None:
     lists = _cremad_lists(tmp_path)
-    table = read_official_splits(lists, "cremad", {f"{AUTHORS_ROOT}/": "/data/"})
+    table = read_official_splits(lists, get_adapter("cremad"), {f"{AUTHORS_ROOT}/": "/data/"})
     assert list(table.columns[:3]) == ["clip_id", "fold", "split"]
     test1 = table[(table.fold == 1) & (table.split == "test")]
     assert list(test1.clip_id) == ["1001_DFA_ANG_XX", "1001_IEO_HAP_HI", "1001_IEO_SAD_LO", "1018_ITS_NEU_XX"]
@@ -106,17 +106,17 @@ def test_regression_lists_keep_targets(tmp_path: Path) -> None:
     prefix = f"{AUTHORS_ROOT}/Werewolf-XL"
     line = f"{prefix}/openface/01_02_94/01_02_94_aligned {prefix}/audio_16k/01_02_94.wav 1.5 1.0 -0.5"
     lists = make_hicmae_lists(tmp_path, {1: {"test": [line]}})
-    table = read_official_splits(lists, "werewolf_xl")
+    table = read_official_splits(lists, get_adapter("werewolf_xl"))
     assert table.clip_id.tolist() == ["01_02_94"] and table.targets.tolist() == [(1.5, 1.0, -0.5)]
 
 
 def test_malformed_line_names_the_file(tmp_path: Path) -> None:
     lists = make_hicmae_lists(tmp_path, {1: {"test": ["/only/one/field"]}})
     with pytest.raises(ValueError, match=r"test\.csv:1"):
-        read_official_splits(lists, "cremad")
+        read_official_splits(lists, get_adapter("cremad"))
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="split0K"):
-        read_official_splits(tmp_path / "empty", "cremad")
+        read_official_splits(tmp_path / "empty", get_adapter("cremad"))
 
 
 def test_pretrain_audio_rules_and_list(tmp_path: Path) -> None:

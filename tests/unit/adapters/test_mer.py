@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from avf.data.adapters import get_adapter
-from tests.fixtures_datasets import MER2024_LABELS, make_mer2023, make_mer2024_avf, make_mer2024_release
+from tests.support.fixtures_datasets import MER2024_LABELS, make_mer2023, make_mer2024_avf, make_mer2024_release
 from tests.unit.adapters.helpers import assert_clip_ids_safe, by_id, reasons
 
 

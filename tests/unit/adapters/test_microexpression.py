@@ -7,7 +7,7 @@ import pytest
 from avf.data.adapters import get_adapter
 from avf.data.adapters.microexpression import composite_label
 from avf.data.adapters.tables import read_records
-from tests.fixtures_datasets import make_casme2, make_casme3, make_mmew, make_samm, make_smic, write_xlsx
+from tests.support.fixtures_datasets import make_casme2, make_casme3, make_mmew, make_samm, make_smic, write_xlsx
 from tests.unit.adapters.helpers import assert_clip_ids_safe, by_id, reasons
 
 

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from avf.data.synth.cues import FaceCues
-from avf.data.synth.voice import Plan
+from avf.demo.cues import FaceCues
+from avf.demo.voice import Plan
 
 Point = tuple[float, float]
 

@@ -1,13 +1,13 @@
 """Real local servers for tests, bound to 127.0.0.1 on a free port, stopped by PID (reusable fixtures).
 
-    from tests.services import mlflow_server
+    from tests.support.services import mlflow_server
 
     def test_x(tmp_path):
         with mlflow_server(tmp_path) as srv:      # waits for /health
             ...srv.url...
             srv.stop(); srv.start()               # restart: same port, backend and artifacts
 
-Or use the ``running_mlflow`` fixture: ``from tests.services import running_mlflow  # noqa: F401``.
+Or use the ``running_mlflow`` fixture: ``from tests.support.services import running_mlflow  # noqa: F401``.
 """
 
 from __future__ import annotations

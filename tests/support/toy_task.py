@@ -71,7 +71,7 @@ def toy_config(
     """The toy task's worker config; ``optim`` adds optimiser-section keys (``ema_decay``, ``amp``...)."""
     return {
         "stage": "toy",
-        "task_factory": "tests.toy_task:build",
+        "task_factory": "tests.support.toy_task:build",
         "params": Params().model_dump(mode="json"),
         "toy": {
             "n": n,

@@ -2,7 +2,7 @@
 
 Typical use::
 
-    from tests import media
+    from tests.support import media
 
     clip = media.write_clip(tmp_path / "a.mp4")                       # 2 s, 25 fps, moving face, 440 Hz
     tones = media.write_clip(tmp_path / "t.mp4", tones=(300, 1200, 3000), tone_every=0.5)

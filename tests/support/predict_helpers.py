@@ -12,7 +12,7 @@ import torch
 from avf.artifacts.cards import export_model
 from avf.config.data import AudioConfig, ClipConfig, FaceConfig
 from avf.models import create_model
-from tests import media
+from tests.support import media
 
 CLASSES = ("neutral", "happy", "sad")
 

@@ -32,6 +32,6 @@ so nothing of their voice difference reaches the video. Per clip, every cue is d
 mean (seeded); RAVDESS intensity 02 and CREMA-D levels scale the distance from neutral.
 """
 
-from avf.data.synth.generate import SynthSummary, generate_all
+from avf.demo.generate import SynthSummary, generate_all
 
 __all__ = ["SynthSummary", "generate_all"]

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import signal
 
-from avf.data.synth.cues import VoiceCues
+from avf.demo.cues import VoiceCues
 
 SR = 16000
 CONTROL_HZ = 200  # rate of the planned envelopes and the F0 contour

@@ -15,8 +15,8 @@ import re
 from dataclasses import dataclass
 
 from avf.config.data import SynthConfig
-from avf.data.synth.cues import EMOTIONS
-from avf.data.synth.faces import SOURCE_NAMES
+from avf.demo.cues import EMOTIONS
+from avf.demo.faces import SOURCE_NAMES
 
 RAVDESS_STATEMENTS: dict[int, str] = {1: "Kids are talking by the door", 2: "Dogs are sitting by the door"}
 RAVDESS_RE = re.compile(r"^01-01-(0[1-8])-(0[12])-(0[12])-(0[12])-(\d\d)\.mp4$")

@@ -1,6 +1,6 @@
 """A real Prefect server for tests: 127.0.0.1, a free port, a throwaway PREFECT_HOME, stopped by PID.
 
-from tests.services_prefect import prefect_server, use_prefect_api
+from tests.support.services_prefect import prefect_server, use_prefect_api
 
 with prefect_server(tmp_path) as srv:          # waits for /api/health (~20-30 s on a new DB)
     with use_prefect_api(srv.api_url):         # in-process flows and clients talk to it

@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
 
-from avf.data.adapters.base import Adapter, Problem, RawClip, get_adapter
+from avf.data.adapters.base import Adapter, Problem, RawClip
 from avf.utils.io import atomic_path
 
 SPLITS = ("train", "val", "test")
@@ -106,14 +107,11 @@ def find_split_dirs(split_root: Path) -> list[tuple[int, Path]]:
     raise FileNotFoundError(f"no split0K/ folders or train/val/test.csv files under {split_root}")
 
 
-def read_official_splits(
-    split_root: Path, dataset: str | Adapter, rewrite: Mapping[str, str] | None = None
-) -> pd.DataFrame:
+def read_official_splits(split_root: Path, adapter: Adapter, rewrite: Mapping[str, str] | None = None) -> pd.DataFrame:
     """One row per list line: clip_id, fold (0 = fixed split), split, paths, label or targets.
 
-    ``dataset`` is an adapter name or instance; it maps list paths to clip ids.
+    ``adapter`` (the dataset's) maps list paths to clip ids and says whether labels are classes or targets.
     """
-    adapter = get_adapter(dataset) if isinstance(dataset, str) else dataset
     records: list[dict[str, object]] = []
     for fold, folder in find_split_dirs(Path(split_root)):
         for split in SPLITS:
@@ -159,8 +157,6 @@ def assign_official_folds(
     adapter: Adapter, clips: list[RawClip], lists_dir: Path
 ) -> tuple[list[RawClip], list[Problem]]:
     """Replace the built-in folds of ``clips`` by the official lists' (clips not listed are dropped)."""
-    from avf.data.adapters.common import with_fold
-
     splits = read_official_splits(lists_dir, adapter)
     if splits.empty:
         raise ValueError(f"the official lists under {lists_dir} have no entries")
@@ -181,7 +177,7 @@ def assign_official_folds(
             if fold is None:
                 problems.append(Problem(str(clip.video_path), f"not in any official test list under {lists_dir}"))
                 continue
-            kept.append(with_fold(clip, fold, None))
+            kept.append(replace(clip, test_fold=fold, official_split=None))
     else:
         split_of: dict[str, str] = {}
         for row in splits.itertuples():
@@ -194,7 +190,7 @@ def assign_official_folds(
             if split is None:
                 problems.append(Problem(str(clip.video_path), f"not in the official lists under {lists_dir}"))
                 continue
-            kept.append(with_fold(clip, None, split))
+            kept.append(replace(clip, test_fold=None, official_split=split))
     return kept, problems
 
 

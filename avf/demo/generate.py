@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from avf.config.data import SynthConfig
-from avf.data.synth import cues, faces, layouts, media, voice
+from avf.demo import cues, faces, layouts, media, voice
 from avf.utils.io import atomic_path
 from avf.utils.progress import track
 from avf.utils.seed import derive_seed
@@ -200,7 +200,7 @@ def generate_all(cfg: SynthConfig, out: Path, workers: int = 2) -> SynthSummary:
                     rows += fut.result()
         rows.sort(key=lambda r: r["video"])
         manifest = {
-            "generator": "avf.data.synth",
+            "generator": "avf.demo",
             "config": cfg.model_dump(mode="json"),
             "video_only_pairs": cues.video_only_pairs(),
             "audio_only_pairs": cues.audio_only_pairs(),

@@ -1,0 +1,144 @@
+"""The faces stage: per clip, ``<clip_id>.mkv`` (JPEG face frames) and ``<clip_id>.json`` (its sidecar)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from avf.config.data import DataConfig, DatasetSpec, FaceConfig
+from avf.data.adapters import RawClip
+from avf.data.face import crop_clip, get_detector, get_landmark_model
+from avf.data.parallel import run_tasks
+from avf.data.report import StageReport
+from avf.data.stages.common import digest, file_stamp, prune_stale, read_sidecar, remove_temps, worker_results
+from avf.data.stages.scan import report_scan, scan_dataset
+from avf.data.video import MediaError, VideoFrame, iter_frames, iter_image_folder, write_jpeg_clip
+from avf.utils.io import atomic_path, write_json
+from avf.utils.progress import track
+
+__all__ = ["FaceJob", "face_job", "run_faces"]
+
+FACE_VERSION = 1
+FRAME_FOLDER_FPS = 25.0  # frame rate of a folder of images unless the adapter sets ``extra["fps"]``
+
+
+@dataclass(frozen=True)
+class FaceJob:
+    """One clip for the faces stage; ``frames``/``fps``/``start``/``end``/``crop`` follow ``RawClip.extra``."""
+
+    clip_id: str
+    video: str
+    out_dir: str
+    cfg: FaceConfig
+    fingerprint: str
+    frames: bool = False  # ``video`` is a folder of images
+    fps: float = FRAME_FOLDER_FPS  # frame rate of a frame folder
+    start: float | None = None
+    end: float | None = None
+    crop: str | None = None  # "left" / "right": the face must be in that half of the frame
+
+    @classmethod
+    def for_clip(cls, clip: RawClip, out_dir: Path, cfg: FaceConfig) -> FaceJob:
+        extra = clip.extra
+        fields = {
+            "frames": bool(extra.get("frames", False)),
+            "fps": float(extra.get("fps", FRAME_FOLDER_FPS)),
+            "start": float(extra["start"]) if extra.get("start") is not None else None,
+            "end": float(extra["end"]) if extra.get("end") is not None else None,
+            "crop": str(extra["crop"]) if extra.get("crop") else None,
+        }
+        source = file_stamp(clip.video_path)
+        if fields["frames"] and clip.video_path.is_dir():
+            source = [file_stamp(f) for f in sorted(clip.video_path.iterdir())]
+        fp = digest({"v": FACE_VERSION, "cfg": cfg.model_dump(mode="json"), "video": source, **fields})
+        return cls(clip.clip_id, str(clip.video_path), str(out_dir), cfg, fp, **fields)
+
+    def frame_source(self) -> Iterator[VideoFrame]:
+        if self.frames:
+            return iter_image_folder(self.video, self.fps, self.start, self.end)
+        return iter_frames(self.video, start=self.start, end=self.end)
+
+
+def face_job(job: FaceJob) -> dict[str, Any]:
+    """Crop one clip; writes ``<clip_id>.mkv`` (when usable) and ``<clip_id>.json``; returns the sidecar."""
+    out = Path(job.out_dir)
+    sidecar: dict[str, Any] = {
+        "version": FACE_VERSION,
+        "fingerprint": job.fingerprint,
+        "clip_id": job.clip_id,
+        "source": job.video,
+    }
+    try:
+        detector = get_detector(job.cfg.detector_model, job.cfg.min_score)
+        landmarks = get_landmark_model(job.cfg.landmark_model) if job.cfg.align else None
+        result = crop_clip(job.video, job.cfg, detector, landmarks, frames=job.frame_source(), region=job.crop)
+    except MediaError as e:
+        sidecar["status"] = e.reason
+        write_json(out / f"{job.clip_id}.json", sidecar)
+        return sidecar
+    times = result.times
+    span = 0.0
+    fps = 0.0
+    if len(times) > 1:
+        step = float(np.median(np.diff(times)))
+        span = float(times[-1] - times[0]) + step
+        fps = (len(times) - 1) / float(times[-1] - times[0]) if times[-1] > times[0] else 0.0
+    elif len(times) == 1:
+        span = 0.04
+    sidecar.update(result.summary())
+    sidecar.update(
+        {
+            "status": "ok" if result.ok else result.reason,
+            "face_file": f"{job.clip_id}.mkv" if result.ok else None,
+            "size": job.cfg.size,
+            "duration_s": round(span, 6),
+            "fps": round(fps, 4),
+            "times": [round(float(t), 6) for t in times],
+            "boxes": [
+                [round(float(v), 2) if i < 3 else round(float(v), 4) for i, v in enumerate(s)] for s in result.states
+            ],
+        }
+    )
+    if result.ok:
+        with atomic_path(out / f"{job.clip_id}.mkv", suffix=".mkv") as tmp:
+            write_jpeg_clip(tmp, result.jpegs, times, job.cfg.size)
+    write_json(out / f"{job.clip_id}.json", sidecar)
+    return sidecar
+
+
+def run_faces(
+    spec: DatasetSpec, out_dir: Path, cfg: DataConfig, report: StageReport, ray_address: str | None = None
+) -> None:
+    """The faces stage over one dataset (see :mod:`avf.data.stages`)."""
+    scan = scan_dataset(spec)
+    report_scan(scan, report)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    remove_temps(out_dir)
+    jobs: list[FaceJob] = []
+    for clip in scan.clips:
+        if clip.clip_id in scan.rejected:
+            continue
+        job = FaceJob.for_clip(clip, out_dir, cfg.face)
+        old = read_sidecar(out_dir / f"{clip.clip_id}.json")
+        if old is not None and old.get("fingerprint") == job.fingerprint:
+            if old.get("status") == "ok" and (out_dir / f"{clip.clip_id}.mkv").is_file():
+                report.skipped += 1
+                continue
+            if old.get("status") not in (None, "ok"):
+                report.fail(clip.video_path, clip.clip_id, str(old["status"]))
+                continue
+        jobs.append(job)
+    results = run_tasks(face_job, jobs, workers=cfg.workers, executor=cfg.executor, ray_address=ray_address)
+    with worker_results(results, out_dir) as results:
+        for job, res in track(results, total=len(jobs), desc=f"faces {spec.name}"):
+            if isinstance(res, BaseException):
+                report.fail(job.video, job.clip_id, f"internal error: {type(res).__name__}: {res}")
+            elif res.get("status") != "ok":
+                report.fail(job.video, job.clip_id, str(res.get("status")))
+            else:
+                report.processed += 1
+    report.extra["removed_stale"] = prune_stale(out_dir, scan.kept_ids(), (".json", ".mkv"))

@@ -1,0 +1,136 @@
+"""Ray Train glue: run a per-worker training function on a ``TorchTrainer`` and give back its newest checkpoint.
+
+The caller hands in the function each worker runs (it builds a :class:`RaySession` and runs the loop), so
+this module knows nothing of the training code. :func:`fit` runs ``num_workers`` workers (gloo on CPU, nccl
+on GPU), restores them from the newest checkpoint after a worker failure (``FailureConfig``) and resumes an
+interrupted run with the same ``name`` under ``storage``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from avf.config import RayConfig
+from avf.runtime.cluster import ensure_cluster
+from avf.runtime.lifecycle import StageTerminated, received_signal
+
+__all__ = ["RAY_TMP_ENV", "RaySession", "RunResult", "fit"]
+
+RAY_TMP_ENV = "AVF_RAY_TMP"  # folder for the private cluster's sockets, logs and spilled objects
+
+
+class RaySession:
+    """The training loop's session (rank, device, DDP wrapping, reporting, restore) on a Ray Train worker.
+
+    ``newest_checkpoint(run_dir)`` finds the newest whole checkpoint folder of a run: Ray restores a run
+    only from its checkpoint-manager snapshot, which a driver killed right after a report may not have
+    written, and then the run resumes from that folder instead.
+    """
+
+    def __init__(
+        self,
+        run_dir: str | Path | None = None,
+        newest_checkpoint: Callable[[Path], Path | None] | None = None,
+    ) -> None:
+        import ray.train
+        import ray.train.torch
+
+        self.run_dir = Path(run_dir) if run_dir else None
+        self._newest_checkpoint = newest_checkpoint
+
+        ctx = ray.train.get_context()
+        self.rank = ctx.get_world_rank()
+        self.world_size = ctx.get_world_size()
+        self.device = ray.train.torch.get_device()
+        if isinstance(self.device, list):
+            self.device = self.device[0]
+
+    def prepare_model(self, model: torch.nn.Module) -> torch.nn.Module:
+        import ray.train.torch
+
+        if self.world_size == 1:
+            return model.to(self.device)
+        return ray.train.torch.prepare_model(model, move_to_device=True)
+
+    def report(self, metrics: dict[str, Any], checkpoint_dir: Path | None) -> None:
+        import ray.train
+
+        checkpoint = ray.train.Checkpoint.from_directory(str(checkpoint_dir)) if checkpoint_dir else None
+        ray.train.report(metrics, checkpoint=checkpoint)
+
+    @contextlib.contextmanager
+    def _restored(self) -> Iterator[Path | None]:
+        import ray.train
+
+        checkpoint = ray.train.get_checkpoint()
+        if checkpoint is None:
+            run_dir, newest = self.run_dir, self._newest_checkpoint
+            yield newest(run_dir) if newest is not None and run_dir is not None and run_dir.is_dir() else None
+            return
+        with checkpoint.as_directory() as d:
+            yield Path(d)
+
+    def restored_checkpoint(self) -> contextlib.AbstractContextManager[Path | None]:
+        return self._restored()
+
+    def all_gather_object(self, obj: Any) -> list[Any]:
+        if self.world_size == 1 or not torch.distributed.is_initialized():
+            return [obj]
+        out: list[Any] = [None] * self.world_size
+        torch.distributed.all_gather_object(out, obj)
+        return out
+
+
+@dataclass
+class RunResult:
+    checkpoint: Path  # the newest reported checkpoint (holds model, best weights and loop state)
+    metrics: dict[str, Any]
+
+
+def fit(
+    train_func: Callable[[dict[str, Any]], None], config: dict[str, Any], cfg: RayConfig, name: str, storage: Path
+) -> RunResult:
+    """Run ``train_func(config)`` on ``cfg.num_workers`` Ray Train workers; the run lives in ``storage / name``.
+
+    ``train_func`` must be a module-level function (Ray pickles it by reference). Joins ``RAY_ADDRESS`` /
+    ``cfg.address`` or starts a private cluster on 127.0.0.1 (its temp folder: ``$AVF_RAY_TMP`` if set).
+    """
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    tmp = os.environ.get(RAY_TMP_ENV)
+    ensure_cluster(cfg, Path(tmp) if tmp else None)
+    resources = {"CPU": cfg.cpus_per_worker}
+    if cfg.use_gpu:
+        resources["GPU"] = cfg.gpus_per_worker or 1.0
+    trainer = TorchTrainer(
+        train_func,
+        train_loop_config=config,
+        scaling_config=ScalingConfig(num_workers=cfg.num_workers, use_gpu=cfg.use_gpu, resources_per_worker=resources),
+        torch_config=TorchConfig(backend="nccl" if cfg.use_gpu else "gloo"),
+        run_config=RunConfig(
+            name=name,
+            storage_path=str(storage),
+            failure_config=FailureConfig(max_failures=cfg.max_failures),
+            checkpoint_config=CheckpointConfig(num_to_keep=2),
+        ),
+    )
+    try:
+        result = trainer.fit()
+    except SystemExit as exc:  # SIGTERM while blocked in ray.get arrives as SystemExit(1): restore it
+        signum = received_signal()
+        if signum is not None and not isinstance(exc, StageTerminated):
+            raise StageTerminated(signum) from exc
+        raise
+    if result.error is not None:
+        raise RuntimeError(f"training failed: {result.error}") from result.error
+    if result.checkpoint is None:
+        raise RuntimeError("training finished without reporting a checkpoint")
+    return RunResult(checkpoint=Path(result.checkpoint.path), metrics=dict(result.metrics or {}))

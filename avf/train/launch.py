@@ -1,0 +1,50 @@
+"""Where a stage's training loop runs: in this process (``ray.num_workers: 0``) or on Ray Train workers.
+
+:func:`run` trains (or resumes) the run ``storage / name`` and returns its newest checkpoint. With
+``num_workers: 0`` the loop runs here (no cluster, no DDP); otherwise :func:`avf.train.worker.train_func`
+runs on ``num_workers`` Ray Train workers (:func:`avf.runtime.ray_train.fit`).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from avf.config import RayConfig
+from avf.runtime.ray_train import RunResult
+
+__all__ = ["FORWARDED_ENV", "RunResult", "run"]
+
+# Driver environment forwarded to the workers (tracking links, fault injection in tests).
+FORWARDED_ENV = (
+    "AVF_FAULT_KILL",
+    "AVF_MLFLOW_BUFFER_DIR",
+    "MLFLOW_TRACKING_URI",
+    "DVC_EXP_NAME",
+    "AVF_PARENT_RUN_ID",
+    "PREFECT__FLOW_RUN_ID",
+    "OMP_NUM_THREADS",
+)
+
+
+def run(config: dict[str, Any], cfg: RayConfig, name: str, storage: Path) -> RunResult:
+    """Run the training worker function (in-process or under Ray Train) and return its newest checkpoint."""
+    storage = storage.resolve()
+    config = {
+        **config,
+        "env": {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ},
+        "run_dir": str(storage / name),
+    }
+    storage.mkdir(parents=True, exist_ok=True)
+    if cfg.num_workers == 0:  # in-process, resumable from storage/name, no Ray cluster at all
+        from avf.train.worker import run_local
+
+        _, session = run_local(config, storage / name)
+        if session.latest is None:
+            raise RuntimeError("training finished without reporting a checkpoint")
+        return RunResult(checkpoint=session.latest, metrics=session.reports[-1] if session.reports else {})
+    from avf.runtime.ray_train import fit
+    from avf.train.worker import train_func
+
+    return fit(train_func, config, cfg, name, storage)
