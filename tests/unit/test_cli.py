@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 import typer
-import yaml
 from typer.testing import CliRunner
 
 from avf.cli import app
+from tests.support.dvc_stages import dvc_stages
 
 ROOT = Path(__file__).resolve().parents[2]
 AVF = str(Path(sys.executable).with_name("avf"))
@@ -57,8 +57,7 @@ def _listed_in_help(cmd: Any) -> set[str]:
 
 def _stage_commands() -> dict[str, list[str]]:
     """``dvc.yaml`` stage name -> its command split like a shell (``foreach`` stages: their ``do`` part)."""
-    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
-    return {name: shlex.split(stage.get("do", stage)["cmd"]) for name, stage in stages.items()}
+    return {name: shlex.split(stage["cmd"]) for name, stage in dvc_stages().items()}
 
 
 def test_the_command_tree_has_the_documented_groups() -> None:

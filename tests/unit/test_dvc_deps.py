@@ -26,12 +26,11 @@ from typing import Any
 import grimp
 import pytest
 import typer
-import yaml
 
 import avf.cli
+from tests.support.dvc_stages import dvc_stages
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGE = ROOT / "avf"
 
 
 @cache
@@ -142,14 +141,9 @@ def minimal_deps(files: set[Path]) -> list[str]:
     return sorted(out)
 
 
-def _stages() -> dict[str, dict[str, Any]]:
-    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
-    return {name: stage.get("do", stage) for name, stage in stages.items()}
-
-
-@pytest.mark.parametrize("stage", sorted(_stages()))
+@pytest.mark.parametrize("stage", sorted(dvc_stages()))
 def test_the_code_deps_of_each_stage_are_its_import_closure(stage: str) -> None:
-    spec = _stages()[stage]
+    spec = dvc_stages()[stage]
     deps = [d for d in spec.get("deps", []) if str(d).startswith("avf/")]
     needed = stage_code(spec["cmd"])
     covered, folders = _covered(deps)
@@ -163,7 +157,7 @@ def test_the_code_deps_of_each_stage_are_its_import_closure(stage: str) -> None:
 
 def test_the_training_stages_do_not_depend_on_face_detection_adapters_or_prediction() -> None:
     for stage in ("pretrain", "intermediate", "finetune", "evaluate"):
-        code = {str(p) for p in stage_code(_stages()[stage]["cmd"])}
+        code = {str(p) for p in stage_code(dvc_stages()[stage]["cmd"])}
         leaks = sorted(
             p for p in code if p == "avf/data/face.py" or p.startswith(("avf/data/adapters/", "avf/predict/"))
         )
@@ -172,6 +166,6 @@ def test_the_training_stages_do_not_depend_on_face_detection_adapters_or_predict
 
 def test_the_closure_follows_function_level_imports_and_package_inits() -> None:
     """The helper itself: ``avf/data/loader.py`` imports the audio module inside a function."""
-    code = {str(p) for p in stage_code(_stages()["pretrain"]["cmd"])}
+    code = {str(p) for p in stage_code(dvc_stages()["pretrain"]["cmd"])}
     assert {"avf/data/loader.py", "avf/data/audio.py", "avf/models/__init__.py", "avf/cli/train.py"} <= code
     assert "avf/cli/predict.py" not in code

@@ -5,23 +5,18 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import yaml
 
 from avf.config import load_params, section_hash
 from avf.config.stages import STAGE_PARAMS, stage_params
+from tests.support.dvc_stages import dvc_stages
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _dvc_stages() -> dict[str, dict]:
-    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
-    return {name: stage.get("do", stage) for name, stage in stages.items()}
 
 
 def test_every_dvc_stage_reads_the_sections_the_code_names() -> None:
     dvc = {
         name: tuple(str(p).replace("${key}", "{dataset}") for p in s.get("params", []))
-        for name, s in _dvc_stages().items()
+        for name, s in dvc_stages().items()
     }
     assert dvc == STAGE_PARAMS
 
