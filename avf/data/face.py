@@ -367,11 +367,21 @@ def _detect(
         picked = _pick([d for d in found if _inside(d, region, image.size)], previous)
         if picked is not None:
             return picked
+    if region is not None:
+        # The detector keeps only its strongest faces: looking at the region alone keeps a smaller face in
+        # it from losing to a bigger one outside (e.g. the listener in a two-actor recording).
+        w, h = image.size
+        x0, y0, x1, y1 = region[0] * w, region[1] * h, region[2] * w, region[3] * h
+        side = max(x1 - x0, y1 - y0)
+        size = min(cfg.max_side, math.ceil(side))
+        a = crop_matrix(((x0 + x1) / 2, (y0 + y1) / 2), side, 0.0, size)
+        found = [_map_detection(d, a) for d in detector.detect(image.warp(a, size))]
+        return _pick([d for d in found if _inside(d, region, image.size)], previous)
     small = image.rgb(cfg.max_side)
     scale = image.size[0] / small.shape[1]
     a = np.array([[scale, 0.0, 0.0], [0.0, scale, 0.0]])
     found = [_map_detection(d, a) for d in detector.detect(small)]
-    return _pick([d for d in found if _inside(d, region, image.size)], previous)
+    return _pick(found, previous)
 
 
 def crop_clip(

@@ -12,9 +12,12 @@ pinned here as ang 0, hap 1, neu 2, sad 3 (alphabetical codes). Fold = session, 
 
 An utterance's video is a time window of the dialog video cropped to the speaker's half of the frame:
 ``video_path`` is the dialog ``.avi`` and ``extra`` carries ``start``/``end`` (seconds) and ``crop``
-(``left``/``right``); the face/video stage must honour them. Which half shows which actor is a
-configurable rule (option ``female_side``: ``left`` default, or ``right``). ``extra['vad']`` holds the
-mean valence, activation, dominance.
+(``left``/``right``); the face/video stage must honour them. The left half shows the actor whose gender
+is the dialog's letter (``Ses01F_*``: the female actor on the left, ``Ses01M_*``: the male), the
+utterance's own letter (``..._F000``, ``..._M012``) names the speaker, so the speaker is on the left
+exactly when the two letters agree (the rule of MERTools' IEMOCAP preprocessing,
+``zeroQiaoba/MERTools:MER2024/toolkit/preprocess/iemocap.py``). ``extra['vad']`` holds the mean
+valence, activation, dominance.
 """
 
 from __future__ import annotations
@@ -24,11 +27,11 @@ from pathlib import Path
 from typing import Any
 
 from avf.data.adapters.base import Adapter, RawClip, ScanResult, register_adapter
-from avf.data.adapters.common import ScanBuilder, finish_scan, opt_bool, opt_choice, require_dir
+from avf.data.adapters.common import ScanBuilder, finish_scan, opt_bool, require_dir
 
 CLASSES = ("ang", "hap", "neu", "sad")
 _HEADER = re.compile(r"^\[\s*([\d.]+)\s*-\s*([\d.]+)\s*\]\s+(\S+)\s+(\w+)\s+\[([^\]]*)\]")
-_UTTERANCE = re.compile(r"^Ses(\d{2})[FM]_\S+_([FM])[0-9A-Z]*\d{2,3}$")
+_UTTERANCE = re.compile(r"^Ses(\d{2})([FM])_\S+_([FM])[0-9A-Z]*\d{2,3}$")
 _SESSION = re.compile(r"^Session(\d)$")
 
 
@@ -42,7 +45,6 @@ class IemocapAdapter(Adapter):
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
         self.merge_excited = opt_bool(options, "merge_excited", True)
-        self.female_side = opt_choice(options, "female_side", "left", ("left", "right"))
 
     def scan(self, root: Path) -> ScanResult:
         root = require_dir(root)
@@ -78,8 +80,8 @@ class IemocapAdapter(Adapter):
         if not wav.is_file():
             out.problem(where, f"audio missing: {wav.relative_to(root)}")
             return
-        speaker = name.group(2)
-        crop = self.female_side if speaker == "F" else ("right" if self.female_side == "left" else "left")
+        left_actor, speaker = name.group(2), name.group(3)
+        crop = "left" if speaker == left_actor else "right"
         try:
             values = tuple(float(v) for v in vad.split(","))
         except ValueError:

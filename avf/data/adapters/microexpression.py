@@ -7,8 +7,8 @@ policy). ``extra['onset'|'apex'|'offset']`` are the annotated frame numbers (Non
 ``/``): the onset-to-offset span is the micro-expression.
 
 Protocol (HTNet / MEGC2019, the comparison AVF-MAE++ reports): the composite 3-class labels
-negative 0 (sadness, disgust, contempt, fear, anger), positive 1 (happiness), surprise 2; any other
-emotion (repression, others, tense, ...) is outside the protocol and skipped silently. Folds are
+negative 0 (sadness, disgust, contempt, fear, anger, and CASME II's repression), positive 1 (happiness),
+surprise 2; any other emotion (others, tense, ...) is outside the protocol and skipped silently. Folds are
 leave-one-subject-out: subjects are named with a dataset prefix (``casme2_sub01``, ``samm_006``,
 ``smic_s3``), sorted naturally, and ``test_fold`` is the 1-based subject index among the subjects with at
 least one usable sample; ``num_folds`` is set to that count by :meth:`scan`. Metrics are meant to be
@@ -56,7 +56,9 @@ from avf.data.adapters.tables import read_records
 
 COMPOSITE = ("negative", "positive", "surprise")
 _COMPOSITE_OF = {
-    **dict.fromkeys(("sadness", "sad", "disgust", "contempt", "fear", "anger", "angry", "negative"), "negative"),
+    **dict.fromkeys(
+        ("sadness", "sad", "disgust", "contempt", "fear", "anger", "angry", "repression", "negative"), "negative"
+    ),
     **dict.fromkeys(("happiness", "happy", "positive"), "positive"),
     "surprise": "surprise",
 }

@@ -25,6 +25,9 @@ def test_four_classes_with_excited_merged_and_session_folds(tmp_path: Path) -> N
     assert male.video_path.name == "Ses01F_impro01.avi" and male.audio_path.name == "Ses01F_impro01_M000.wav"
     assert (male.extra["start"], male.extra["end"], male.extra["crop"]) == (1.0, 1.6, "right")
     assert clips["Ses01F_impro01_F000"].extra["crop"] == "left"
+    # in a Ses05M dialog the male actor sits on the left
+    assert clips["Ses05M_impro01_M000"].extra["crop"] == "left"
+    assert clips["Ses05M_impro01_F000"].extra["crop"] == "right"
     assert "dialog video missing" in reasons(result)["Ses01F_script01_1.txt"]
     assert_clip_ids_safe(result)
 
@@ -33,8 +36,6 @@ def test_options(tmp_path: Path) -> None:
     root = make_iemocap(tmp_path)
     no_exc = by_id(get_adapter("iemocap", merge_excited=False).scan(root))
     assert "Ses01F_impro01_M000" not in no_exc and len(no_exc) == 4
-    swapped = by_id(get_adapter("iemocap", female_side="right").scan(root))
-    assert swapped["Ses01F_impro01_F000"].extra["crop"] == "right"
 
 
 def test_root_without_evaluations_raises(tmp_path: Path) -> None:

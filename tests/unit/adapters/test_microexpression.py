@@ -21,7 +21,7 @@ def test_composite_mapping() -> None:
         "negative",
         "negative",
         "surprise",
-        None,
+        "negative",  # MEGC2019 counts CASME II's repression as negative
         None,
     ]
 
@@ -30,8 +30,9 @@ def test_composite_mapping() -> None:
 def test_casme2_loso_and_composite(tmp_path: Path, as_csv: bool) -> None:
     adapter = get_adapter("casme2")
     result = adapter.scan(make_casme2(tmp_path, as_csv=as_csv))
-    assert _summary(result) == {  # repression excluded; one fold per subject
+    assert _summary(result) == {  # repression is negative (MEGC2019); one fold per subject
         "casme2_sub01_EP02_01f": ("casme2_sub01", "positive", 1),
+        "casme2_sub01_EP03_02": ("casme2_sub01", "negative", 1),
         "casme2_sub02_EP01_11f": ("casme2_sub02", "surprise", 2),
         "casme2_sub17_EP15_03f": ("casme2_sub17", "negative", 3),
     }
