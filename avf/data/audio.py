@@ -56,6 +56,7 @@ __all__ = [
     "ClipAudio",
     "Waveform",
     "align",
+    "audio_duration",
     "extract_clip_audio",
     "fbank_window",
     "load_audio",
@@ -124,6 +125,21 @@ def load_audio(path: str | Path, rate: int = 16000, start_s: float | None = None
             source_rate=int(stream.rate or 0),
             source_channels=int(stream.channels or channels),
         )
+
+
+def audio_duration(path: str | Path) -> float | None:
+    """Seconds of the first audio stream of ``path`` (None without one), from the header where it has it.
+
+    Raises :class:`~avf.data.video.MediaError` for an unreadable file.
+    """
+    with open_media(path) as c:
+        if not c.streams.audio:
+            return None
+        stream = c.streams.audio[0]
+        if stream.duration and stream.time_base:
+            return float(stream.duration * stream.time_base)
+    wave_ = load_audio(path)
+    return wave_.duration_s if wave_ is not None else None
 
 
 def align(wave_: Waveform, t0: float, duration_s: float | None = None) -> np.ndarray:

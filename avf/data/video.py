@@ -38,6 +38,7 @@ __all__ = [
     "decode_jpeg",
     "encode_jpeg",
     "ffmpeg_reason",
+    "image_files",
     "iter_frames",
     "iter_image_folder",
     "open_media",
@@ -340,16 +341,22 @@ def _natural_key(name: str) -> list[Any]:
     return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
 
 
-def iter_image_folder(
-    folder: str | Path, fps: float = 25.0, start: float | None = None, end: float | None = None
-) -> Iterator[VideoFrame]:
-    """Frames of a folder of images (sorted naturally: 2.jpg before 10.jpg), frame i at ``i / fps`` s."""
+def image_files(folder: str | Path) -> list[Path]:
+    """The images of a frame folder in frame order (sorted naturally: 2.jpg before 10.jpg)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise MediaError(folder, "frame folder not found")
     files = sorted((p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTS), key=lambda p: _natural_key(p.name))
     if not files:
         raise MediaError(folder, f"no images ({', '.join(IMAGE_EXTS)}) in the frame folder")
+    return files
+
+
+def iter_image_folder(
+    folder: str | Path, fps: float = 25.0, start: float | None = None, end: float | None = None
+) -> Iterator[VideoFrame]:
+    """Frames of a folder of images (see :func:`image_files`), frame i at ``i / fps`` s."""
+    files = image_files(folder)
     index = 0
     for i, p in enumerate(files):
         t = i / fps

@@ -234,8 +234,15 @@ def test_stages_honour_frame_folders_time_windows_and_speaker_halves(
         tmp_path / "dialog.mp4", [np.hstack([a, b]) for a, b in zip(left, right, strict=True)],
         audio=media.tone_schedule((300.0, 1200.0), 3.0, 16000, every=1.0),
     )  # fmt: skip
+    # a DFEW clip_224x224_16f-style folder: 16 frames spread over a 3 s clip, timed by its wav
+    sixteen = tmp_path / "frames" / "16f"
+    sixteen.mkdir(parents=True)
+    for i, frame in enumerate(media.face_frames(16, (128, 128)), 1):
+        cv2.imwrite(str(sixteen / f"16f_{i:05d}.jpg"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    long_wav = media.write_wav(tmp_path / "16f.wav", media.tone_schedule((300.0, 1200.0), 3.0, 16000, 1.5), 16000)
     clips = [
         RawClip("00001", "x", "s1", frames_dir, audio_path=wav, extra={"frames": True, "fps": 20.0}),
+        RawClip("16f", "x", "s4", sixteen, audio_path=long_wav, extra={"frames": True}),
         RawClip("utt", "x", "s2", dialog, extra={"start": 1.0, "end": 2.0, "crop": "right"}),
         RawClip("quiet", "x", "s3", frames_dir, extra={"frames": True, "no_audio": True}),
     ]
@@ -248,8 +255,17 @@ def test_stages_honour_frame_folders_time_windows_and_speaker_halves(
     assert report.failed == 0 and report.flags == {"audio missing": 1}
 
     folder = json.loads((faces / "00001.json").read_text())
-    assert folder["status"] == "ok" and folder["frames_kept"] == 20
+    assert folder["status"] == "ok" and folder["frames_kept"] == 20 and folder["timing"] == "release_fps"
     assert folder["times"][:3] == [0.0, 0.05, 0.1]  # 20 fps from extra["fps"]
+    assert json.loads((faces / "quiet.json").read_text())["timing"] == "assumed_fps"
+    # frame i at i / 15 of the 3 s wav (the official reader's pairing), not at i / 25 s
+    spread = json.loads((faces / "16f.json").read_text())
+    assert spread["timing"] == "audio_span" and spread["times"][1] == pytest.approx(0.2)
+    assert spread["times"][-1] == pytest.approx(3.0)
+    x = read_wav(audio / "16f.wav")
+    assert len(x) >= 3.0 * 16000  # the whole clip's audio, the second tone included
+    spectrum = np.abs(np.fft.rfft(x[32000:40000]))
+    assert np.fft.rfftfreq(8000, 1 / 16000)[spectrum.argmax()] == pytest.approx(1200, abs=5)
 
     utt = json.loads((faces / "utt.json").read_text())
     assert utt["status"] == "ok" and utt["frames_kept"] == 25

@@ -13,8 +13,9 @@ authors' absolute paths; ``rewrite={old_prefix: new_prefix}`` maps them onto a l
 :func:`read_official_splits` turns such a tree into one row per (clip, fold, split), with clip ids
 computed by the dataset's adapter (:meth:`Adapter.list_clip_id`), so the folds can be joined onto an
 adapter scan; :func:`assign_official_folds` does that join (the adapters' ``official_lists`` option).
-The evaluation file of a fold is ``test.csv``, or ``val.csv`` where a fold has no ``test.csv``
-(HiCMAE's MSP-IMPROV folds 1, 2, 5, 6). :func:`write_official_lists` exports our folds back.
+Every labelled line is checked against the adapter's label or targets (:func:`check_list_labels`).
+The evaluation file of a fold is ``test.csv``, or ``val.csv`` where a fold has no ``test.csv``.
+:func:`write_official_lists` exports our folds back.
 """
 
 from __future__ import annotations
@@ -153,6 +154,42 @@ def evaluation_rows(splits: pd.DataFrame) -> pd.DataFrame:
     return splits[chosen & (splits["fold"] > 0)]
 
 
+TARGET_TOLERANCE = 5e-4  # list files print targets rounded; a class-order mix-up moves them by far more
+
+
+def check_list_labels(adapter: Adapter, clips: Iterable[RawClip], splits: pd.DataFrame) -> None:
+    """Every labelled list line must agree with the adapter's label (or targets) for that clip.
+
+    Raises ``ValueError`` at the first disagreement, naming the list file, the line and both labels: a
+    different class order (or target order) between the lists and the adapter would otherwise
+    silently relabel the data.
+    """
+    by_id = {c.clip_id: c for c in clips}
+    for row in splits.itertuples():
+        clip = by_id.get(str(row.clip_id))
+        if clip is None:
+            continue
+        where = f"{row.list_file}:{row.line}"
+        if adapter.task == "classification" and clip.label is not None and not pd.isna(row.label):
+            listed = int(row.label)
+            if listed != clip.label:
+                names = adapter.classes
+                listed_name = names[listed] if 0 <= listed < len(names) else "out of range"
+                raise ValueError(
+                    f"{where}: clip {clip.clip_id!r} is labelled {listed} ({listed_name}) in the list but "
+                    f"{clip.label} ({clip.label_name}) by the {adapter.name} adapter: the class orders differ"
+                )
+        elif adapter.task == "regression" and clip.targets is not None and row.targets is not None:
+            listed_targets = tuple(row.targets)
+            if len(listed_targets) != len(clip.targets) or any(
+                abs(a - b) > TARGET_TOLERANCE for a, b in zip(listed_targets, clip.targets, strict=False)
+            ):
+                raise ValueError(
+                    f"{where}: clip {clip.clip_id!r} has targets {listed_targets} in the list but {clip.targets} "
+                    f"({', '.join(adapter.target_names)}) by the {adapter.name} adapter"
+                )
+
+
 def assign_official_folds(
     adapter: Adapter, clips: list[RawClip], lists_dir: Path
 ) -> tuple[list[RawClip], list[Problem]]:
@@ -160,6 +197,7 @@ def assign_official_folds(
     splits = read_official_splits(lists_dir, adapter)
     if splits.empty:
         raise ValueError(f"the official lists under {lists_dir} have no entries")
+    check_list_labels(adapter, clips, splits)
     problems: list[Problem] = []
     known = {c.clip_id for c in clips}
     for row in splits[~splits["clip_id"].isin(known)].drop_duplicates("clip_id").itertuples():

@@ -4,7 +4,9 @@ These releases are folders of frames, not videos: ``video_path`` is a frame fold
 ``extra['frames'] = True`` (the face/video stage must accept a frame folder); they have no audio, so
 ``audio_path`` is None and ``extra['no_audio'] = True`` (the audio stage fills silence or drops, per its
 policy). ``extra['onset'|'apex'|'offset']`` are the annotated frame numbers (None where unknown or
-``/``): the onset-to-offset span is the micro-expression.
+``/``): the onset-to-offset span is the micro-expression. ``extra['fps']`` is the camera's frame rate as
+each release's paper gives it (CASME II and SAMM 200, SMIC HS 100 and VIS/NIR 25, CAS(ME)^3 30, MMEW
+90), so frame times are real seconds.
 
 Protocol (HTNet / MEGC2019, the comparison AVF-MAE++ reports): the composite 3-class labels
 negative 0 (sadness, disgust, contempt, fear, anger, and CASME II's repression), positive 1 (happiness),
@@ -102,6 +104,10 @@ class MicroExpressionAdapter(Adapter):
     classes = COMPOSITE
     metrics = ("uf1", "uar")
     prefix: ClassVar[str] = ""
+    fps: ClassVar[float] = 0.0  # the camera's frame rate as the release's paper gives it
+
+    def frame_rate(self) -> float:
+        return self.fps
 
     def samples(self, root: Path, out: ScanBuilder) -> list[Sample]:
         raise NotImplementedError
@@ -148,6 +154,7 @@ class MicroExpressionAdapter(Adapter):
                     test_fold=fold_of[sample.subject],
                     extra={
                         "frames": True,
+                        "fps": self.frame_rate(),
                         "no_audio": True,
                         "emotion": sample.emotion,
                         "onset": sample.onset,
@@ -207,6 +214,7 @@ def _int_subject(width: int, prefix: str = "") -> Any:
 @register_adapter("casme2")
 class Casme2Adapter(MicroExpressionAdapter):
     prefix = "casme2"
+    fps = 200.0
     num_folds = 24
 
     def samples(self, root: Path, out: ScanBuilder) -> list[Sample]:
@@ -227,6 +235,7 @@ class Casme2Adapter(MicroExpressionAdapter):
 @register_adapter("samm")
 class SammAdapter(MicroExpressionAdapter):
     prefix = "samm"
+    fps = 200.0
     num_folds = 28
 
     def samples(self, root: Path, out: ScanBuilder) -> list[Sample]:
@@ -245,8 +254,15 @@ class SmicAdapter(MicroExpressionAdapter):
     prefix = "smic"
     num_folds = 16
 
+    def frame_rate(self) -> float:
+        return 100.0 if self.camera == "HS" else 25.0
+
+    @property
+    def camera(self) -> str:
+        return opt_choice(self.options, "camera", "HS", ("HS", "VIS", "NIR"))
+
     def samples(self, root: Path, out: ScanBuilder) -> list[Sample]:
-        camera = opt_choice(self.options, "camera", "HS", ("HS", "VIS", "NIR"))
+        camera = self.camera
         base = root / camera if (root / camera).is_dir() else root
         subjects = [p for p in base.iterdir() if p.is_dir() and re.match(r"^s\d+$", p.name)]
         if not subjects:
@@ -268,6 +284,7 @@ class SmicAdapter(MicroExpressionAdapter):
 @register_adapter("casme3")
 class Casme3Adapter(MicroExpressionAdapter):
     prefix = "casme3"
+    fps = 30.0
     num_folds = 0
 
     def __init__(self, **options: Any) -> None:
@@ -310,6 +327,7 @@ class Casme3Adapter(MicroExpressionAdapter):
 @register_adapter("mmew")
 class MmewAdapter(MicroExpressionAdapter):
     prefix = "mmew"
+    fps = 90.0
     num_folds = 36
 
     def samples(self, root: Path, out: ScanBuilder) -> list[Sample]:

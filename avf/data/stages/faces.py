@@ -5,25 +5,47 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from avf.config.data import DataConfig, DatasetSpec, FaceConfig
 from avf.data.adapters import RawClip
+from avf.data.audio import audio_duration
 from avf.data.face import crop_clip, get_detector, get_landmark_model
 from avf.data.parallel import run_tasks
 from avf.data.report import StageReport
 from avf.data.stages.common import digest, file_stamp, prune_stale, read_sidecar, remove_temps, worker_results
 from avf.data.stages.scan import report_scan, scan_dataset
-from avf.data.video import MediaError, VideoFrame, iter_frames, iter_image_folder, write_jpeg_clip
+from avf.data.video import MediaError, VideoFrame, image_files, iter_frames, iter_image_folder, write_jpeg_clip
 from avf.utils.io import atomic_path, write_json
 from avf.utils.progress import track
 
-__all__ = ["FaceJob", "face_job", "run_faces"]
+__all__ = ["FaceJob", "face_job", "frame_folder_timing", "run_faces"]
 
 FACE_VERSION = 1
-FRAME_FOLDER_FPS = 25.0  # frame rate of a folder of images unless the adapter sets ``extra["fps"]``
+FRAME_FOLDER_FPS = 25.0  # frame rate of a folder of images with neither a documented rate nor its own audio
+FrameTiming = Literal["release_fps", "audio_span", "assumed_fps"]
+
+
+def frame_folder_timing(clip: RawClip, num_frames: int) -> tuple[float, FrameTiming]:
+    """(frame rate, rule) of a frame-folder clip of ``num_frames`` images.
+
+    ``release_fps``: the rate the adapter knows from the release (``extra["fps"]``). ``audio_span``: the
+    frames span the clip's separate audio file, frame i at i / (N - 1) of its duration, which is how the
+    official AVF-MAE / HiCMAE reader pairs frame folders with their wav. ``assumed_fps``: 25 fps, for a
+    folder with neither (or an unreadable audio file, which the audio stage then reports).
+    """
+    if clip.extra.get("fps"):
+        return float(clip.extra["fps"]), "release_fps"
+    if clip.audio_path is not None and num_frames > 1:
+        try:
+            seconds = audio_duration(clip.audio_path)
+        except MediaError:
+            seconds = None
+        if seconds:
+            return (num_frames - 1) / seconds, "audio_span"
+    return FRAME_FOLDER_FPS, "assumed_fps"
 
 
 @dataclass(frozen=True)
@@ -37,6 +59,7 @@ class FaceJob:
     fingerprint: str
     frames: bool = False  # ``video`` is a folder of images
     fps: float = FRAME_FOLDER_FPS  # frame rate of a frame folder
+    timing: FrameTiming | None = None  # how a frame folder's rate was found (see frame_folder_timing)
     start: float | None = None
     end: float | None = None
     crop: str | None = None  # "left" / "right": the face must be in that half of the frame
@@ -44,16 +67,24 @@ class FaceJob:
     @classmethod
     def for_clip(cls, clip: RawClip, out_dir: Path, cfg: FaceConfig) -> FaceJob:
         extra = clip.extra
-        fields = {
+        fields: dict[str, Any] = {
             "frames": bool(extra.get("frames", False)),
-            "fps": float(extra.get("fps", FRAME_FOLDER_FPS)),
+            "fps": FRAME_FOLDER_FPS,
+            "timing": None,
             "start": float(extra["start"]) if extra.get("start") is not None else None,
             "end": float(extra["end"]) if extra.get("end") is not None else None,
             "crop": str(extra["crop"]) if extra.get("crop") else None,
         }
-        source = file_stamp(clip.video_path)
+        source: Any = file_stamp(clip.video_path)
         if fields["frames"] and clip.video_path.is_dir():
             source = [file_stamp(f) for f in sorted(clip.video_path.iterdir())]
+            try:
+                images = len(image_files(clip.video_path))
+            except MediaError:
+                images = 0  # face_job reports the folder
+            fields["fps"], fields["timing"] = frame_folder_timing(clip, images)
+            if clip.audio_path is not None:
+                source.append(file_stamp(clip.audio_path))
         fp = digest({"v": FACE_VERSION, "cfg": cfg.model_dump(mode="json"), "video": source, **fields})
         return cls(clip.clip_id, str(clip.video_path), str(out_dir), cfg, fp, **fields)
 
@@ -95,6 +126,7 @@ def face_job(job: FaceJob) -> dict[str, Any]:
             "status": "ok" if result.ok else result.reason,
             "face_file": f"{job.clip_id}.mkv" if result.ok else None,
             "size": job.cfg.size,
+            "timing": job.timing,
             "duration_s": round(span, 6),
             "fps": round(fps, 4),
             "times": [round(float(t), 6) for t in times],

@@ -14,7 +14,15 @@ from avf.data.adapters.listfiles import (
     write_official_lists,
     write_pretrain_list,
 )
-from tests.support.fixtures_datasets import AUTHORS_ROOT, cremad_list_line, make_cremad, make_hicmae_lists, write_text
+from tests.support.fixtures_datasets import (
+    AUTHORS_ROOT,
+    WEREWOLF_TARGETS,
+    cremad_list_line,
+    make_cremad,
+    make_hicmae_lists,
+    make_werewolf_xl,
+    write_text,
+)
 from tests.unit.adapters.helpers import by_id
 
 A = cremad_list_line
@@ -100,6 +108,26 @@ def test_writer_round_trip(tmp_path: Path) -> None:
     assert len(table[(table.fold == 1) & (table.split == "train")]) == len(clips) - 4
     with pytest.raises(ValueError, match="spaces"):
         write_official_lists(clips, tmp_path / "bad", frames_root="/d/Train & Test", audio_root="/d")
+
+
+def test_a_list_label_that_disagrees_with_the_adapter_names_the_line_and_both_labels(tmp_path: Path) -> None:
+    # HiCMAE's order is ANG 0, DIS 1, FEA 2, HAP 3, NEU 4, SAD 5; a list written in another order must fail
+    lists = make_hicmae_lists(tmp_path / "lists", {1: {"test": [A("1001_DFA_ANG_XX", 0), A("1001_IEO_HAP_HI", 2)]}})
+    with pytest.raises(ValueError) as info:
+        get_adapter("cremad", official_lists=str(lists)).scan(make_cremad(tmp_path))
+    message = str(info.value)
+    assert "split01/test.csv:2" in message and "'1001_IEO_HAP_HI'" in message
+    assert "labelled 2 (FEA) in the list but 3 (HAP) by the cremad adapter" in message
+
+
+def test_regression_list_targets_that_disagree_fail(tmp_path: Path) -> None:
+    prefix = f"{AUTHORS_ROOT}/Werewolf-XL"
+    (clip_id, targets), *_ = WEREWOLF_TARGETS.items()
+    swapped = " ".join(f"{v:g}" for v in (targets[1], targets[0], targets[2]))
+    line = f"{prefix}/openface/{clip_id}/{clip_id}_aligned {prefix}/audio_16k/{clip_id}.wav {swapped}"
+    lists = make_hicmae_lists(tmp_path / "lists", {1: {"test": [line]}})
+    with pytest.raises(ValueError, match=rf"split01/test\.csv:1: clip '{clip_id}' has targets"):
+        get_adapter("werewolf_xl", official_lists=str(lists)).scan(make_werewolf_xl(tmp_path))
 
 
 def test_regression_lists_keep_targets(tmp_path: Path) -> None:
