@@ -3,7 +3,8 @@
 Layout: ``Clip/original/XXXXX.mp4`` (5-digit ids, with audio), ``Clip/clip_224x224/XXXXX/`` (face-aligned
 frames ``XXXXX_YYYYY.jpg``), ``Clip/clip_224x224_16f/XXXXX/`` (16 interpolated frames),
 ``EmoLabel_DataSplit/{train,test}(single-labeled)/set_{1..5}.csv`` (header ``video_name,label``, ids
-as integers, labels 1..7), optional ``Annotation/annotation.xlsx`` (or a CSV export) with
+as integers, labels 1..7; the test folder is also accepted as ``test(single_labeled)``, the spelling of
+the release's README, and the files as ``test_set_{1..5}.csv``), optional ``Annotation/annotation.xlsx`` (or a CSV export) with
 ``vote_happy ... vote_fear, clip_name, annotation``.
 
 Labels: 1 Happy, 2 Sad, 3 Neutral, 4 Angry, 5 Surprise, 6 Disgust, 7 Fear -> index = label - 1. A
@@ -31,7 +32,8 @@ from avf.data.adapters.tables import read_records
 
 EMOTIONS = ("happy", "sad", "neutral", "angry", "surprise", "disgust", "fear")
 VOTES = tuple(f"vote_{e}" for e in EMOTIONS)
-_SET = re.compile(r"^set_(\d+)\.csv$")
+_SET = re.compile(r"^(?:test_)?set_(\d+)\.csv$")
+TEST_DIRS = ("test(single-labeled)", "test(single_labeled)")
 
 
 def clip_name(raw: str) -> str | None:
@@ -69,12 +71,22 @@ class DfewAdapter(Adapter):
                 return {n: row for row in rows if (n := clip_name(row.get("clipname", "")))}
         return {}
 
+    @staticmethod
+    def _test_sets(root: Path) -> list[tuple[int, Path]]:
+        """(fold, test CSV) pairs from the first test folder spelling that holds set files."""
+        split = root / "EmoLabel_DataSplit"
+        for name in TEST_DIRS:
+            folder = split / name
+            if folder.is_dir():
+                sets = sorted((int(m.group(1)), p) for p in folder.iterdir() if (m := _SET.match(p.name)))
+                if sets:
+                    return sets
+        looked = ", ".join(f"{split / d}/{{set_K,test_set_K}}.csv" for d in TEST_DIRS)
+        raise FileNotFoundError(f"DFEW root {root}: no test split files; looked for {looked}")
+
     def scan(self, root: Path) -> ScanResult:
         root = require_dir(root)
-        test_dir = root / "EmoLabel_DataSplit" / "test(single-labeled)"
-        sets = sorted((int(m.group(1)), p) for p in test_dir.glob("set_*.csv") if (m := _SET.match(p.name)))
-        if not sets:
-            raise FileNotFoundError(f"DFEW root {root}: no EmoLabel_DataSplit/test(single-labeled)/set_K.csv")
+        sets = self._test_sets(root)
         out = ScanBuilder(self.name)
         votes = self._annotations(root, out)
         faces = root / "Clip" / "clip_224x224"

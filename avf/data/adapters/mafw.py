@@ -15,10 +15,17 @@ Options:
 - ``caption``: ``no_caption`` (default) or ``with_caption`` split files.
 - ``video``: ``clips`` (default, the mp4 with its audio track) or ``frames`` (``data/frames/<id>/``,
   ``extra['frames'] = True``; the face/video stage must accept a frame folder).
-- ``require_audio`` (default true): when ``data/audio_16k/`` exists, a clip without a wav (MAFW has 21
-  clips without an audio stream) is reported and skipped, as in HiCMAE's AV lists; false keeps it
-  with ``audio_path`` None and ``extra['no_audio'] = True`` (visual-only lists). Without
-  ``data/audio_16k/`` the clip's own audio track is used.
+- ``require_audio`` (default true): the official audio-visual protocol, HiCMAE's AV lists (9,156
+  single-set clips, where MAE-DFER's visual lists have 9,172): a clip without audio is reported and
+  skipped. With ``data/audio_16k/`` that is a clip without a wav there; without it, the 16 single-set
+  clips whose mp4 has no audio stream (:data:`NO_AUDIO_STREAM`, the difference between the two
+  official lists). False keeps them with ``audio_path`` None and ``extra['no_audio'] = True`` (the
+  audio stage fills silence and flags them), as the visual-only lists do.
+
+Audio otherwise comes from ``data/audio_16k/<id>.wav`` when that folder exists, else from
+``data/clips/<id>.mp4`` (also for ``video: frames``, whose frames are then timed by that audio).
+The compound set has no official audio-visual list; clips outside :data:`NO_AUDIO_STREAM` without an
+audio stream are flagged by the audio stage.
 """
 
 from __future__ import annotations
@@ -44,6 +51,11 @@ SINGLE = (
     "disappointment",
 )
 SPLIT_DIRS = ("Train & Test Set", "Train_Test_Set", "split")
+# Single-set clips whose mp4 has no audio stream: in MAE-DFER's visual lists (sunlicai/MAE-DFER
+# saved/data/mafw/single), not in HiCMAE's audio-visual ones (sunlicai/HiCMAE saved/data/mafw/audio_visual).
+NO_AUDIO_STREAM = frozenset(
+    "00903 03414 03440 03721 03724 03726 03727 03728 03730 03732 03810 03855 03927 03928 03931 09529".split()
+)
 _SET = re.compile(r"^set_(\d+)$")
 _CLIP = re.compile(r"^(\d{5})(?:\.mp4)?$")
 
@@ -141,6 +153,16 @@ class MafwAdapter(Adapter):
                     out.problem(video, f"no audio: data/audio_16k/{clip_id}.wav missing (no audio stream); skipped")
                     continue
                 else:
+                    extra["no_audio"] = True
+            elif clip_id in NO_AUDIO_STREAM:
+                if self.require_audio:
+                    out.problem(video, "no audio stream in this MAFW clip (outside the audio-visual protocol); skipped")
+                    continue
+                extra["no_audio"] = True
+            elif self.video == "frames":
+                mp4 = root / "data" / "clips" / f"{clip_id}.mp4"
+                audio = mp4 if mp4.is_file() else None
+                if audio is None:
                     extra["no_audio"] = True
             out.add(
                 RawClip(

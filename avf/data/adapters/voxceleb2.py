@@ -1,14 +1,17 @@
 """VoxCeleb2-dev (pre-training corpus, task none): ``<identity>/<youtube id>/<clip>.mp4``.
 
-The root may be the identity level itself (``dev/mp4/``), or any folder above it: the official
-``dev/mp4/`` and HiCMAE's ``video/file~/dev/mp4/`` are looked for first, else the root is taken as the
-identity level. Identities are ``idNNNNN`` folders; clip id = ``<identity>_<youtube id>_<clip>``,
+The root may be the identity level itself (``dev/mp4/``, ``videos/``), or any folder above it: the
+official ``dev/mp4/``, HiCMAE's ``video/file~/dev/mp4/`` and AVF-MAE's ``videos/`` (in
+``Voxceleb2-dev/``) are looked for first, else the root is taken as the identity level. Identities are ``idNNNNN`` folders; clip id = ``<identity>_<youtube id>_<clip>``,
 subject = identity.
 
 Audio: the official release ships audio separately (``dev/aac/.../<clip>.m4a``); HiCMAE converts it to
 ``audio/file~/dev/aac/.../<clip>.wav`` (16 kHz). The twin path is found by swapping the ``mp4`` folder for
 ``aac`` (and ``video`` for ``audio`` in HiCMAE's tree) and preferring ``.wav`` over ``.m4a``; with no
-twin, ``audio_path`` is None and the mp4's own track is used. Empty (0-byte) files are reported; deeper
+twin, ``audio_path`` is None and the mp4's own track is used. In AVF-MAE's tree the wav is where its
+pre-training loader derives it (every ``videos`` in the path -> ``audio_16k``, ``.mp4`` -> ``.wav``:
+``Voxceleb2-dev/audio_16k/...``), and a clip without it is reported and skipped, since that loader
+would fail on it. Empty (0-byte) files are reported; deeper
 checks (undecodable files, audio/video duration mismatch) belong to the decoding stage.
 """
 
@@ -19,9 +22,10 @@ from pathlib import Path
 
 from avf.data.adapters.base import Adapter, RawClip, ScanResult, register_adapter
 from avf.data.adapters.common import ScanBuilder, finish_scan, require_dir
+from avf.data.adapters.listfiles import derive_pretrain_audio
 
 _IDENTITY = re.compile(r"^id\d+$")
-_LEVELS = (Path("dev/mp4"), Path("video/file~/dev/mp4"), Path("mp4"))
+_LEVELS = (Path("dev/mp4"), Path("video/file~/dev/mp4"), Path("mp4"), Path("videos"))
 
 
 def _audio_root(mp4_root: Path) -> Path | None:
@@ -62,7 +66,12 @@ class VoxCeleb2Adapter(Adapter):
                     continue
                 relative = video.relative_to(mp4_root)
                 audio: Path | None = None
-                if audio_root is not None:
+                if mp4_root.name == "videos":
+                    audio = Path(derive_pretrain_audio(str(video), "avf-mae"))
+                    if not audio.is_file():
+                        out.problem(video, f"audio missing: {audio} (AVF-MAE's videos -> audio_16k rule)")
+                        continue
+                elif audio_root is not None:
                     for ext in (".wav", ".m4a"):
                         candidate = (audio_root / relative).with_suffix(ext)
                         if candidate.is_file():

@@ -42,6 +42,29 @@ def test_clip_name_padding() -> None:
     assert [clip_name(x) for x in ("1", "00012", "12345", "0", "x")] == ["00001", "00012", "12345", None, None]
 
 
-def test_missing_split_files_raise(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="EmoLabel_DataSplit"):
+@pytest.mark.parametrize(("folder", "prefix"), [("test(single_labeled)", ""), ("test(single-labeled)", "test_")])
+def test_split_spellings_of_the_release_readme_and_of_users(tmp_path: Path, folder: str, prefix: str) -> None:
+    root = make_dfew(tmp_path)
+    split = root / "EmoLabel_DataSplit"
+    renamed = split / f"renamed_{folder}"
+    (split / "test(single-labeled)").rename(renamed)
+    for path in renamed.iterdir():
+        path.rename(renamed / f"{prefix}{path.name}")
+    renamed.rename(split / folder)
+    clips = by_id(get_adapter("dfew").scan(root))
+    assert {k: c.test_fold for k, c in clips.items()} == {
+        "00001": 1,
+        "00002": 1,
+        "00003": 2,
+        "00004": 3,
+        "00005": 4,
+        "00007": 5,
+    }
+
+
+def test_missing_split_files_name_every_spelling_looked_for(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError) as info:
         get_adapter("dfew").scan(tmp_path)
+    message = str(info.value)
+    assert "test(single-labeled)/{set_K,test_set_K}.csv" in message
+    assert "test(single_labeled)/{set_K,test_set_K}.csv" in message

@@ -37,6 +37,20 @@ def test_clip_without_audio_is_dropped_from_av_but_kept_visual_only(tmp_path: Pa
     assert clip.video_path.is_dir() and clip.video_path.name == "00903"
 
 
+def test_without_audio_16k_the_clips_without_an_audio_stream_follow_the_av_protocol(tmp_path: Path) -> None:
+    import shutil
+
+    root = make_mafw(tmp_path)
+    shutil.rmtree(root / "data" / "audio_16k")
+    av = get_adapter("mafw").scan(root)
+    assert "00903" not in by_id(av) and "no audio stream" in reasons(av)["00903.mp4"]
+    assert by_id(av)["00025"].audio_path is None  # the mp4's own track
+    kept = by_id(get_adapter("mafw", require_audio=False).scan(root))
+    assert kept["00903"].extra == {"no_audio": True} and kept["00903"].audio_path is None
+    frames = by_id(get_adapter("mafw", video="frames").scan(root))
+    assert frames["00025"].audio_path == root / "data" / "clips" / "00025.mp4"  # frames timed by the clip's audio
+
+
 def test_compound_43_class_order_is_the_sorted_label_set(tmp_path: Path) -> None:
     adapter = get_adapter("mafw", classes=43)
     result = adapter.scan(make_mafw(tmp_path))

@@ -40,6 +40,19 @@ def test_official_dev_layout_and_identity_root(tmp_path: Path) -> None:
     assert [c.clip_id for c in direct] == ["id00001_abc-DEF_123_00007"]
 
 
+@pytest.mark.parametrize("at_videos", [False, True])
+def test_avf_mae_layout_takes_the_prepared_wav(tmp_path: Path, at_videos: bool) -> None:
+    root = tmp_path / "datasets" / "Voxceleb2-dev"
+    for clip in ("00001", "00002"):
+        touch(root / "videos" / "id00012" / "21Uxsk56VDQ" / f"{clip}.mp4")
+    touch(root / "audio_16k" / "id00012" / "21Uxsk56VDQ" / "00001.wav")
+    result = get_adapter("voxceleb2").scan(root / "videos" if at_videos else root)
+    (clip,) = result.clips
+    assert clip.clip_id == "id00012_21Uxsk56VDQ_00001"
+    assert clip.audio_path == root / "audio_16k" / "id00012" / "21Uxsk56VDQ" / "00001.wav"
+    assert "audio missing" in reasons(result)["00002.mp4"]  # never the mp4's own track instead
+
+
 def test_root_without_identities_raises(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="idNNNNN"):
         get_adapter("voxceleb2").scan(tmp_path)
