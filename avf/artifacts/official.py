@@ -8,8 +8,9 @@ as safetensors with the kind, size and head in the file metadata (:func:`write_c
 from __future__ import annotations
 
 import argparse
+import json
 import pickle
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -69,11 +70,21 @@ def load_official(path: str | Path, **model_kwargs: Any) -> nn.Module:
     return model.eval()
 
 
-def write_converted(src: str | Path, dst: str | Path, kind: str = "auto", size: str = "auto") -> dict[str, str]:
+def write_converted(
+    src: str | Path,
+    dst: str | Path,
+    kind: str = "auto",
+    size: str = "auto",
+    *,
+    outputs: Sequence[str] | None = None,
+    task: str = "classification",
+    dataset: str | None = None,
+) -> dict[str, str]:
     """Convert the official checkpoint ``src`` and write our state dict to ``dst`` (safetensors).
 
     The file metadata records ``kind``, ``size``, ``model`` (registered name), ``num_classes`` and the
-    source file name. Returns that metadata plus the tensor and value counts.
+    source file name; with ``outputs`` (the head's class or target names, in head order) also
+    ``outputs`` (JSON), ``task`` and ``dataset``. Returns that metadata plus the tensor and value counts.
     """
     sd = strip_prefixes(read_checkpoint(src))
     kind = detect_kind(sd) if kind == "auto" else kind
@@ -88,6 +99,12 @@ def write_converted(src: str | Path, dst: str | Path, kind: str = "auto", size: 
         "num_classes": str(num_classes),
         "source": Path(src).name,
     }
+    if outputs is not None:
+        if kind != "finetune" or len(outputs) != num_classes:
+            raise ValueError(
+                f"{src}: {len(outputs)} output names given but the checkpoint's head has {num_classes} outputs"
+            )
+        meta.update({"outputs": json.dumps(list(outputs)), "task": task, **({"dataset": dataset} if dataset else {})})
     tensors = {k: v.detach().contiguous() for k, v in ours.items()}
     with atomic_path(dst) as tmp:
         save_file(tensors, str(tmp), metadata=meta)

@@ -18,6 +18,12 @@ def import_official(
     dst: Path = typer.Argument(..., help="Output .safetensors file (our parameter names)."),
     kind: str = typer.Option("auto", "--kind", help="auto | pretrain | finetune."),
     size: str = typer.Option("auto", "--size", help="auto | base | large | huge (tiny also accepted)."),
+    dataset: str | None = typer.Option(
+        None, "--dataset", help="Adapter the head was fine-tuned on: its class names and order name the outputs."
+    ),
+    classes: str | None = typer.Option(
+        None, "--classes", help="The head's class names in head order (comma-separated); checked against --dataset."
+    ),
 ) -> None:
     """Convert an official AVF-MAE++ checkpoint into this project's layout (strict: every key is checked)."""
     if kind not in ("auto", "pretrain", "finetune"):
@@ -25,14 +31,35 @@ def import_official(
     if not src.is_file():
         common.fail(f"checkpoint not found: {src}", common.EXIT_MISSING)
     from avf.artifacts.official import write_converted
+    from avf.predict.heads import DatasetHead, check_head_names, dataset_head
 
+    head: DatasetHead | None = None
     try:
-        info = write_converted(src, dst, kind=kind, size=size)
+        if dataset is not None:
+            head = dataset_head(dataset)
+        if classes is not None:
+            names = tuple(c.strip() for c in classes.split(",") if c.strip())
+            if head is not None:
+                check_head_names(names, head, str(src))
+            head = head or DatasetHead("", "classification", names)
+    except (KeyError, ValueError) as exc:
+        common.fail(str(exc).strip('"'), common.EXIT_USAGE)
+    try:
+        info = write_converted(
+            src,
+            dst,
+            kind=kind,
+            size=size,
+            outputs=head.names if head else None,
+            task=head.task if head else "classification",
+            dataset=head.dataset if head and head.dataset else None,
+        )
     except ValueError as exc:
         common.fail(str(exc), common.EXIT_FAILED)
+    named = f", outputs {', '.join(head.names)}" if head else ""
     common.console.print(
         f"{info['kind']} / {info['size']} ({info['model']}), {info['tensors']} tensors, "
-        f"{int(info['parameters']):,} values -> {dst}"
+        f"{int(info['parameters']):,} values{named} -> {dst}"
     )
 
 

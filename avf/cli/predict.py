@@ -39,6 +39,9 @@ def predict(
     ),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder (windows/videos .jsonl + .csv)."),
     card: Path | None = typer.Option(None, "--card", help="card.json for a checkpoint that has none next to it."),
+    dataset: str | None = typer.Option(
+        None, "--dataset", help="Adapter whose class names and order name the outputs (checked against the model's)."
+    ),
     plot: bool = typer.Option(False, "--plot", help="Also write a timeline PNG per video (plots/)."),
     render: bool = typer.Option(False, "--render", help="Also write an annotated MP4 per video (renders/)."),
     ray: bool = typer.Option(False, "--ray", help="Run as a Ray Data job writing Parquet (predictions.parquet/)."),
@@ -62,17 +65,17 @@ def predict(
             common.fail(
                 "--plot/--render are not available with --ray (run without --ray for pictures)", common.EXIT_USAGE
             )
-        _predict_ray(model, paths, out, params, card)
+        _predict_ray(model, paths, out, params, card, dataset)
         return
-    _predict_local(model, paths, out, params, card, plot, render)
+    _predict_local(model, paths, out, params, card, plot, render, dataset)
 
 
-def _load(model: str, params: Params, card: Path | None) -> Predictor:
+def _load(model: str, params: Params, card: Path | None, dataset: str | None = None) -> Predictor:
     from avf.predict import Predictor
     from avf.tracking import TrackingUnavailableError
 
     try:
-        return Predictor.from_uri(model, params.predict, card=card, data=params.data)
+        return Predictor.from_uri(model, params.predict, card=card, data=params.data, dataset=dataset)
     except FileNotFoundError as e:
         common.fail(str(e), common.EXIT_MISSING)
     except TrackingUnavailableError as e:
@@ -82,13 +85,20 @@ def _load(model: str, params: Params, card: Path | None) -> Predictor:
 
 
 def _predict_local(
-    model: str, paths: list[str], out: Path, params: Params, card: Path | None, plot: bool, render: bool
+    model: str,
+    paths: list[str],
+    out: Path,
+    params: Params,
+    card: Path | None,
+    plot: bool,
+    render: bool,
+    dataset: str | None,
 ) -> None:
     from avf.predict.outputs import PredictionWriter, video_ids
     from avf.predict.plot import timeline_png
     from avf.predict.render import render_video
 
-    predictor = _load(model, params, card)
+    predictor = _load(model, params, card, dataset)
     ids = dict(zip(paths, video_ids(paths), strict=True))
     t0 = time.perf_counter()
     seconds = 0.0
@@ -128,14 +138,16 @@ def _verdict(rec: dict[str, Any]) -> str:
     return ", ".join(f"{k} {v:+.3f}" for k, v in values.items()) + note
 
 
-def _predict_ray(model: str, paths: list[str], out: Path, params: Params, card: Path | None) -> None:
+def _predict_ray(
+    model: str, paths: list[str], out: Path, params: Params, card: Path | None, dataset: str | None
+) -> None:
     import json
 
     from avf.predict.batch import run_ray_job
 
     card_dict = json.loads(card.read_text()) if card is not None else None
     t0 = time.perf_counter()
-    path = run_ray_job(model, paths, out, params, card_dict)
+    path = run_ray_job(model, paths, out, params, card_dict, dataset)
     common.console.print(f"{len(paths)} video(s) in {time.perf_counter() - t0:.1f} s -> {path}", highlight=False)
 
 

@@ -27,11 +27,22 @@ log = logging.getLogger(__name__)
 class PredictActor:
     """Ray Data callable class: one Predictor per actor, a batch of paths in, an Arrow table out."""
 
-    def __init__(self, model: str, settings: dict[str, Any], data: dict[str, Any], card: dict[str, Any] | None) -> None:
+    def __init__(
+        self,
+        model: str,
+        settings: dict[str, Any],
+        data: dict[str, Any],
+        card: dict[str, Any] | None,
+        dataset: str | None = None,
+    ) -> None:
         from avf.predict.predictor import Predictor
 
         self.predictor = Predictor.from_uri(
-            model, PredictConfig.model_validate(settings), card=card, data=DataConfig.model_validate(data)
+            model,
+            PredictConfig.model_validate(settings),
+            card=card,
+            data=DataConfig.model_validate(data),
+            dataset=dataset,
         )
 
     def __call__(self, batch: dict[str, Any]) -> Any:
@@ -49,6 +60,7 @@ def run_ray_job(
     out_dir: str | Path,
     params: Params,
     card: dict[str, Any] | None = None,
+    dataset: str | None = None,
 ) -> Path:
     """Predict ``paths`` on Ray (local cluster unless ``ray.address`` / ``RAY_ADDRESS``); returns the Parquet dir."""
     from avf.predict.outputs import video_ids
@@ -68,6 +80,7 @@ def run_ray_job(
             "settings": s.model_copy(update={"prefetch": 0, "threads": s.threads or 1}).model_dump(mode="json"),
             "data": params.data.model_dump(mode="json"),
             "card": card,
+            "dataset": dataset,
         },
         items,
         Path(out_dir) / "predictions.parquet",

@@ -114,9 +114,10 @@ class Predictor:
         card: dict[str, Any] | str | Path | None = None,
         data: DataConfig | None = None,
         detector: FaceDetector | None = None,
+        dataset: str | None = None,
     ) -> Predictor:
         """Load any model source of :func:`avf.predict.source.load_model`."""
-        model, spec = load_model(uri, card=card, data=data)
+        model, spec = load_model(uri, card=card, data=data, dataset=dataset)
         return cls(model, spec, settings, detector=detector)
 
     @property

@@ -115,11 +115,16 @@ def _head(card: dict[str, Any], where: str) -> tuple[str | None, Task, tuple[str
     ((name, ds),) = datasets.items()
     task: Task = "regression" if ds.get("task") == "regression" else "classification"
     n = int(ds["num_outputs"])
-    names = list((ds.get("targets") if task == "regression" else ds.get("classes")) or [])
+    names = tuple((ds.get("targets") if task == "regression" else ds.get("classes")) or [])
     if len(names) != n:
-        prefix = "target" if task == "regression" else "class"
-        names = [f"{prefix}_{i}" for i in range(n)]
-    return name, task, tuple(names), n
+        names = _generic_names(task, n)
+    return name, task, names, n
+
+
+def _generic_names(task: Task, n: int) -> tuple[str, ...]:
+    """``class_0 ...`` (or ``target_0 ...``): the names of a head nothing describes."""
+    prefix = "target" if task == "regression" else "class"
+    return tuple(f"{prefix}_{i}" for i in range(n))
 
 
 def _spec_from_card(
@@ -200,7 +205,7 @@ def _generic_spec(
         format=fmt,
         size=size,
         task="classification",
-        outputs=tuple(f"class_{i}" for i in range(num_outputs)),
+        outputs=_generic_names("classification", num_outputs),
         face=data.face,
         clip=data.clip,
         audio=data.audio,
@@ -227,11 +232,22 @@ def _load_safetensors(
         if meta.get("kind") != "finetune":
             raise ValueError(f"{path}: an imported {meta.get('kind')} checkpoint; prediction needs a fine-tuned one")
         model = load_converted(path, drop_path=0.0).eval()
-        return model, _generic_spec(source, "official", meta["size"], int(meta["num_classes"]), data, card)
+        num = int(meta["num_classes"])
+        return model, _generic_spec(source, "official", meta["size"], num, data, card or _card_from_import(meta))
     if card is None:
         raise ValueError(f"{path}: no card.json next to it; pass the card (dataset head, model size) explicitly")
     spec = _spec_from_card(card, source, "safetensors", data, path.parent)
     return finetune_from_weights(spec.architecture, spec.num_outputs, load_weights(path)), spec
+
+
+def _card_from_import(meta: dict[str, str]) -> dict[str, Any] | None:
+    """The head an ``avf model import-official --dataset/--classes`` recorded in the file metadata."""
+    if "outputs" not in meta:
+        return None
+    names = json.loads(meta["outputs"])
+    task = meta.get("task", "classification")
+    key = "targets" if task == "regression" else "classes"
+    return {"datasets": {meta.get("dataset") or "model": {"task": task, "num_outputs": len(names), key: names}}}
 
 
 def _load_official(
@@ -258,11 +274,14 @@ def load_model(
     *,
     card: dict[str, Any] | str | Path | None = None,
     data: DataConfig | None = None,
+    dataset: str | None = None,
 ) -> tuple[nn.Module, ModelSpec]:
     """The model at ``uri`` (eval mode, CPU) and its :class:`ModelSpec` (see the module docstring).
 
     ``card`` (a card dict or a ``card.json`` path) describes a checkpoint that has none; ``data``
-    supplies the preprocessing a card does not record. Raises ``FileNotFoundError`` / ``ValueError``.
+    supplies the preprocessing a card does not record. ``dataset`` (an adapter name) names the outputs
+    of a head that has only ``class_i`` names and checks a named head against the adapter's order
+    (:mod:`avf.predict.heads`). Raises ``FileNotFoundError`` / ``ValueError``.
     """
     data = data or DataConfig()
     card_dict = _read_json(card) if isinstance(card, (str, Path)) else card
@@ -271,8 +290,22 @@ def load_model(
         from avf import tracking
 
         model, spec = _load_local(tracking.download_model(source), card_dict, data)
-        return model, _replace(spec, source=source)
-    return _load_local(Path(source), card_dict, data)
+        spec = _replace(spec, source=source)
+    else:
+        model, spec = _load_local(Path(source), card_dict, data)
+    return model, spec if dataset is None else _named_by_dataset(spec, dataset)
+
+
+def _named_by_dataset(spec: ModelSpec, dataset: str) -> ModelSpec:
+    from avf.predict.heads import check_head_names, dataset_head
+
+    head = dataset_head(dataset)
+    if spec.outputs == _generic_names(spec.task, spec.num_outputs):  # a bare head: the adapter names it
+        if spec.num_outputs != len(head.names):
+            check_head_names(spec.outputs, head, spec.source)  # raises: the sizes differ
+        return _replace(spec, outputs=head.names, task=head.task, dataset=dataset)
+    check_head_names(spec.outputs, head, spec.source)
+    return _replace(spec, dataset=dataset)
 
 
 def _mlflow_model_dir(path: Path) -> Path:

@@ -156,3 +156,54 @@ def test_cli_help_and_summary() -> None:
     assert result.exit_code == 0, result.output
     assert "169,122,851" in result.output and "fusion" in result.output
     assert runner.invoke(app, ["model", "summary", "avf_mae_pp_nope"]).exit_code == 2
+
+
+def _official_head(tmp_path: Path, num_classes: int) -> Path:
+    model = create_model("avf_mae_pp_tiny", num_classes=num_classes)
+    path = tmp_path / f"official-{num_classes}.pth"
+    torch.save({"model": to_official_state_dict(model.state_dict())}, path)
+    return path
+
+
+def test_import_names_the_head_from_the_dataset_adapter_and_refuses_another_order(tmp_path: Path) -> None:
+    from avf.data.adapters.mer import AVF_MAE_ORDER, MERTOOLS_ORDER
+    from avf.predict.source import load_model
+
+    pth = _official_head(tmp_path, 6)
+    dst = tmp_path / "mer2024.safetensors"
+    result = CliRunner().invoke(app, ["model", "import-official", str(pth), str(dst), "--dataset", "mer2024"])
+    assert result.exit_code == 0, result.output
+    _, spec = load_model(dst)
+    assert spec.outputs == AVF_MAE_ORDER == ("worried", "happy", "neutral", "angry", "surprise", "sad")
+    assert spec.dataset == "mer2024"
+    # the same head checked against MER2023 (MERTools' order): the same six classes in another order
+    with pytest.raises(ValueError, match="class order differs"):
+        load_model(dst, dataset="mer2023")
+    # a head trained in MER2024's order declared for MER2023 fails at import, naming both orders
+    mixed = CliRunner().invoke(
+        app,
+        ["model", "import-official", str(pth), str(tmp_path / "x.safetensors"), "--dataset", "mer2023",
+         "--classes", ",".join(AVF_MAE_ORDER)],
+    )  # fmt: skip
+    assert mixed.exit_code == 2 and "class order differs" in mixed.output
+    assert ", ".join(MERTOOLS_ORDER) in mixed.output.replace("\n", "")
+    assert not (tmp_path / "x.safetensors").exists()
+    # a head of the wrong size for the adapter
+    wrong = CliRunner().invoke(
+        app, ["model", "import-official", str(_official_head(tmp_path, 4)), str(tmp_path / "y.safetensors"),
+              "--dataset", "mafw"],
+    )  # fmt: skip
+    assert wrong.exit_code == 1 and "11 output names given but the checkpoint's head has 4" in wrong.output
+
+
+def test_predict_dataset_names_a_bare_official_checkpoint(tmp_path: Path) -> None:
+    from avf.data.adapters.mafw import SINGLE
+    from avf.predict.source import load_model
+
+    pth = _official_head(tmp_path, len(SINGLE))
+    _, bare = load_model(pth)
+    assert bare.outputs[:2] == ("class_0", "class_1")
+    _, named = load_model(pth, dataset="mafw")
+    assert named.outputs == SINGLE and named.dataset == "mafw"
+    with pytest.raises(ValueError, match="the head has 11 outputs but the dfew adapter has 7"):
+        load_model(pth, dataset="dfew")
