@@ -8,6 +8,7 @@ LG regions of (2, 5, 10) tokens -> 8 regions of 100. Audio: a 256 x 128 fbank, p
 
 from __future__ import annotations
 
+TUBELET = (2, 16, 16)  # frames x pixels x pixels per video token
 VIDEO_GRID = (8, 10, 10)
 AUDIO_GRID = (16, 8)
 VIDEO_REGION = (2, 5, 10)

@@ -33,18 +33,14 @@ def import_lists(
 ) -> None:
     """Import HiCMAE / AVF-MAE list files: the official fold membership of each clip, as a CSV table."""
     from avf.data.adapters import get_adapter
-    from avf.data.adapters.listfiles import parse_rewrite, read_official_splits
-    from avf.utils.io import atomic_path
+    from avf.data.adapters.listfiles import import_official_splits, parse_rewrite
 
     try:
-        rewrites = parse_rewrite(rewrite)
-        table = read_official_splits(split_root, get_adapter(dataset), rewrites)
+        table = import_official_splits(split_root, get_adapter(dataset), out, parse_rewrite(rewrite))
     except FileNotFoundError as exc:
         common.fail(str(exc), common.EXIT_MISSING)
     except (KeyError, ValueError) as exc:
         common.fail(str(exc), common.EXIT_USAGE)
-    with atomic_path(out) as tmp:
-        table.to_csv(tmp, index=False)
     counts = table.groupby(["fold", "split"]).size()
     common.console.print(f"{len(table)} list lines, {table['clip_id'].nunique()} clips -> {out}")
     common.console.print(counts.to_string())
@@ -61,11 +57,10 @@ def _dataset_spec(params: Any, name: str) -> Any:
 
 
 def _finish_stage(report: Any, params: Any, reports: Path) -> None:
-    """Print the summary table, write reports/<stage>/<dataset>/, exit 1 past data.max_fail_frac."""
-    from avf.data.stages.record import track_report
+    """Record the stage (avf.data.stages.record), print its summary table, exit 1 past data.max_fail_frac."""
+    from avf.data.stages.record import finish_stage
 
-    where = report.write(reports, params.data.max_fail_frac)
-    track_report(params, report, where)
+    where = finish_stage(params, report, reports)
     common.console.print(report.table())
     common.console.print(f"report: {where}/summary.json, failures: {where}/failures.csv", highlight=False)
     if report.too_many_failures(params.data.max_fail_frac):

@@ -13,6 +13,7 @@ import contextlib
 import functools
 import os
 from collections import deque
+from itertools import islice
 from collections.abc import Callable, Generator, Iterator, Sequence
 from typing import TYPE_CHECKING, Literal, TypeVar
 
@@ -93,12 +94,7 @@ def _run_pool(
         it = iter(items)
 
         def fill() -> None:
-            while len(pending) < limit:
-                try:
-                    item = next(it)
-                except StopIteration:
-                    return
-                pending.append((item, pool.submit(fn, item)))
+            pending.extend((item, pool.submit(fn, item)) for item in islice(it, max(0, limit - len(pending))))
 
         def outcome(fut: Future[R]) -> R | BaseException:
             exc = fut.exception()

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 from torch import Tensor
 
+from avf.geometry import TUBELET
 from avf.utils.io import atomic_path
 
 
@@ -51,7 +52,7 @@ def confusion_png(cm: np.ndarray, class_names: Sequence[str], path: Path, title:
     return path
 
 
-def reconstruction_png(pics: Mapping[str, Tensor], path: Path, max_items: int = 2, tubelet: int = 2) -> Path:
+def reconstruction_png(pics: Mapping[str, Tensor], path: Path, max_items: int = 2, tubelet: int = TUBELET[0]) -> Path:
     """One PNG of ``avf.models.viz.reconstruct``'s pictures: per clip, rows of frames (input / masked /
     reconstruction, first frame of each tubelet of ``tubelet`` frames) and a row of log-mel spectrograms."""
     plt = _plt()

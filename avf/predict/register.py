@@ -16,7 +16,7 @@ from typing import Any
 
 from avf.config import Params
 
-__all__ = ["Registration", "flat_numbers", "register_model"]
+__all__ = ["Registration", "register_model"]
 
 
 @dataclass(frozen=True)
@@ -30,12 +30,12 @@ class Registration:
     tracking_uri: str
 
 
-def flat_numbers(obj: Any, prefix: str = "") -> dict[str, float]:
+def _flat_numbers(obj: Any, prefix: str = "") -> dict[str, float]:
     """``{"test": {"uar": 0.8}}`` -> ``{"test/uar": 0.8}`` (numbers only; metric keys use slashes)."""
     out: dict[str, float] = {}
     if isinstance(obj, dict):
         for k, v in obj.items():
-            out.update(flat_numbers(v, f"{prefix}/{k}" if prefix else str(k)))
+            out.update(_flat_numbers(v, f"{prefix}/{k}" if prefix else str(k)))
     elif isinstance(obj, int | float) and not isinstance(obj, bool) and prefix:
         out[prefix] = float(obj)
     return out
@@ -105,7 +105,7 @@ def register_model(
         raise ValueError("give a model URI or a run file")
     if metrics_file is not None:
         _require(metrics_file, "metrics file")
-        version_tags.update({k: repr(v) for k, v in flat_numbers(json.loads(metrics_file.read_text())).items()})
+        version_tags.update({k: repr(v) for k, v in _flat_numbers(json.loads(metrics_file.read_text())).items()})
     version_tags["avf.ablation"] = params.ablation.name
     version_tags.update(tags or {})
     model_name = name or params.tracking.registered_model

@@ -6,6 +6,7 @@ import contextlib
 import os
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from itertools import islice
 from typing import TypeVar
 
 from avf.runtime.cluster import loopback_only
@@ -41,12 +42,7 @@ def run_ray_tasks(
     it = iter(items)
 
     def fill() -> None:
-        while len(pending) < limit:
-            try:
-                item = next(it)
-            except StopIteration:
-                return
-            pending.append((item, remote.remote(item)))
+        pending.extend((item, remote.remote(item)) for item in islice(it, max(0, limit - len(pending))))
 
     def outcome(ref: ray.ObjectRef) -> R | BaseException:
         try:

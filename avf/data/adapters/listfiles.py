@@ -24,6 +24,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -147,6 +148,16 @@ def read_official_splits(split_root: Path, adapter: Adapter, rewrite: Mapping[st
     return frame
 
 
+def import_official_splits(
+    split_root: Path, adapter: Adapter, out: Path, rewrite: Mapping[str, str] | None = None
+) -> pd.DataFrame:
+    """:func:`read_official_splits` written to the CSV table ``out`` (atomically); returns the table."""
+    table = read_official_splits(split_root, adapter, rewrite)
+    with atomic_path(out) as tmp:
+        table.to_csv(tmp, index=False)
+    return table
+
+
 def evaluation_rows(splits: pd.DataFrame) -> pd.DataFrame:
     """Rows of each fold's evaluation list: ``test``, or ``val`` where the fold has no ``test``."""
     has_test = splits.groupby("fold")["split"].transform(lambda s: (s == "test").any())
@@ -202,33 +213,29 @@ def assign_official_folds(
     known = {c.clip_id for c in clips}
     for row in splits[~splits["clip_id"].isin(known)].drop_duplicates("clip_id").itertuples():
         problems.append(Problem(f"{row.list_file}:{row.line}", f"listed clip {row.clip_id!r} not found on disk"))
-    kept: list[RawClip] = []
     if (splits["fold"] > 0).any():
-        test_fold: dict[str, int] = {}
-        for row in evaluation_rows(splits).itertuples():
-            first = test_fold.setdefault(str(row.clip_id), int(row.fold))
-            if first != row.fold:
-                where = f"{row.list_file}:{row.line}"
-                problems.append(Problem(where, f"clip {row.clip_id!r} is a test clip of folds {first} and {row.fold}"))
-        for clip in clips:
-            fold = test_fold.get(clip.clip_id)
-            if fold is None:
-                problems.append(Problem(str(clip.video_path), f"not in any official test list under {lists_dir}"))
-                continue
-            kept.append(replace(clip, test_fold=fold, official_split=None))
+        # k-fold lists: a clip's fold is the one whose evaluation list holds it
+        where_of, what, rows = "official test list", "a test clip of folds", evaluation_rows(splits)
+        values = rows["fold"].astype(int)
     else:
-        split_of: dict[str, str] = {}
-        for row in splits.itertuples():
-            first_split = split_of.setdefault(str(row.clip_id), str(row.split))
-            if first_split != row.split:
-                where = f"{row.list_file}:{row.line}"
-                problems.append(Problem(where, f"clip {row.clip_id!r} is listed in {first_split} and {row.split}"))
-        for clip in clips:
-            split = split_of.get(clip.clip_id)
-            if split is None:
-                problems.append(Problem(str(clip.video_path), f"not in the official lists under {lists_dir}"))
-                continue
-            kept.append(replace(clip, test_fold=None, official_split=split))
+        where_of, what, rows = "official lists", "listed in", splits
+        values = rows["split"].astype(str)
+    member: dict[str, Any] = {}
+    for row, value in zip(rows.itertuples(), values, strict=True):
+        first = member.setdefault(str(row.clip_id), value)
+        if first != value:
+            problems.append(
+                Problem(f"{row.list_file}:{row.line}", f"clip {row.clip_id!r} is {what} {first} and {value}")
+            )
+    kept: list[RawClip] = []
+    for clip in clips:
+        value = member.get(clip.clip_id)
+        if value is None:
+            problems.append(Problem(str(clip.video_path), f"not in any {where_of} under {lists_dir}"))
+        elif isinstance(value, str):
+            kept.append(replace(clip, test_fold=None, official_split=value))
+        else:
+            kept.append(replace(clip, test_fold=int(value), official_split=None))
     return kept, problems
 
 

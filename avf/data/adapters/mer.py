@@ -7,7 +7,8 @@ extension). No speaker ids are published, so ``subject`` is the sample name. Aud
 ``mer2023`` (root ``mer2023-dataset/``): ``train/`` + ``train-label.csv`` (``name,discrete,valence``) is
 the official train split; option ``test_set`` (``test1`` = MER-MULTI, default; ``test2`` MER-NOISE;
 ``test3`` MER-SEMI) with ``<test_set>/`` + ``<test_set>-label.csv`` is the test split. Classes in the
-MERTools order (neutral 0, angry 1, happy 2, sad 3, worried 4, surprise 5; HiCMAE's order is unpublished);
+MERTools order (``zeroQiaoba/MERTools:MER2023/main-release.py``: neutral 0, angry 1, happy 2, sad 3,
+worried 4, surprise 5; AVF-MAE and HiCMAE publish no MER2023 preprocessing, so their head's order is unknown);
 valence goes to ``extra['valence']``. A validation split is not official: carve it from train downstream.
 Option ``video``: ``raw`` (default) or ``face_aligned`` (``face_aligned/<name>/`` frame folders).
 
@@ -16,8 +17,10 @@ Option ``video``: ``raw`` (default) or ``face_aligned`` (``face_aligned/<name>/`
 ``labels/set_{1..5}/{train,test}.txt`` with ``sample_00000000.mp4 happy`` lines, which then define the
 folds) or the release (``mer2024-dataset/``: ``video-labeled/`` + ``label-disdim.csv``), whose folds the
 authors never published: they are generated here, stratified by class and seeded (option ``seed``,
-default 0; identical on every machine). AVF-MAE label order: worried 0, happy 1, neutral 2, angry 3,
-surprise 4, sad 5.
+default 0; identical on every machine). Class order: AVF-MAE's (``XuecWu/AVF-MAE:preprocess/mer24_av_ft.py``),
+the order of its released MER2024 head: worried 0, happy 1, neutral 2, angry 3, surprise 4, sad 5. The
+two datasets share six classes in different orders: a head of one is refused for the other
+(:mod:`avf.predict.heads`).
 
 ``mer2024_unlabeled`` (task none): ``video-unlabeled-with-test2noise/*`` of the release, for pre-training.
 """

@@ -1,4 +1,4 @@
-"""A finished data stage in MLflow: one run per stage and dataset, with its counts and failure report."""
+"""A finished data stage on record: its report folder and an MLflow run per stage and dataset."""
 
 from __future__ import annotations
 
@@ -9,9 +9,21 @@ from avf.config import Params
 from avf.config.stages import stage_params
 from avf.data.report import StageReport
 
-__all__ = ["track_report"]
+__all__ = ["finish_stage", "track_report"]
 
 log = logging.getLogger(__name__)
+
+
+def finish_stage(params: Params, report: StageReport, reports: Path) -> Path:
+    """Write ``reports/<stage>/<dataset>/`` (summary.json, failures.csv) and record the run in MLflow.
+
+    Returns the report folder. Whether the failures exceed ``data.max_fail_frac`` is the caller's call
+    (``report.too_many_failures``): the report is written either way.
+    """
+    where = report.write(reports, params.data.max_fail_frac)
+    track_report(params, report, where)
+    return where
+
 
 def track_report(params: Params, report: StageReport, where: Path) -> str | None:
     """Record a finished data stage in MLflow: one run per stage and dataset under ``<prefix>/data``,
