@@ -31,12 +31,13 @@ def import_official(
     if not src.is_file():
         common.fail(f"checkpoint not found: {src}", common.EXIT_MISSING)
     from avf.artifacts.official import write_converted
+    from avf.data.adapters import get_adapter
     from avf.predict.heads import DatasetHead, check_head_names, dataset_head
 
     head: DatasetHead | None = None
     try:
         if dataset is not None:
-            head = dataset_head(dataset)
+            head = dataset_head(get_adapter(dataset))
         if classes is not None:
             names = tuple(c.strip() for c in classes.split(",") if c.strip())
             if head is not None:

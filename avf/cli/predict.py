@@ -17,6 +17,7 @@ from avf.cli import common
 if TYPE_CHECKING:
     from avf.config import Params
     from avf.predict import Predictor
+    from avf.predict.heads import DatasetHead
 
 __all__ = ["export", "predict"]
 
@@ -70,12 +71,26 @@ def predict(
     _predict_local(model, paths, out, params, card, plot, render, dataset)
 
 
+def _head(dataset: str | None) -> DatasetHead | None:
+    """The head of ``--dataset``'s adapter (None without the option); exits 2 for an unknown name."""
+    if dataset is None:
+        return None
+    from avf.data.adapters import get_adapter
+    from avf.predict.heads import dataset_head
+
+    try:
+        return dataset_head(get_adapter(dataset))
+    except (KeyError, ValueError) as e:
+        common.fail(str(e).strip('"'), common.EXIT_USAGE)
+
+
 def _load(model: str, params: Params, card: Path | None, dataset: str | None = None) -> Predictor:
     from avf.predict import Predictor
     from avf.tracking import TrackingUnavailableError
 
+    head = _head(dataset)
     try:
-        return Predictor.from_uri(model, params.predict, card=card, data=params.data, dataset=dataset)
+        return Predictor.from_uri(model, params.predict, card=card, data=params.data, head=head)
     except FileNotFoundError as e:
         common.fail(str(e), common.EXIT_MISSING)
     except TrackingUnavailableError as e:
@@ -147,7 +162,7 @@ def _predict_ray(
 
     card_dict = json.loads(card.read_text()) if card is not None else None
     t0 = time.perf_counter()
-    path = run_ray_job(model, paths, out, params, card_dict, dataset)
+    path = run_ray_job(model, paths, out, params, card_dict, _head(dataset))
     common.console.print(f"{len(paths)} video(s) in {time.perf_counter() - t0:.1f} s -> {path}", highlight=False)
 
 

@@ -18,6 +18,7 @@ from typing import Any
 from avf.config import Params
 from avf.config.data import DataConfig
 from avf.config.predict import PredictConfig
+from avf.predict.heads import DatasetHead
 
 __all__ = ["PredictActor", "run_ray_job"]
 
@@ -33,7 +34,7 @@ class PredictActor:
         settings: dict[str, Any],
         data: dict[str, Any],
         card: dict[str, Any] | None,
-        dataset: str | None = None,
+        head: DatasetHead | None = None,
     ) -> None:
         from avf.predict.predictor import Predictor
 
@@ -42,7 +43,7 @@ class PredictActor:
             PredictConfig.model_validate(settings),
             card=card,
             data=DataConfig.model_validate(data),
-            dataset=dataset,
+            head=head,
         )
 
     def __call__(self, batch: dict[str, Any]) -> Any:
@@ -60,7 +61,7 @@ def run_ray_job(
     out_dir: str | Path,
     params: Params,
     card: dict[str, Any] | None = None,
-    dataset: str | None = None,
+    head: DatasetHead | None = None,
 ) -> Path:
     """Predict ``paths`` on Ray (local cluster unless ``ray.address`` / ``RAY_ADDRESS``); returns the Parquet dir."""
     from avf.predict.outputs import video_ids
@@ -80,7 +81,7 @@ def run_ray_job(
             "settings": s.model_copy(update={"prefetch": 0, "threads": s.threads or 1}).model_dump(mode="json"),
             "data": params.data.model_dump(mode="json"),
             "card": card,
-            "dataset": dataset,
+            "head": head,
         },
         items,
         Path(out_dir) / "predictions.parquet",

@@ -9,10 +9,20 @@ same classes in another order would relabel every prediction, so that is an erro
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol
 
 __all__ = ["DatasetHead", "check_head_names", "dataset_head"]
+
+
+class _LabelledAdapter(Protocol):
+    """What a head needs of a dataset adapter (``avf.data.adapters.Adapter``)."""
+
+    name: str
+    task: str
+    classes: Sequence[str]
+    target_names: Sequence[str]
 
 
 @dataclass(frozen=True)
@@ -22,18 +32,15 @@ class DatasetHead:
     names: tuple[str, ...]  # class names (classification) or target names (regression), in head order
 
 
-def dataset_head(name: str) -> DatasetHead:
-    """The head of a model fine-tuned on the dataset of adapter ``name``; ``KeyError`` / ``ValueError``."""
-    from avf.data.adapters import get_adapter
-
-    adapter = get_adapter(name)
+def dataset_head(adapter: _LabelledAdapter) -> DatasetHead:
+    """The head of a model fine-tuned on ``adapter``'s dataset; ``ValueError`` when it has none."""
     if adapter.task == "regression":
-        return DatasetHead(name, "regression", tuple(adapter.target_names))
+        return DatasetHead(adapter.name, "regression", tuple(adapter.target_names))
     if adapter.task != "classification":
-        raise ValueError(f"the {name} adapter has no labels (task {adapter.task}): a model has no head for it")
+        raise ValueError(f"the {adapter.name} adapter has no labels (task {adapter.task}): a model has no head for it")
     if not adapter.classes:
-        raise ValueError(f"the {name} adapter takes its class names from the data; give a card instead")
-    return DatasetHead(name, "classification", tuple(adapter.classes))
+        raise ValueError(f"the {adapter.name} adapter takes its class names from the data; give a card instead")
+    return DatasetHead(adapter.name, "classification", tuple(adapter.classes))
 
 
 def check_head_names(names: tuple[str, ...], head: DatasetHead, where: str) -> None:

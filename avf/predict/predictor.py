@@ -33,6 +33,7 @@ from avf.config.predict import PredictConfig
 from avf.data.face import FaceDetector, LandmarkModel
 from avf.data.transforms import ClipTransform
 from avf.data.video import MediaError
+from avf.predict.heads import DatasetHead
 from avf.predict.prepare import PreparedVideo, WindowInput, plan_windows, prepare_video, window_input
 from avf.predict.source import ModelSpec, load_model, resolve_asset
 
@@ -114,10 +115,10 @@ class Predictor:
         card: dict[str, Any] | str | Path | None = None,
         data: DataConfig | None = None,
         detector: FaceDetector | None = None,
-        dataset: str | None = None,
+        head: DatasetHead | None = None,
     ) -> Predictor:
         """Load any model source of :func:`avf.predict.source.load_model`."""
-        model, spec = load_model(uri, card=card, data=data, dataset=dataset)
+        model, spec = load_model(uri, card=card, data=data, head=head)
         return cls(model, spec, settings, detector=detector)
 
     @property

@@ -26,6 +26,7 @@ from typing import Any, Literal
 from torch import nn
 
 from avf.config.data import AudioConfig, ClipConfig, DataConfig, FaceConfig
+from avf.predict.heads import DatasetHead, check_head_names
 
 __all__ = [
     "PACKAGE_CONFIG",
@@ -274,14 +275,14 @@ def load_model(
     *,
     card: dict[str, Any] | str | Path | None = None,
     data: DataConfig | None = None,
-    dataset: str | None = None,
+    head: DatasetHead | None = None,
 ) -> tuple[nn.Module, ModelSpec]:
     """The model at ``uri`` (eval mode, CPU) and its :class:`ModelSpec` (see the module docstring).
 
     ``card`` (a card dict or a ``card.json`` path) describes a checkpoint that has none; ``data``
-    supplies the preprocessing a card does not record. ``dataset`` (an adapter name) names the outputs
-    of a head that has only ``class_i`` names and checks a named head against the adapter's order
-    (:mod:`avf.predict.heads`). Raises ``FileNotFoundError`` / ``ValueError``.
+    supplies the preprocessing a card does not record. ``head`` (a dataset adapter's, from
+    :func:`avf.predict.heads.dataset_head`) names the outputs of a head that has only ``class_i`` names
+    and is checked against a named head's order. Raises ``FileNotFoundError`` / ``ValueError``.
     """
     data = data or DataConfig()
     card_dict = _read_json(card) if isinstance(card, (str, Path)) else card
@@ -293,19 +294,16 @@ def load_model(
         spec = _replace(spec, source=source)
     else:
         model, spec = _load_local(Path(source), card_dict, data)
-    return model, spec if dataset is None else _named_by_dataset(spec, dataset)
+    return model, spec if head is None else _named_by_head(spec, head)
 
 
-def _named_by_dataset(spec: ModelSpec, dataset: str) -> ModelSpec:
-    from avf.predict.heads import check_head_names, dataset_head
-
-    head = dataset_head(dataset)
+def _named_by_head(spec: ModelSpec, head: DatasetHead) -> ModelSpec:
     if spec.outputs == _generic_names(spec.task, spec.num_outputs):  # a bare head: the adapter names it
         if spec.num_outputs != len(head.names):
             check_head_names(spec.outputs, head, spec.source)  # raises: the sizes differ
-        return _replace(spec, outputs=head.names, task=head.task, dataset=dataset)
+        return _replace(spec, outputs=head.names, task=head.task, dataset=head.dataset)
     check_head_names(spec.outputs, head, spec.source)
-    return _replace(spec, dataset=dataset)
+    return _replace(spec, dataset=head.dataset)
 
 
 def _mlflow_model_dir(path: Path) -> Path:

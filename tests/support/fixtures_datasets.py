@@ -590,3 +590,37 @@ def make_voxceleb2(base: Path) -> Path:
     touch(video / "id00015" / "0fijmz4vTVU" / "00002.mp4", b"")  # empty file
     touch(video / "id00015" / "0fijmz4vTVU" / "notes.txt")
     return root
+
+
+# --- A user's own data (adapter csv) ----------------------------------------------------------------
+
+
+def make_user_csv(base: Path) -> Path:
+    """Own videos listed in CSV files: ``clips.csv`` (classification, no folds) and ``va.csv`` (regression,
+    split column); a frame folder with its own wav, and a row naming a missing file in each."""
+    root = base / "MyClips"
+    for rel in ("s1/a.mp4", "s1/b.mp4", "s2/a.mp4", "s2/b.mov", "s3/a.mp4"):
+        touch(root / rel)
+    frames(root / "s3" / "take 2", ["1.jpg", "2.jpg", "10.jpg"])
+    touch(root / "s3" / "take2.wav")
+    write_text(
+        root / "clips.csv",
+        "path,label,subject,audio_path\n"
+        "s1/a.mp4,happy,s1,\n"
+        "s1/b.mp4,sad,s1,\n"
+        "s2/a.mp4,happy,s2,\n"
+        "s2/b.mov,sad,s2,\n"
+        "s3/a.mp4,happy,s3,\n"
+        "s3/take 2,sad,s3,s3/take2.wav\n"
+        "s4/missing.mp4,sad,s4,\n",
+    )
+    write_text(
+        root / "va.csv",
+        "path,subject,arousal,valence,split\n"
+        "s1/a.mp4,s1,0.5,-0.25,train\n"
+        "s2/a.mp4,s2,0.1,0.2,val\n"
+        "s3/a.mp4,s3,-0.5,0.75,test\n"
+        "s3/take 2,s3,0.0,0.0,test\n"
+        "s2/b.mov,s2,high,0.1,train\n",
+    )
+    return root

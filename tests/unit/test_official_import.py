@@ -166,7 +166,9 @@ def _official_head(tmp_path: Path, num_classes: int) -> Path:
 
 
 def test_import_names_the_head_from_the_dataset_adapter_and_refuses_another_order(tmp_path: Path) -> None:
+    from avf.data.adapters import get_adapter
     from avf.data.adapters.mer import AVF_MAE_ORDER, MERTOOLS_ORDER
+    from avf.predict.heads import dataset_head
     from avf.predict.source import load_model
 
     pth = _official_head(tmp_path, 6)
@@ -178,7 +180,7 @@ def test_import_names_the_head_from_the_dataset_adapter_and_refuses_another_orde
     assert spec.dataset == "mer2024"
     # the same head checked against MER2023 (MERTools' order): the same six classes in another order
     with pytest.raises(ValueError, match="class order differs"):
-        load_model(dst, dataset="mer2023")
+        load_model(dst, head=dataset_head(get_adapter("mer2023")))
     # a head trained in MER2024's order declared for MER2023 fails at import, naming both orders
     mixed = CliRunner().invoke(
         app,
@@ -197,13 +199,15 @@ def test_import_names_the_head_from_the_dataset_adapter_and_refuses_another_orde
 
 
 def test_predict_dataset_names_a_bare_official_checkpoint(tmp_path: Path) -> None:
+    from avf.data.adapters import get_adapter
     from avf.data.adapters.mafw import SINGLE
+    from avf.predict.heads import dataset_head
     from avf.predict.source import load_model
 
     pth = _official_head(tmp_path, len(SINGLE))
     _, bare = load_model(pth)
     assert bare.outputs[:2] == ("class_0", "class_1")
-    _, named = load_model(pth, dataset="mafw")
+    _, named = load_model(pth, head=dataset_head(get_adapter("mafw")))
     assert named.outputs == SINGLE and named.dataset == "mafw"
     with pytest.raises(ValueError, match="the head has 11 outputs but the dfew adapter has 7"):
-        load_model(pth, dataset="dfew")
+        load_model(pth, head=dataset_head(get_adapter("dfew")))

@@ -16,6 +16,7 @@ from avf.data.adapters import (
     microexpression,  # noqa: F401
     msp_improv,  # noqa: F401
     ravdess,  # noqa: F401
+    user_csv,  # noqa: F401
     voxceleb2,  # noqa: F401
     werewolf_xl,  # noqa: F401
 )

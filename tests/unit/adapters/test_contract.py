@@ -36,6 +36,8 @@ CASES: list[tuple[str, dict[str, Any], Callable[[Path], Path]]] = [
     ("casme3", {"classes": 7}, F.make_casme3),
     ("mmew", {}, F.make_mmew),
     ("voxceleb2", {}, F.make_voxceleb2),
+    ("csv", {"file": "clips.csv", "folds": 3}, F.make_user_csv),
+    ("csv", {"file": "va.csv", "targets": "arousal,valence"}, F.make_user_csv),
 ]
 
 
