@@ -85,7 +85,9 @@ class FaceJob:
             fields["fps"], fields["timing"] = frame_folder_timing(clip, images)
             if clip.audio_path is not None:
                 source.append(file_stamp(clip.audio_path))
-        fp = digest({"v": FACE_VERSION, "cfg": cfg.model_dump(mode="json"), "video": source, **fields})
+        # a video's fields are those of before frame-folder timing existed, so its crops stay valid
+        keyed = {k: v for k, v in fields.items() if not (k == "timing" and v is None)}
+        fp = digest({"v": FACE_VERSION, "cfg": cfg.model_dump(mode="json"), "video": source, **keyed})
         return cls(clip.clip_id, str(clip.video_path), str(out_dir), cfg, fp, **fields)
 
     def frame_source(self) -> Iterator[VideoFrame]:
@@ -126,7 +128,7 @@ def face_job(job: FaceJob) -> dict[str, Any]:
             "status": "ok" if result.ok else result.reason,
             "face_file": f"{job.clip_id}.mkv" if result.ok else None,
             "size": job.cfg.size,
-            "timing": job.timing,
+            **({"timing": job.timing} if job.timing else {}),
             "duration_s": round(span, 6),
             "fps": round(fps, 4),
             "times": [round(float(t), 6) for t in times],
