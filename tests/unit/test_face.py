@@ -142,17 +142,30 @@ def test_low_coverage_and_no_face_are_rejected_with_a_reason() -> None:
 
 
 def test_region_keeps_the_face_in_the_requested_half() -> None:
-    class TwoFaces:
+    class BrightBlobs:
+        """Every bright square of the image it is shown is a face; the bigger the square, the higher its score."""
+
+        def __init__(self) -> None:
+            self.seen: list[int] = []
+
         def detect(self, rgb: np.ndarray) -> list[Detection]:
-            s = rgb.shape[1] / 320
+            count, _, stats, _ = cv2.connectedComponentsWithStats((rgb[:, :, 1] > 200).astype(np.uint8))
+            self.seen.append(count - 1)
             return [
-                Detection((60 * s, 100 * s, 100 * s, 140 * s), 0.95),  # left speaker, higher score
-                Detection((220 * s, 100 * s, 260 * s, 140 * s), 0.7),
+                Detection((x, y, x + w, y + h), min(0.99, w / 50)) for x, y, w, h, _ in stats[1:]  # 0: background
             ]
 
-    right = crop_clip("stub", _cfg(), TwoFaces(), frames=_frames(11), region="right")
-    left = crop_clip("stub", _cfg(), TwoFaces(), frames=_frames(11), region="left")
-    assert right.states[0, 0] == pytest.approx(240) and left.states[0, 0] == pytest.approx(80)
+    def frames(n: int) -> list[VideoFrame]:
+        img = np.full((240, 320, 3), 30, np.uint8)
+        img[98:142, 58:102] = 250  # the left person: bigger, so the stronger detection
+        img[100:140, 220:260] = 250
+        return [VideoFrame(i, i / 25, FrameImage(img.copy())) for i in range(n)]
+
+    for region, centre in (("right", 240), ("left", 80)):
+        blobs = BrightBlobs()
+        result = crop_clip("stub", _cfg(), blobs, frames=frames(11), region=region)
+        assert result.ok and result.states[0, 0] == pytest.approx(centre, abs=1.0), region
+        assert set(blobs.seen) == {1}, region  # the detector only looks at the region: one face there
 
 
 def test_crop_matrix_maps_output_square_onto_the_box() -> None:
