@@ -35,6 +35,8 @@ class PredictConfig(Section):
     stride_s: float = Field(1.0, gt=0.0)
     views: int | None = Field(None, ge=1)  # test-time views per window; None: the model's data.clip.test_views
     batch_size: int = Field(8, ge=1)  # windows per forward pass (times the views)
+    # auto: the first CUDA GPU when present (Ray Data actors then take one each), else the CPU
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
     # A window whose frames had a face (near a detection) in less than this share is flagged, not predicted.
     min_face_share: float = Field(0.5, ge=0.0, le=1.0)
     extensions: tuple[str, ...] = VIDEO_EXTENSIONS  # what a folder or glob picks up

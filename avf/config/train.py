@@ -89,6 +89,8 @@ class EvalConfig(Section):
     metrics: tuple[EvalMetric, ...] = ("uar", "war", "macro_f1", "weighted_f1", "pcc", "ccc", "mae", "mse")
     # Also report the official protocol's test-selected number (labelled as such), for comparability.
     report_test_selected: bool = True
+    # auto: the first CUDA GPU when present, else the CPU
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
 
     @model_validator(mode="after")
     def _some_metric(self) -> EvalConfig:

@@ -13,7 +13,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 
 from avf.artifacts.cards import model_from_card
 from avf.config import Params
@@ -21,6 +20,7 @@ from avf.config.stages import stage_params
 from avf.eval.metrics import confusion
 from avf.eval.plots import confusion_png
 from avf.eval.predict import predict_views, score
+from avf.utils.device import resolve_device
 from avf.utils.io import atomic_path, write_json
 
 log = logging.getLogger(__name__)
@@ -49,8 +49,9 @@ def evaluate(params: Params, model_dir: Path, manifest_dir: Path, shard_root: Pa
     test = ClipDataset(
         splits.shard_dir, splits.test_keys, train=False, clip=d.clip, audio=d.audio, augment=d.augment, seed=params.seed
     )
+    device = resolve_device(params.eval.device)
     outputs = predict_views(
-        model, test, range(len(test)), torch.device("cpu"), batch_size=8, regression=splits.task == "regression"
+        model.to(device), test, range(len(test)), device, batch_size=8, regression=splits.task == "regression"
     )
     metrics = score(outputs, splits.task, splits.num_outputs, splits.target_names)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -104,9 +104,12 @@ def contrastive_loss(z_v: Tensor, z_a: Tensor, temperature: float = 0.07, gather
         all_a, _ = _gather_with_grad(z_a)
         offset = rank * b
     labels = torch.arange(offset, offset + b, device=z_v.device)
-    logits_v = z_v.float() @ all_a.float().t() / temperature
-    logits_a = z_a.float() @ all_v.float().t() / temperature
-    return 0.5 * (F.cross_entropy(logits_v, labels) + F.cross_entropy(logits_a, labels))
+    # autocast would run these matmuls in bf16/fp16 whatever the inputs' dtype: similarities of unit
+    # vectors divided by a small temperature need fp32
+    with torch.autocast(device_type=z_v.device.type, enabled=False):
+        logits_v = z_v.float() @ all_a.float().t() / temperature
+        logits_a = z_a.float() @ all_v.float().t() / temperature
+        return 0.5 * (F.cross_entropy(logits_v, labels) + F.cross_entropy(logits_a, labels))
 
 
 def hcmcl(

@@ -19,6 +19,7 @@ from avf.config import Params
 from avf.config.data import DataConfig
 from avf.config.predict import PredictConfig
 from avf.predict.heads import DatasetHead
+from avf.utils.device import resolve_device
 
 __all__ = ["PredictActor", "run_ray_job"]
 
@@ -73,6 +74,8 @@ def run_ray_job(
         model = str(tracking.download_model(model))
     s = params.predict
     items = [{"video": str(p), "video_id": i} for p, i in zip(paths, video_ids(list(paths)), strict=True)]
+    # a private local cluster offers this machine's GPUs when prediction is to run on one
+    ray_cfg = params.ray.model_copy(update={"use_gpu": params.ray.use_gpu or resolve_device(s.device).type == "cuda"})
     out = map_batches_to_parquet(
         PredictActor,
         {
@@ -85,10 +88,11 @@ def run_ray_job(
         },
         items,
         Path(out_dir) / "predictions.parquet",
-        params.ray,
+        ray_cfg,
         actors=s.ray_actors,
         batch_size=s.ray_batch_size,
         cpus_per_actor=s.ray_cpus_per_actor,
+        device=s.device,
     )
     log.info("predictions of %d videos written to %s", len(items), out)
     return out

@@ -36,6 +36,7 @@ from avf.data.video import MediaError
 from avf.predict.heads import DatasetHead
 from avf.predict.prepare import PreparedVideo, WindowInput, plan_windows, prepare_video, window_input
 from avf.predict.source import ModelSpec, load_model, resolve_asset
+from avf.utils.device import resolve_device
 
 __all__ = ["Predictor", "VideoPrediction", "WindowPrediction"]
 
@@ -96,9 +97,10 @@ class Predictor:
         detector: FaceDetector | None = None,
         landmarks: LandmarkModel | None = None,
     ) -> None:
-        self.model = model.eval()
-        self.spec = spec
         self.settings = settings or PredictConfig()
+        self.device = resolve_device(self.settings.device)
+        self.model = model.eval().to(self.device)
+        self.spec = spec
         if self.settings.threads:
             torch.set_num_threads(self.settings.threads)  # process-wide, as for any PyTorch program
         self._detector = detector
@@ -174,10 +176,11 @@ class Predictor:
     def forward(self, video: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
         """Scores ``f32 [B, K]`` of windows ``video [B, V, 3, T, S, S]``, ``audio [B, V, 1, F, M]`` (views averaged)."""
         b, v = video.shape[:2]
-        out = self.model(video.flatten(0, 1), audio.flatten(0, 1)).float()
+        dev = self.device
+        out = self.model(video.flatten(0, 1).to(dev), audio.flatten(0, 1).to(dev)).float()
         if not self.regression:
             out = out.softmax(-1)
-        return out.view(b, v, -1).mean(1)
+        return out.view(b, v, -1).mean(1).cpu()
 
     def _score_windows(self, wins: Sequence[WindowInput]) -> list[np.ndarray | None]:
         """Scores ``f32 [K]`` of each window with a face (None for the others), one forward pass per call."""

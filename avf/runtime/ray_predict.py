@@ -22,16 +22,19 @@ def map_batches_to_parquet(
     actors: int,
     batch_size: int,
     cpus_per_actor: float,
+    device: str = "cpu",
 ) -> Path:
     """Write ``actor(**actor_kwargs)(batch)`` over ``rows`` to the Parquet dataset ``out``; returns ``out``.
 
     ``actor`` is a module-level class (Ray pickles it by reference); each of the ``actors`` instances holds
-    ``cpus_per_actor`` CPUs and gets numpy batches of ``batch_size`` rows. Joins ``RAY_ADDRESS`` /
-    ``cfg.address`` or starts a private cluster on 127.0.0.1.
+    ``cpus_per_actor`` CPUs (and one GPU when ``device`` is ``cuda``/``cuda:N``, or ``auto`` on a cluster
+    with GPUs) and gets numpy batches of ``batch_size`` rows. Joins ``RAY_ADDRESS`` / ``cfg.address`` or
+    starts a private cluster on 127.0.0.1.
     """
     import ray
 
     ensure_cluster(cfg)
+    gpus = ray.cluster_resources().get("GPU", 0) > 0 if device == "auto" else device.startswith("cuda")
     ds = ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows), actors * 4)))
     if out.exists():
         shutil.rmtree(out)  # write_parquet appends; a rerun replaces the previous result
@@ -43,6 +46,7 @@ def map_batches_to_parquet(
         batch_format="numpy",
         concurrency=actors,
         num_cpus=cpus_per_actor,
+        num_gpus=1 if gpus else 0,
     )
     result.write_parquet(str(out))
     return out

@@ -16,7 +16,8 @@ def resolve_dtype(mode: str, device: torch.device) -> torch.dtype | None:
     if device.type == "cuda":
         if mode == "fp16":
             return torch.float16
-        if mode == "bf16" or torch.cuda.is_bf16_supported():
+        # emulated bf16 (V100, T4) is slower than fp16 with a grad scaler: auto takes native bf16 only
+        if mode == "bf16" or torch.cuda.is_bf16_supported(including_emulation=False):
             return torch.bfloat16
         return torch.float16
     # CPU: autocast only when asked explicitly (bf16 matmuls are slow on most CPUs).

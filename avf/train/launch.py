@@ -13,6 +13,7 @@ from typing import Any
 
 from avf.config import RayConfig
 from avf.runtime.ray_train import RunResult
+from avf.utils.device import resolve_device
 
 __all__ = ["FORWARDED_ENV", "RunResult", "run"]
 
@@ -40,7 +41,8 @@ def run(config: dict[str, Any], cfg: RayConfig, name: str, storage: Path) -> Run
     if cfg.num_workers == 0:  # in-process, resumable from storage/name, no Ray cluster at all
         from avf.train.worker import run_local
 
-        _, session = run_local(config, storage / name)
+        # ray.use_gpu means the same in-process as on Ray workers: train on this machine's first GPU
+        _, session = run_local(config, storage / name, device=resolve_device("cuda" if cfg.use_gpu else "cpu"))
         if session.latest is None:
             raise RuntimeError("training finished without reporting a checkpoint")
         return RunResult(checkpoint=session.latest, metrics=session.reports[-1] if session.reports else {})

@@ -34,6 +34,8 @@ from avf.train.session import Session
 
 log = logging.getLogger(__name__)
 LogFn = Callable[[dict[str, float], int], None]
+# A step's logs: detached scalar tensors (summed on the device, read once per log window) or floats.
+StepLogs = dict[str, torch.Tensor | float]
 
 
 class Task(Protocol):
@@ -52,7 +54,7 @@ class Task(Protocol):
 
     def train_batches(self, epoch: int, start_micro_step: int) -> Iterable[Any]: ...
 
-    def train_step(self, model: torch.nn.Module, batch: Any, step: int) -> tuple[torch.Tensor, dict[str, float]]: ...
+    def train_step(self, model: torch.nn.Module, batch: Any, step: int) -> tuple[torch.Tensor, StepLogs]: ...
 
     def evaluate(self, model: torch.nn.Module, epoch: int) -> dict[str, float]: ...
 
@@ -111,7 +113,7 @@ def fit(task: Task, session: Session, log_fn: LogFn | None = None) -> dict[str, 
         epoch = state["epoch"]
         start_micro = state["micro_step"] - epoch * steps_per_epoch * accum
         wrapped.train()
-        window: dict[str, float] = {}
+        window: StepLogs = {}
         n_window, t_window = 0, time.perf_counter()
         micro_in_step = 0
         for batch in task.train_batches(epoch, start_micro):
@@ -122,8 +124,8 @@ def fit(task: Task, session: Session, log_fn: LogFn | None = None) -> dict[str, 
                     loss, logs = task.train_step(wrapped, batch, state["step"])
                 scaled = loss / accum
                 (scaler.scale(scaled) if scaler else scaled).backward()
-            for k, v in logs.items():
-                window[k] = window.get(k, 0.0) + float(v) / accum
+            for k, v in logs.items():  # tensors stay on the device: read once per log window, not per step
+                window[k] = window.get(k, 0.0) + v / accum
             micro_in_step += 1
             state["micro_step"] += 1
             if not last_micro:
@@ -133,7 +135,7 @@ def fit(task: Task, session: Session, log_fn: LogFn | None = None) -> dict[str, 
                 scaler.unscale_(optimizer)
             if cfg.clip_grad:
                 gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
-                window["grad_norm"] = window.get("grad_norm", 0.0) + float(gnorm)
+                window["grad_norm"] = window.get("grad_norm", 0.0) + gnorm.detach()
             if scaler:
                 scaler.step(optimizer)
                 scaler.update()
@@ -196,7 +198,7 @@ def fit(task: Task, session: Session, log_fn: LogFn | None = None) -> dict[str, 
 
 def _emit(
     state: dict[str, Any],
-    window: dict[str, float],
+    window: StepLogs,
     n: int,
     t0: float,
     optimizer: torch.optim.Optimizer,
@@ -207,7 +209,7 @@ def _emit(
 ) -> None:
     """Average a window of step logs into ``train/*`` metrics, keep them in the curve, log on rank 0."""
     elapsed = time.perf_counter() - t0
-    metrics = {f"train/{k}": v / n for k, v in window.items()}
+    metrics: dict[str, float] = {f"train/{k}": float(v) / n for k, v in window.items()}
     metrics["train/lr"] = current_lr(optimizer)
     metrics["train/clips_per_s"] = n * eff_batch / max(elapsed, 1e-9)
     metrics["train/epoch"] = state["step"] / steps_per_epoch

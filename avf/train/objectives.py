@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -9,6 +10,9 @@ import torch
 import torch.nn.functional as F
 from timm.data.mixup import mixup_target, rand_bbox
 from timm.loss import SoftTargetCrossEntropy
+from torch import nn
+
+from avf.config.train import FinetuneConfig
 
 
 @dataclass
@@ -84,3 +88,39 @@ def regression_loss(pred: torch.Tensor, target: torch.Tensor, kind: str) -> torc
     if kind == "ccc":
         return ccc_loss(pred, target)
     return F.mse_loss(pred, target)
+
+
+def multi_head_loss(
+    feats: torch.Tensor,
+    heads: Mapping[str, nn.Module],
+    labels: torch.Tensor,
+    names: Sequence[str],
+    tasks: Mapping[str, str],
+    cfg: FinetuneConfig,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Stage 2's loss: each clip through its dataset's head, losses weighted by the datasets' shares.
+
+    ``feats [B, D]`` backbone features, ``labels [B]`` (or ``[B, K]`` targets), ``names`` the dataset of
+    each row, ``tasks`` dataset -> classification / regression in head order. Every head runs, on zero
+    rows when the micro-batch has none of its clips, so DDP sees all parameters in every step. The rows
+    are chosen on the host from ``names``: no device synchronisation. Returns the loss and detached logs.
+    """
+    total = feats.new_zeros(())
+    logs: dict[str, torch.Tensor] = {}
+    for name, task in tasks.items():
+        rows = [i for i, n in enumerate(names) if n == name]
+        index = torch.tensor(rows, dtype=torch.long).to(feats.device, non_blocking=True)
+        out = heads[name](feats.index_select(0, index)).float()
+        if not rows:
+            total = total + out.sum()  # zero, but it keeps the head in the graph
+            continue
+        target = labels.index_select(0, index)
+        part = (
+            regression_loss(out, target.float(), cfg.regression_loss)
+            if task == "regression"
+            else classification_loss(out, target, cfg.label_smoothing)
+        )
+        total = total + part * (len(rows) / len(names))
+        logs[f"loss_{name}"] = part.detach()
+    logs["loss"] = total.detach()
+    return total, logs

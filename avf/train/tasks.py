@@ -20,7 +20,8 @@ from torch import nn
 
 from avf.config import FinetuneConfig, Params
 from avf.data.splits import DatasetSplits
-from avf.train.objectives import AVMixup, classification_loss, regression_loss
+from avf.train.loop import StepLogs
+from avf.train.objectives import AVMixup, classification_loss, multi_head_loss, regression_loss
 from avf.train.sampling import GlobalBatchSampler, shard_indices
 from avf.train.session import Session
 from avf.utils.seed import derive_seed
@@ -110,20 +111,20 @@ class PretrainTask:
                 continue
             yield batch
 
-    def train_step(self, model: nn.Module, batch: dict[str, Any], step: int) -> tuple[torch.Tensor, dict[str, float]]:
+    def train_step(self, model: nn.Module, batch: dict[str, Any], step: int) -> tuple[torch.Tensor, StepLogs]:
         from avf.models.masking import sample_masks
 
         dev = self.session.device
         video = batch["video"].to(dev, non_blocking=True)
         audio = batch["audio"].to(dev, non_blocking=True)
         gen = torch.Generator().manual_seed(derive_seed(self.params.seed, "masks", step, self.session.rank))
-        masks = sample_masks(video.shape[0], self.params.masking, gen).to(dev)
+        masks = sample_masks(video.shape[0], self.params.masking, gen)  # the model moves what it needs
         out = model(video, audio, masks)
         logs = {
-            "loss": float(out.loss.detach()),
-            "loss_video": float(out.loss_video),
-            "loss_audio": float(out.loss_audio),
-            "loss_contrastive": float(out.loss_contrastive),
+            "loss": out.loss.detach(),
+            "loss_video": out.loss_video.detach(),
+            "loss_audio": out.loss_audio.detach(),
+            "loss_contrastive": out.loss_contrastive.detach(),
         }
         return out.loss, logs
 
@@ -237,7 +238,7 @@ class SupervisedTask:
                 break
             yield batch
 
-    def train_step(self, model: nn.Module, batch: dict[str, Any], step: int) -> tuple[torch.Tensor, dict[str, float]]:
+    def train_step(self, model: nn.Module, batch: dict[str, Any], step: int) -> tuple[torch.Tensor, StepLogs]:
         dev = self.session.device
         video = batch["video"].to(dev, non_blocking=True)
         audio = batch["audio"].to(dev, non_blocking=True)
@@ -246,38 +247,22 @@ class SupervisedTask:
             return self._multi_head_step(model, video, audio, labels, batch["dataset"])
         if self.is_regression:
             loss = regression_loss(model(video, audio).float(), labels.float(), self.cfg.regression_loss)
-            return loss, {"loss": float(loss.detach())}
+            return loss, {"loss": loss.detach()}
         target = labels
         if self.mixup.active:
             rng = np.random.default_rng(derive_seed(self.params.seed, "mixup", step, self.session.rank))
             video, audio, target = self.mixup(video, audio, labels, rng)
         logits = model(video, audio)
         loss = classification_loss(logits.float(), target, self.cfg.label_smoothing)
-        acc = float((logits.argmax(-1) == labels).float().mean())
-        return loss, {"loss": float(loss.detach()), "acc": acc}
+        acc = (logits.argmax(-1) == labels).float().mean()
+        return loss, {"loss": loss.detach(), "acc": acc}
 
     def _multi_head_step(
         self, model: nn.Module, video: torch.Tensor, audio: torch.Tensor, labels: torch.Tensor, names: Sequence[str]
-    ) -> tuple[torch.Tensor, dict[str, float]]:
-        feats = model(video, audio)
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         heads = model.module.heads if hasattr(model, "module") else model.heads
-        idx = torch.tensor([self.name_to_index[n] for n in names], device=feats.device)
-        total = feats.new_zeros(())
-        logs: dict[str, float] = {}
-        for i, ds in enumerate(self.datasets):
-            sel = idx == i
-            # Every head runs (possibly on zero rows) so DDP sees all parameters in every step.
-            out = heads[ds.name](feats[sel]).float()
-            if ds.task == "regression":
-                part = regression_loss(out, labels[sel].float(), self.cfg.regression_loss) if sel.any() else out.sum()
-            else:
-                part = classification_loss(out, labels[sel], self.cfg.label_smoothing) if sel.any() else out.sum()
-            weight = sel.float().mean()
-            total = total + part * weight
-            if sel.any():
-                logs[f"loss_{ds.name}"] = float(part.detach())
-        logs["loss"] = float(total.detach())
-        return total, logs
+        tasks = {ds.name: ds.task for ds in self.datasets}
+        return multi_head_loss(model(video, audio), heads, labels, names, tasks, self.cfg)
 
     # -- evaluation --------------------------------------------------------------------------------
     @torch.no_grad()

@@ -74,7 +74,9 @@ def train_func(config: dict[str, Any]) -> None:
     run_worker(config, RaySession(config.get("run_dir"), newest_complete_checkpoint))
 
 
-def run_local(config: dict[str, Any], checkpoint_root: Path | None = None) -> tuple[dict[str, Any], LocalSession]:
-    """Run a stage in this process without Ray (tests, debugging)."""
-    session = LocalSession(checkpoint_root)
+def run_local(
+    config: dict[str, Any], checkpoint_root: Path | None = None, device: str | torch.device = "cpu"
+) -> tuple[dict[str, Any], LocalSession]:
+    """Run a stage in this process without Ray, on ``device``."""
+    session = LocalSession(checkpoint_root, device=device)
     return run_worker(config, session), session

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from avf.config import OptimConfig, Params
+from avf.train.loop import StepLogs
 from avf.train.sampling import GlobalBatchSampler, shard_indices
 from avf.train.session import Session
 
@@ -49,7 +50,7 @@ class ToyTask:
         for idx in self.sampler:
             yield self.x[idx], self.y[idx]
 
-    def train_step(self, model: nn.Module, batch: Any, step: int) -> tuple[torch.Tensor, dict[str, float]]:
+    def train_step(self, model: nn.Module, batch: Any, step: int) -> tuple[torch.Tensor, StepLogs]:
         x, y = batch
         loss = nn.functional.mse_loss(model(x), y)
         return loss, {"loss": float(loss.detach())}

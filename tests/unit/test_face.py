@@ -152,7 +152,8 @@ def test_region_keeps_the_face_in_the_requested_half() -> None:
             count, _, stats, _ = cv2.connectedComponentsWithStats((rgb[:, :, 1] > 200).astype(np.uint8))
             self.seen.append(count - 1)
             return [
-                Detection((x, y, x + w, y + h), min(0.99, w / 50)) for x, y, w, h, _ in stats[1:]  # 0: background
+                Detection((x, y, x + w, y + h), min(0.99, w / 50))
+                for x, y, w, h, _ in stats[1:]  # 0: background
             ]
 
     def frames(n: int) -> list[VideoFrame]:
