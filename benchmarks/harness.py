@@ -113,6 +113,30 @@ def median(values: Sequence[float]) -> float:
     return statistics.median(values) if values else math.nan
 
 
+# Dense (no sparsity) 16-bit tensor-core peaks from NVIDIA's datasheets, FLOP/s, by a substring of
+# torch.cuda.get_device_name(); the first match wins, so the more specific names come first.
+DATASHEET_16BIT_PEAKS = (
+    ("H200", 989e12),
+    ("H100 PCIe", 756e12),
+    ("H100 NVL", 835e12),
+    ("H100", 989e12),
+    ("A100", 312e12),
+    ("L40S", 362e12),
+    ("L4", 121e12),
+    ("A10", 125e12),
+    ("V100", 125e12),  # fp16 only
+    ("T4", 65e12),  # fp16 only
+)
+
+
+def datasheet_peak(device: torch.device, dtype: torch.dtype) -> float | None:
+    """The chip's datasheet peak for ``dtype`` (bf16/fp16 tensor cores), or None where it is not known."""
+    if device.type != "cuda" or dtype not in (torch.bfloat16, torch.float16):
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((peak for key, peak in DATASHEET_16BIT_PEAKS if key in name), None)
+
+
 def matmul_flops(device: torch.device, dtype: torch.dtype = torch.float32, n: int = 0, reps: int = 5) -> float:
     """Best FLOP/s of ``reps`` ``[n, n] @ [n, n]`` matmuls (the MFU denominator; n = 2048 on a CPU, 8192
     on a GPU)."""

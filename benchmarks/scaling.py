@@ -87,7 +87,7 @@ def measure(size: str, batch: int, steps: int, workers: Iterable[int], device: s
     out = []
     with tempfile.TemporaryDirectory(prefix="avf-scaling-") as tmp:
         os.environ.setdefault("AVF_RAY_TMP", str(Path(tmp) / "ray"))
-        cluster.ensure_cluster(RayConfig(num_workers=max(counts), cpus_per_worker=1.0))
+        cluster.ensure_cluster(RayConfig(num_workers=max(counts), cpus_per_worker=1.0, use_gpu=device == "cuda"))
         try:
             for n in counts:
                 threads = max(1, cores // n)

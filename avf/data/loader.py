@@ -290,6 +290,7 @@ class PretrainStream(IterableDataset[dict[str, Any]]):
         augment: AugmentConfig | None = None,
         num_workers: int | None = None,
         shuffle_buffer: int = 256,
+        batch_size: int = 1,
     ) -> None:
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} outside world_size {world_size}")
@@ -309,6 +310,7 @@ class PretrainStream(IterableDataset[dict[str, Any]]):
         self.augment = augment or AugmentConfig()
         self.transform = ClipTransform(clip.image_size, self.augment)
         self.shuffle_buffer = max(1, shuffle_buffer)
+        self.batch_size = max(1, batch_size)
         self.epoch = 0
         self.skipped = 0
         if num_workers is not None:
@@ -331,8 +333,10 @@ class PretrainStream(IterableDataset[dict[str, Any]]):
             )
 
     def _quota(self, worker: int, num_workers: int) -> int:
-        per_rank = self.samples_per_epoch // self.world_size
-        return per_rank // num_workers + (1 if worker < per_rank % num_workers else 0)
+        """Samples this DataLoader worker yields: whole batches of ``batch_size``, because the DataLoader
+        batches (and drops the last partial batch) per worker: the rank's batches are dealt to its workers."""
+        batches = self.samples_per_epoch // self.world_size // self.batch_size
+        return self.batch_size * (batches // num_workers + (1 if worker < batches % num_workers else 0))
 
     def assigned_shards(self, worker: int, num_workers: int) -> list[Path]:
         """This reader's shards for the current epoch (a seeded permutation, dealt round-robin)."""
@@ -408,8 +412,10 @@ def pretrain_stream(
     augment: AugmentConfig | None = None,
     num_workers: int | None = None,
     shuffle_buffer: int = 256,
+    batch_size: int = 1,
 ) -> PretrainStream:
-    """The pretraining stream (see :class:`PretrainStream`); ``num_workers`` checks shard counts now."""
+    """The pretraining stream (see :class:`PretrainStream`); ``num_workers`` checks shard counts now,
+    ``batch_size`` (the DataLoader's) keeps every worker's share a whole number of batches."""
     return PretrainStream(
         shard_dirs,
         clip=clip,
@@ -421,4 +427,5 @@ def pretrain_stream(
         augment=augment,
         num_workers=num_workers,
         shuffle_buffer=shuffle_buffer,
+        batch_size=batch_size,
     )

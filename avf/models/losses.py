@@ -12,6 +12,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from collections.abc import Sequence
 
 import torch
@@ -106,7 +108,9 @@ def contrastive_loss(z_v: Tensor, z_a: Tensor, temperature: float = 0.07, gather
     labels = torch.arange(offset, offset + b, device=z_v.device)
     # autocast would run these matmuls in bf16/fp16 whatever the inputs' dtype: similarities of unit
     # vectors divided by a small temperature need fp32
-    with torch.autocast(device_type=z_v.device.type, enabled=False):
+    kind = z_v.device.type
+    autocasting = kind in ("cpu", "cuda") and torch.is_autocast_enabled(kind)
+    with torch.autocast(device_type=kind, enabled=False) if autocasting else contextlib.nullcontext():
         logits_v = z_v.float() @ all_a.float().t() / temperature
         logits_a = z_a.float() @ all_v.float().t() / temperature
         return 0.5 * (F.cross_entropy(logits_v, labels) + F.cross_entropy(logits_a, labels))

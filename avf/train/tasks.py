@@ -94,6 +94,7 @@ class PretrainTask:
             world_size=self.session.world_size,
             samples_per_epoch=self.samples_per_epoch,
             num_workers=max(1, self.cfg.num_workers),
+            batch_size=self.micro,
         )
         loader = torch.utils.data.DataLoader(
             stream,

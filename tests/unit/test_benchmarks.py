@@ -6,6 +6,7 @@ Speed and memory targets are checked by ``python -m benchmarks`` with printed ra
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 
@@ -31,7 +32,8 @@ def test_entry_point_runs_tiny_once(tmp_path: Path, capsys: pytest.CaptureFixtur
     saved = json.loads(out.read_text())
     sec = saved["sections"]["cpu/tiny"]
     ours, plain = sec["pretrain"]["cases"]["ours tiny"], sec["pretrain"]["cases"]["plain ViT tiny"]
-    assert ours["clips_per_s"] > 0 and 0 < ours["mfu"] < 1
+    assert ours["clips_per_s"] > 0 and 0 < ours["mfu_matmul"] < 1
+    assert math.isnan(ours["mfu"]) and sec["pretrain"]["datasheet_flops_per_s"] is None  # a CPU has no datasheet
     mem = ours["memory"]
     assert mem["optimizer_state_mib"] == pytest.approx(2 * mem["params_mib"], rel=1e-6)  # AdamW: m and v
     assert mem["activations_mib_per_clip"] > 0
@@ -44,7 +46,7 @@ def test_entry_point_runs_tiny_once(tmp_path: Path, capsys: pytest.CaptureFixtur
         for c in res["cases"].values():
             assert c["step_s"] == harness.median(c["step_s_samples"]) and len(c["step_s_samples"]) == 1
             assert c["clips_per_s"] == pytest.approx(c["clips_per_step"] / c["step_s"])
-            assert c["mfu"] == pytest.approx(c["step_flops"] / c["step_s"] / res["matmul_flops_per_s"])
+            assert c["mfu_matmul"] == pytest.approx(c["step_flops"] / c["step_s"] / res["matmul_flops_per_s"])
     # a training step is three forward passes' FLOPs (forward + backward) of the batch of 4
     assert ours["step_flops"] == pytest.approx(3 * sec["forward_gflops_per_clip"]["pretrain"] * 1e9 * 4)
     # the "x ref" column divides by the reference's throughput from the same rotation
@@ -54,6 +56,18 @@ def test_entry_point_runs_tiny_once(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert _row(table, "ours tiny")[2] == f"{ours['clips_per_s'] / plain['clips_per_s']:.2f}"
     load = data["load_avg_1min"]
     assert load["min"] <= load["median"] <= load["max"]
+
+
+def test_datasheet_peaks_by_chip_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    cuda = torch.device("cuda")
+    chips = (("NVIDIA H100 80GB HBM3", 989e12), ("NVIDIA H100 PCIe", 756e12), ("NVIDIA A100-SXM4-40GB", 312e12))
+    for name, peak in chips:
+        monkeypatch.setattr(torch.cuda, "get_device_name", lambda _d=None, n=name: n)
+        assert harness.datasheet_peak(cuda, torch.bfloat16) == peak, name
+    assert harness.datasheet_peak(cuda, torch.float32) is None  # TF32 is another number
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda _d=None: "Some Future GPU")
+    assert harness.datasheet_peak(cuda, torch.bfloat16) is None
+    assert harness.datasheet_peak(torch.device("cpu"), torch.bfloat16) is None
 
 
 def test_load_sampler_records_the_load_while_the_block_runs(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -197,6 +197,17 @@ def test_stream_splits_over_ranks_and_workers_and_covers_everything(stream_dir: 
     assert sorted(everything) == [f"demo__s{i:02d}" for i in range(24)]  # each sample exactly once
 
 
+def test_every_micro_batch_of_the_epoch_arrives_with_several_workers(stream_dir: Path) -> None:
+    # 10 samples per rank in batches of 2 over 3 DataLoader workers: 5 batches. Split per sample (4, 3, 3),
+    # each worker would drop its odd sample and the rank would see 4 batches.
+    stream = pretrain_stream(
+        [stream_dir], clip=SMALL, audio=AUDIO, seed=0, rank=0, world_size=2, samples_per_epoch=20, batch_size=2
+    )
+    assert [stream._quota(w, 3) for w in range(3)] == [4, 4, 2]
+    batches = list(DataLoader(stream, batch_size=2, num_workers=3, drop_last=True))
+    assert len(batches) == 5 and all(len(b["key"]) == 2 for b in batches)
+
+
 def test_stream_items_and_equal_quota_with_resampling(stream_dir: Path) -> None:
     counts = []
     for rank in range(3):
