@@ -159,6 +159,8 @@ class SupervisedTask:
         self.is_regression = first.task == "regression"
         self.select_metric = cfg.select_metric if "/" in cfg.select_metric else f"val/{cfg.select_metric}"
         self.micro = _per_rank_micro(cfg.batch_size, cfg.accum_steps, session.world_size)
+        # stage 2's epoch length may be set (intermediate.steps_per_epoch); stage 3's is one pass
+        self._steps: int | None = getattr(cfg, "steps_per_epoch", None)
         d = params.data
         self.train_sets = [
             ClipDataset(
@@ -180,6 +182,7 @@ class SupervisedTask:
             session.world_size,
             seed=params.seed,
             weights=weights,
+            draws=self._steps * cfg.batch_size if self._steps else None,
         )
         self.mixup = AVMixup(cfg.mixup, cfg.cutmix, first.num_outputs, cfg.label_smoothing, mix_audio=cfg.mixup_audio)
         if multi_head and self.mixup.active:
@@ -223,7 +226,7 @@ class SupervisedTask:
         return model
 
     def steps_per_epoch(self) -> int:
-        return len(self.train_set) // self.cfg.batch_size
+        return self._steps or len(self.train_set) // self.cfg.batch_size
 
     def effective_batch(self) -> int:
         return self.cfg.batch_size

@@ -162,3 +162,18 @@ def test_schedule_warmup_then_cosine() -> None:
     assert lrs.index(max(lrs)) == 10
     assert all(a >= b for a, b in itertools.pairwise(lrs[10:]))
     assert lrs[-1] < 1e-4
+
+
+def test_epoch_length_can_exceed_one_pass() -> None:
+    from avf.train.sampling import GlobalBatchSampler
+
+    one_pass = GlobalBatchSampler(10, 4, seed=3)
+    assert len(one_pass) == 2 and [len(b) for b in one_pass] == [4, 4]
+    longer = GlobalBatchSampler(10, 4, seed=3, draws=20)
+    batches = list(longer)
+    assert len(longer) == len(batches) == 5
+    flat = [i for b in batches for i in b]
+    assert sorted(flat[:10]) == list(range(10)) and sorted(flat[10:]) == list(range(10))  # two whole passes
+    assert flat[:8] == [i for b in one_pass for i in b]  # the first pass is the one-pass order
+    weighted = GlobalBatchSampler(10, 4, seed=3, weights=[1.0] * 10, draws=12)
+    assert len(list(weighted)) == 3

@@ -1,0 +1,169 @@
+"""Every training stage on 2 Ray workers (gloo DDP) with the real tiny model, with the default switches
+and with every ablation switch of the README's table at once: pretraining, stage 2 with two heads, and
+stage 3 with a classification and a regression head, 2 optimizer steps each on shards made from
+generated talking-face clips by the real data stages. A parameter without a gradient on a rank fails
+DDP's second step, so two steps are what these runs need to show."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from avf import tracking
+from avf.cli import app
+from avf.config import RayConfig
+from avf.runtime import cluster
+from tests.support import media
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
+
+ROOT = Path(__file__).resolve().parents[2]
+SUBJECTS = ("p1", "p2", "p3", "p4", "p5", "p6")
+TONES = {"happy": (880.0, 1320.0), "sad": (220.0, 330.0)}
+ABLATIONS = {
+    "model": {"lg_fourth_attn": False, "iavcl": False},
+    "masking": {"decoder_masking": False, "region_balanced": False},
+    "pretrain": {"contrastive": {"enabled": False}},
+}
+
+
+def _invoke(*args: str) -> str:
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        result = CliRunner().invoke(app, list(args))
+    finally:
+        root.handlers[:], root.level = saved[0], saved[1]
+    assert result.exit_code == 0, f"avf {' '.join(args)}:\n{result.output}"
+    return result.output
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in extra.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def _params(ws: Path, name: str, target: str, extra: dict[str, Any]) -> Path:
+    csv = {"adapter": "csv", "raw_dir": str(ws / "raw")}  # 3 subject-independent folds of 2 people
+    short = {"epochs": 1, "batch_size": 4, "base_lr": 0.01, "log_every": 1, "steps_per_epoch": 2, "warmup_epochs": 0}
+    params = {
+        "data": {
+            "datasets": {
+                "emo": {
+                    **csv,
+                    "roles": ["pretrain", "intermediate", "target"],
+                    "options": {"file": "emo.csv", "folds": 3},
+                },
+                "who": {**csv, "roles": ["intermediate"], "options": {"file": "who.csv", "folds": 3}},
+                "va": {**csv, "roles": ["target"], "options": {"file": "va.csv", "targets": "arousal,valence"}},
+            },
+            "target": target,
+            "face": {
+                "detector_model": str(ROOT / "models/assets/face_detection_short_range.tflite"),
+                "landmark_model": str(ROOT / "models/assets/face_landmark.tflite"),
+            },
+            "split": {"fold": 1, "val_subjects": 1},
+            "shards": {"max_shard_count": 4},
+            "augment": {"rand_augment": ""},
+            "workers": 1,
+        },
+        "model": {"size": "tiny"},
+        "pretrain": short,
+        "intermediate": short,
+        "finetune": {**{k: v for k, v in short.items() if k != "steps_per_epoch"}, "batch_size": 2},
+        "ray": {"num_workers": 2, "cpus_per_worker": 1.0, "max_failures": 0, "storage_path": str(ws / "ray")},
+        "tracking": {"artifact_root": str(ws / "mlartifacts")},
+    }
+    path = ws / f"params-{name}.yaml"
+    path.write_text(yaml.safe_dump(_merge(params, extra), sort_keys=False))
+    return path
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """12 clips of 6 people, three CSV datasets over them, and their shards; a 2-CPU Ray cluster."""
+    d = tmp_path_factory.mktemp("multi-worker")
+    raw = d / "raw"
+    emo, who, va = ["path,label,subject"], ["path,label,subject"], ["path,subject,arousal,valence"]
+    for i, subject in enumerate(SUBJECTS):
+        for label, tones in TONES.items():
+            face = media.FACES[(i + (label == "sad")) % 2]
+            media.write_clip(raw / subject / f"{label}.mp4", seconds=1.0, size=(160, 160), face=face, tones=tones)
+            emo.append(f"{subject}/{label}.mp4,{label},{subject}")
+            who.append(f"{subject}/{label}.mp4,{face},{subject}")
+            va.append(f"{subject}/{label}.mp4,{subject},{0.5 if label == 'happy' else -0.5},{0.1 * i}")
+    for name, rows in (("emo", emo), ("who", who), ("va", va)):
+        (raw / f"{name}.csv").write_text("\n".join(rows) + "\n")
+    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", tracking.BUFFER_DIR_ENV, "DVC_EXP_NAME")}
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{d / 'mlruns.db'}"
+    os.environ[tracking.BUFFER_DIR_ENV] = str(d / "mlflow-buffer")
+    os.environ.pop("DVC_EXP_NAME", None)
+    p = ["--params", str(_params(d, "data", "emo", {}))]
+    reports = str(d / "reports")
+    for name in ("emo", "who", "va"):
+        faces, audio, manifest = d / "faces" / name, d / "audio" / name, d / "manifests" / f"{name}.parquet"
+        _invoke(*p, "data", "faces", "-d", name, "--out", str(faces), "--reports", reports)
+        _invoke(*p, "data", "audio", "-d", name, "--faces", str(faces), "--out", str(audio), "--reports", reports)
+        _invoke(
+            *p, "data", "manifest", "-d", name, "--faces", str(faces), "--audio", str(audio), "--out", str(manifest),
+            "--reports", reports,
+        )  # fmt: skip
+        _invoke(
+            *p, "data", "shards", "-d", name, "--manifest", str(manifest), "--out", str(d / "shards" / name),
+            "--reports", reports,
+        )  # fmt: skip
+    cluster.ensure_cluster(RayConfig(num_workers=2, cpus_per_worker=1.0))
+    try:
+        yield d
+    finally:
+        cluster.shutdown()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        tracking.configure(None)
+
+
+def _steps(report_dir: Path) -> int:
+    return int(json.loads((report_dir / "metrics.json").read_text())["steps"])
+
+
+@pytest.mark.parametrize("switches", ["defaults", "every-ablation"])
+def test_every_stage_trains_on_two_workers(ws: Path, switches: str) -> None:
+    extra = ABLATIONS if switches == "every-ablation" else {}
+    run = ws / switches
+    common = ["--manifests", str(ws / "manifests"), "--shards", str(ws / "shards"), "--storage", str(ws / "ray")]
+    p = ["--params", str(_params(ws, switches, "emo", extra))]
+    out = _invoke(
+        *p, "train", "pretrain", "--shards", str(ws / "shards"), "--out", str(run / "pretrain"),
+        "--reports", str(run / "reports" / "pretrain"), "--storage", str(ws / "ray"),
+    )  # fmt: skip
+    assert "2 Ray workers" in out
+    _invoke(
+        *p, "train", "intermediate", *common, "--pretrain", str(run / "pretrain"), "--out", str(run / "intermediate"),
+        "--reports", str(run / "reports" / "intermediate"),
+    )  # fmt: skip
+    card = json.loads((run / "intermediate" / "card.json").read_text())
+    assert set(card["datasets"]) == {"emo", "who"}  # two heads trained together
+    for target in ("emo", "va"):
+        p = ["--params", str(_params(ws, f"{switches}-{target}", target, extra))]
+        _invoke(
+            *p, "train", "finetune", *common, "--pretrain", str(run / "pretrain"),
+            "--intermediate", str(run / "intermediate"), "--out", str(run / target),
+            "--reports", str(run / "reports" / target),
+        )  # fmt: skip
+        card = json.loads((run / target / "card.json").read_text())
+        assert card["datasets"][target]["task"] == ("regression" if target == "va" else "classification")
+    for stage in ("pretrain", "intermediate"):
+        assert _steps(run / "reports" / stage) == 2, stage
