@@ -29,8 +29,9 @@ def _run(cmd: list[str], timeout: int) -> tuple[int, float, str]:
         done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False)
         rc, text = done.returncode, done.stdout + done.stderr
     except subprocess.TimeoutExpired as e:
-        rc, text = 124, f"timed out after {timeout} s\n{e.stdout or ''}"
-    return rc, time.perf_counter() - t0, text if isinstance(text, str) else text.decode()
+        captured = [b.decode(errors="replace") if isinstance(b, bytes) else b or "" for b in (e.stdout, e.stderr)]
+        rc, text = 124, f"timed out after {timeout} s\n" + "".join(captured)
+    return rc, time.perf_counter() - t0, text
 
 
 def main() -> int:

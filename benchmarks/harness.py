@@ -26,6 +26,7 @@ import gc
 import math
 import os
 import platform
+import re
 import statistics
 import time
 from collections import defaultdict
@@ -113,19 +114,21 @@ def median(values: Sequence[float]) -> float:
     return statistics.median(values) if values else math.nan
 
 
-# Dense (no sparsity) 16-bit tensor-core peaks from NVIDIA's datasheets, FLOP/s, by a substring of
-# torch.cuda.get_device_name(); the first match wins, so the more specific names come first.
-DATASHEET_16BIT_PEAKS = (
-    ("H200", 989e12),
-    ("H100 PCIe", 756e12),
-    ("H100 NVL", 835e12),
-    ("H100", 989e12),
-    ("A100", 312e12),
-    ("L40S", 362e12),
-    ("L4", 121e12),
-    ("A10", 125e12),
-    ("V100", 125e12),  # fp16 only
-    ("T4", 65e12),  # fp16 only
+# Dense (no sparsity) tensor-core peaks from NVIDIA's datasheets, FLOP/s: (model, variant, bf16, fp16).
+# The model is a whole word of torch.cuda.get_device_name() ("NVIDIA H100 PCIe" -> H100); the variant, when
+# given, must be one too; the first match wins. None: the chip has no such tensor cores.
+DATASHEET_PEAKS: tuple[tuple[str, str | None, float | None, float], ...] = (
+    ("H200", None, 989e12, 989e12),
+    ("H100", "PCIe", 756e12, 756e12),
+    ("H100", "NVL", 835e12, 835e12),
+    ("H100", None, 989e12, 989e12),
+    ("A100", None, 312e12, 312e12),
+    ("L40S", None, 362e12, 362e12),
+    ("L40", None, 181e12, 181e12),
+    ("L4", None, 121e12, 121e12),
+    ("A10", None, 125e12, 125e12),
+    ("V100", None, None, 125e12),
+    ("T4", None, None, 65e12),
 )
 
 
@@ -133,8 +136,11 @@ def datasheet_peak(device: torch.device, dtype: torch.dtype) -> float | None:
     """The chip's datasheet peak for ``dtype`` (bf16/fp16 tensor cores), or None where it is not known."""
     if device.type != "cuda" or dtype not in (torch.bfloat16, torch.float16):
         return None
-    name = torch.cuda.get_device_name(device)
-    return next((peak for key, peak in DATASHEET_16BIT_PEAKS if key in name), None)
+    words = set(re.split(r"[\s\-_]+", torch.cuda.get_device_name(device)))
+    for model, variant, bf16, fp16 in DATASHEET_PEAKS:
+        if model in words and (variant is None or variant in words):
+            return bf16 if dtype == torch.bfloat16 else fp16
+    return None
 
 
 def matmul_flops(device: torch.device, dtype: torch.dtype = torch.float32, n: int = 0, reps: int = 5) -> float:

@@ -100,7 +100,9 @@ def write_converted(
         "source": Path(src).name,
     }
     if outputs is not None:
-        if kind != "finetune" or len(outputs) != num_classes:
+        if kind != "finetune":
+            raise ValueError(f"{src}: a {kind} checkpoint has no classification head to name (--dataset/--classes)")
+        if len(outputs) != num_classes:
             raise ValueError(
                 f"{src}: {len(outputs)} output names given but the checkpoint's head has {num_classes} outputs"
             )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -14,6 +14,7 @@ from rich.console import Console
 
 if TYPE_CHECKING:
     from avf.config import Params
+    from avf.predict.heads import DatasetHead
 
 # Exit codes (documented in the README).
 EXIT_OK = 0
@@ -84,6 +85,22 @@ def load() -> Params:
         return load_params(STATE.params_path)
     except ParamsError as e:
         fail(str(e), EXIT_USAGE)
+
+
+def dataset_head(name: str) -> DatasetHead:
+    """The output names of a model fine-tuned on ``name``: a dataset of ``params.yaml`` (its adapter with
+    its options, e.g. ``cremad`` with ``classes: 4``) or else an adapter name; exit 2 when neither fits."""
+    from avf.data.adapters import get_adapter
+    from avf.predict.heads import dataset_head as head_of
+
+    try:
+        datasets = load().data.datasets if Path(STATE.params_path).is_file() else {}
+        spec = datasets.get(name)
+        adapter = get_adapter(spec.adapter, **spec.options) if spec is not None else get_adapter(name)
+        head = head_of(adapter)
+    except (KeyError, ValueError) as e:
+        fail(str(e).strip('"'), EXIT_USAGE)
+    return head if spec is None else replace(head, dataset=name)
 
 
 def require_file(path: Path, what: str) -> Path:

@@ -19,7 +19,9 @@ def import_official(
     kind: str = typer.Option("auto", "--kind", help="auto | pretrain | finetune."),
     size: str = typer.Option("auto", "--size", help="auto | base | large | huge (tiny also accepted)."),
     dataset: str | None = typer.Option(
-        None, "--dataset", help="Adapter the head was fine-tuned on: its class names and order name the outputs."
+        None,
+        "--dataset",
+        help="Dataset of params.yaml (or adapter name) the head was fine-tuned on: its classes name the outputs.",
     ),
     classes: str | None = typer.Option(
         None, "--classes", help="The head's class names in head order (comma-separated); checked against --dataset."
@@ -31,20 +33,17 @@ def import_official(
     if not src.is_file():
         common.fail(f"checkpoint not found: {src}", common.EXIT_MISSING)
     from avf.artifacts.official import write_converted
-    from avf.data.adapters import get_adapter
-    from avf.predict.heads import DatasetHead, check_head_names, dataset_head
+    from avf.predict.heads import DatasetHead, check_head_names
 
-    head: DatasetHead | None = None
+    head = common.dataset_head(dataset) if dataset is not None else None
     try:
-        if dataset is not None:
-            head = dataset_head(get_adapter(dataset))
         if classes is not None:
             names = tuple(c.strip() for c in classes.split(",") if c.strip())
             if head is not None:
                 check_head_names(names, head, str(src))
             head = head or DatasetHead("", "classification", names)
-    except (KeyError, ValueError) as exc:
-        common.fail(str(exc).strip('"'), common.EXIT_USAGE)
+    except ValueError as exc:
+        common.fail(str(exc), common.EXIT_USAGE)
     try:
         info = write_converted(
             src,

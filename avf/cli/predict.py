@@ -41,7 +41,9 @@ def predict(
     out: Path = typer.Option(..., "--out", "-o", help="Output folder (windows/videos .jsonl + .csv)."),
     card: Path | None = typer.Option(None, "--card", help="card.json for a checkpoint that has none next to it."),
     dataset: str | None = typer.Option(
-        None, "--dataset", help="Adapter whose class names and order name the outputs (checked against the model's)."
+        None,
+        "--dataset",
+        help="Dataset of params.yaml (or adapter name) whose classes name the outputs (checked against the model's).",
     ),
     plot: bool = typer.Option(False, "--plot", help="Also write a timeline PNG per video (plots/)."),
     render: bool = typer.Option(False, "--render", help="Also write an annotated MP4 per video (renders/)."),
@@ -72,16 +74,8 @@ def predict(
 
 
 def _head(dataset: str | None) -> DatasetHead | None:
-    """The head of ``--dataset``'s adapter (None without the option); exits 2 for an unknown name."""
-    if dataset is None:
-        return None
-    from avf.data.adapters import get_adapter
-    from avf.predict.heads import dataset_head
-
-    try:
-        return dataset_head(get_adapter(dataset))
-    except (KeyError, ValueError) as e:
-        common.fail(str(e).strip('"'), common.EXIT_USAGE)
+    """The head of ``--dataset`` (see ``common.dataset_head``; None without the option)."""
+    return common.dataset_head(dataset) if dataset is not None else None
 
 
 def _load(model: str, params: Params, card: Path | None, dataset: str | None = None) -> Predictor:

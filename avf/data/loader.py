@@ -9,7 +9,7 @@ Contract (the training code relies on these names and shapes)::
     ds.keys (index order), ds.set_epoch(e)
 
     it = pretrain_stream(shard_dirs, *, clip, audio, seed, rank, world_size, samples_per_epoch,
-                         augment=None, num_workers=None, shuffle_buffer=256)
+                         augment=None, num_workers=None, shuffle_buffer=256, batch_size=1)
     -> IterableDataset yielding {"video": f32[3, T, S, S], "audio": f32[1, 256, 128], "key": str}
 
 Frame windows (T = ``clip.num_frames`` frames every ``clip.sampling_rate`` frames, a span of
@@ -26,9 +26,10 @@ changes them. Test views are deterministic.
 
 The streaming reader splits shards (not samples) over ``world_size * num_workers`` readers after a
 seeded shuffle per epoch, reads each shard sequentially through a shuffle buffer and cycles over its
-shards until it has yielded its quota: every rank yields exactly ``samples_per_epoch // world_size``
-samples per epoch (default: the number of samples in the shards), so every rank runs the same number
-of batches (the role of WebDataset's ``resampled=True`` + ``with_epoch``). Fewer shards than readers
+shards until it has yielded its quota: every rank yields the whole ``batch_size`` batches of
+``samples_per_epoch // world_size`` samples per epoch (default: the number of samples in the shards),
+dealt to its DataLoader workers batch by batch, so every rank runs the same number of batches and no
+worker holds a partial one (the role of WebDataset's ``resampled=True`` + ``with_epoch``). Fewer shards than readers
 is an error (a reader without data would hang distributed training). Corrupt samples: the indexed
 reader raises :class:`~avf.data.shards.CorruptSampleError` (naming shard and key); the stream skips
 them with a warning naming shard and key, counts them in ``skipped`` (per process: each DataLoader
@@ -311,6 +312,11 @@ class PretrainStream(IterableDataset[dict[str, Any]]):
         self.transform = ClipTransform(clip.image_size, self.augment)
         self.shuffle_buffer = max(1, shuffle_buffer)
         self.batch_size = max(1, batch_size)
+        if self.samples_per_epoch // world_size < self.batch_size:
+            raise ValueError(
+                f"samples_per_epoch={self.samples_per_epoch} gives each of {world_size} rank(s) fewer samples "
+                f"than one batch of {self.batch_size}"
+            )
         self.epoch = 0
         self.skipped = 0
         if num_workers is not None:

@@ -19,7 +19,6 @@ from avf.config import Params
 from avf.config.data import DataConfig
 from avf.config.predict import PredictConfig
 from avf.predict.heads import DatasetHead
-from avf.utils.device import resolve_device
 
 __all__ = ["PredictActor", "run_ray_job"]
 
@@ -74,8 +73,11 @@ def run_ray_job(
         model = str(tracking.download_model(model))
     s = params.predict
     items = [{"video": str(p), "video_id": i} for p, i in zip(paths, video_ids(list(paths)), strict=True)]
-    # a private local cluster offers this machine's GPUs when prediction is to run on one
-    ray_cfg = params.ray.model_copy(update={"use_gpu": params.ray.use_gpu or resolve_device(s.device).type == "cuda"})
+    import torch
+
+    # a private local cluster offers this machine's GPUs unless prediction is to run on the CPU
+    local_gpus = s.device != "cpu" and torch.cuda.is_available()
+    ray_cfg = params.ray.model_copy(update={"use_gpu": params.ray.use_gpu or local_gpus})
     out = map_batches_to_parquet(
         PredictActor,
         {

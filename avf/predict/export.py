@@ -105,7 +105,9 @@ def export_package(model: nn.Module, spec: ModelSpec, out_dir: str | Path, onnx:
     """Write the package folder (see the module docstring) atomically; returns its ``config.json``.
 
     With ``onnx`` the ONNX file is also written and checked against PyTorch (``onnx_max_abs_diff``).
+    The export runs on the CPU, wherever ``model`` was.
     """
+    model = model.cpu()
     out_dir = Path(out_dir)
     face = spec.face
     wanted = {"detector_model": face.detector_model} | ({"landmark_model": face.landmark_model} if face.align else {})

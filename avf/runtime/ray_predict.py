@@ -27,14 +27,22 @@ def map_batches_to_parquet(
     """Write ``actor(**actor_kwargs)(batch)`` over ``rows`` to the Parquet dataset ``out``; returns ``out``.
 
     ``actor`` is a module-level class (Ray pickles it by reference); each of the ``actors`` instances holds
-    ``cpus_per_actor`` CPUs (and one GPU when ``device`` is ``cuda``/``cuda:N``, or ``auto`` on a cluster
-    with GPUs) and gets numpy batches of ``batch_size`` rows. Joins ``RAY_ADDRESS`` / ``cfg.address`` or
-    starts a private cluster on 127.0.0.1.
+    ``cpus_per_actor`` CPUs (and one GPU, at most one actor per GPU, when ``device`` is not ``cpu`` and the
+    cluster has GPUs; ``cuda``/``cuda:N`` on a cluster without GPUs is an error) and gets numpy batches of
+    ``batch_size`` rows; ``actor_kwargs["settings"]["device"]`` is set to what the actor sees. Joins
+    ``RAY_ADDRESS`` / ``cfg.address`` or starts a private cluster on 127.0.0.1.
     """
     import ray
 
     ensure_cluster(cfg)
-    gpus = ray.cluster_resources().get("GPU", 0) > 0 if device == "auto" else device.startswith("cuda")
+    cluster_gpus = int(ray.cluster_resources().get("GPU", 0))
+    gpus = cluster_gpus > 0 and device != "cpu"
+    if device.startswith("cuda") and not cluster_gpus:
+        raise ValueError(f"predict.device={device} but the Ray cluster has no GPU")
+    if gpus:
+        # each actor sees only its own GPU, as cuda:0; at most one actor per GPU
+        actor_kwargs = {**actor_kwargs, "settings": {**actor_kwargs["settings"], "device": "cuda"}}
+        actors = min(actors, cluster_gpus)
     ds = ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows), actors * 4)))
     if out.exists():
         shutil.rmtree(out)  # write_parquet appends; a rerun replaces the previous result

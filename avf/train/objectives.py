@@ -105,6 +105,9 @@ def multi_head_loss(
     rows when the micro-batch has none of its clips, so DDP sees all parameters in every step. The rows
     are chosen on the host from ``names``: no device synchronisation. Returns the loss and detached logs.
     """
+    unknown = set(names) - set(tasks)
+    if unknown:
+        raise KeyError(f"rows of datasets without a head: {sorted(unknown)} (heads: {list(tasks)})")
     total = feats.new_zeros(())
     logs: dict[str, torch.Tensor] = {}
     for name, task in tasks.items():

@@ -1,7 +1,8 @@
 """Rank-aware batch samplers whose global batches do not depend on the number of workers.
 
 With ``W`` workers, step ``s`` of epoch ``e`` uses the same global batch of indices as a single worker
-would (a seeded permutation per epoch), and rank ``r`` takes the ``r``-th equal slice of it. Averaged
+would (seeded permutations per epoch, or weighted draws for a dataset mixture), and rank ``r`` takes
+the ``r``-th equal slice of it. Averaged
 DDP gradients then equal the single-worker gradient, so 1-worker and N-worker runs follow the same
 trajectory and a resumed run replays exactly the batches it lost.
 """

@@ -60,10 +60,19 @@ def test_entry_point_runs_tiny_once(tmp_path: Path, capsys: pytest.CaptureFixtur
 
 def test_datasheet_peaks_by_chip_name(monkeypatch: pytest.MonkeyPatch) -> None:
     cuda = torch.device("cuda")
-    chips = (("NVIDIA H100 80GB HBM3", 989e12), ("NVIDIA H100 PCIe", 756e12), ("NVIDIA A100-SXM4-40GB", 312e12))
-    for name, peak in chips:
+    chips = {
+        "NVIDIA H100 80GB HBM3": 989e12,
+        "NVIDIA H100 PCIe": 756e12,
+        "NVIDIA A100-SXM4-40GB": 312e12,
+        "NVIDIA L40": 181e12,  # not the L4
+        "NVIDIA A10G": None,  # not the A10
+        "NVIDIA RTX A1000": None,  # not the A100
+        "Tesla V100-SXM2-16GB": None,  # no bf16 tensor cores
+    }
+    for name, peak in chips.items():
         monkeypatch.setattr(torch.cuda, "get_device_name", lambda _d=None, n=name: n)
         assert harness.datasheet_peak(cuda, torch.bfloat16) == peak, name
+    assert harness.datasheet_peak(cuda, torch.float16) == 125e12  # the V100's fp16
     assert harness.datasheet_peak(cuda, torch.float32) is None  # TF32 is another number
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda _d=None: "Some Future GPU")
     assert harness.datasheet_peak(cuda, torch.bfloat16) is None

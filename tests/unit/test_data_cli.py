@@ -275,3 +275,18 @@ def test_stages_honour_frame_folders_time_windows_and_speaker_halves(
     spectrum = np.abs(np.fft.rfft(x[:8000]))
     assert np.fft.rfftfreq(8000, 1 / 16000)[spectrum.argmax()] == pytest.approx(1200, abs=5)
     assert json.loads((audio / "quiet.json").read_text())["audio_status"] == "missing"
+
+
+def test_frame_folder_timing_rules(tmp_path: Path) -> None:
+    from avf.data.stages.faces import frame_folder_timing
+
+    three = media.write_wav(tmp_path / "3s.wav", media.tone_schedule((440.0,), 3.0, 16000), 16000)
+    blip = media.write_wav(tmp_path / "blip.wav", media.tone_schedule((440.0,), 0.02, 16000), 16000)
+    assert frame_folder_timing(None, str(three), 16) == (pytest.approx(5.0), "audio_span", None)
+    assert frame_folder_timing(30.0, str(three), 16) == (30.0, "release_fps", None)
+    assert frame_folder_timing(None, None, 16) == (25.0, "assumed_fps", None)
+    fps, rule, note = frame_folder_timing(None, str(blip), 16)  # a cut wav: 750 fps is not a video
+    assert (fps, rule) == (25.0, "assumed_fps") and note == "16 frames over 0.02 s of audio would be 750.0 fps"
+    (tmp_path / "bad.wav").write_bytes(b"RIFF0000WAVEjunk")
+    fps, rule, note = frame_folder_timing(None, str(tmp_path / "bad.wav"), 16)
+    assert (fps, rule) == (25.0, "assumed_fps") and note is not None and note.startswith("audio unreadable")

@@ -76,3 +76,11 @@ def test_fine_tuning_step(switch: str, task: str) -> None:
     loss = out.logsumexp(-1).mean() if task == "classification" else out.pow(2).mean()
     loss.backward()
     assert _without_grad(model) == []
+
+
+def test_rows_of_a_dataset_without_a_head_are_an_error() -> None:
+    p = _params({})
+    feats = torch.zeros(2, 4)
+    heads = {"a": nn.Linear(4, 3)}
+    with pytest.raises(KeyError, match=r"without a head: \['b'\]"):
+        multi_head_loss(feats, heads, torch.tensor([0, 1]), ("a", "b"), {"a": "classification"}, p.intermediate)

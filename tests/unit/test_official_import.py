@@ -211,3 +211,25 @@ def test_predict_dataset_names_a_bare_official_checkpoint(tmp_path: Path) -> Non
     assert named.outputs == SINGLE and named.dataset == "mafw"
     with pytest.raises(ValueError, match="the head has 11 outputs but the dfew adapter has 7"):
         load_model(pth, head=dataset_head(get_adapter("dfew")))
+
+
+def test_dataset_of_params_names_the_head_with_its_adapter_options(tmp_path: Path) -> None:
+    import yaml
+
+    from avf.predict.source import load_model
+
+    params = tmp_path / "params.yaml"
+    spec = {"adapter": "cremad", "raw_dir": str(tmp_path), "options": {"classes": 4}}
+    params.write_text(yaml.safe_dump({"data": {"datasets": {"cremad4": spec}, "target": "cremad4"}}))
+    dst = tmp_path / "cremad4.safetensors"
+    args = ["--params", str(params), "model", "import-official", str(_official_head(tmp_path, 4)), str(dst)]
+    result = CliRunner().invoke(app, [*args, "--dataset", "cremad4"])
+    assert result.exit_code == 0, result.output
+    _, spec4 = load_model(dst)
+    assert spec4.outputs == ("ANG", "HAP", "NEU", "SAD") and spec4.dataset == "cremad4"
+    pretraining = tmp_path / "pre.pth"
+    torch.save({"model": to_official_state_dict(create_model("avf_mae_pp_pretrain_tiny").state_dict())}, pretraining)
+    refused = CliRunner().invoke(
+        app, ["model", "import-official", str(pretraining), str(tmp_path / "p.st"), "--dataset", "mafw"]
+    )
+    assert refused.exit_code == 1 and "has no classification head to name" in refused.output

@@ -45,6 +45,11 @@ class IemocapAdapter(Adapter):
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
         self.merge_excited = opt_bool(options, "merge_excited", True)
+        if "female_side" in options:
+            raise ValueError(
+                "iemocap: option female_side is not supported: the crop side follows the dialog's and the "
+                "utterance's gender letters (see the adapter's docstring)"
+            )
 
     def scan(self, root: Path) -> ScanResult:
         root = require_dir(root)

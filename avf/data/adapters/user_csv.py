@@ -290,7 +290,8 @@ class CsvAdapter(Adapter):
                 continue
             first[row.clip_id] = where
             rows.append(row)
-        automatic = fold_source is None and self.options.get("official_lists") in (None, "")
+        # no usable row: the row problems above are the report, not a fold error
+        automatic = fold_source is None and self.options.get("official_lists") in (None, "") and bool(rows)
         subject_fold = self._auto_folds(path, rows) if automatic else {}  # official_lists: finish_scan's folds
         for r in rows:
             out.add(

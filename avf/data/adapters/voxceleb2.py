@@ -67,7 +67,8 @@ class VoxCeleb2Adapter(Adapter):
                 relative = video.relative_to(mp4_root)
                 audio: Path | None = None
                 if mp4_root.name == "videos":
-                    audio = Path(derive_pretrain_audio(str(video), "avf-mae"))
+                    # the official rule applied below the dataset root (the root's own path may say "videos")
+                    audio = mp4_root.parent / derive_pretrain_audio(str(video.relative_to(mp4_root.parent)))
                     if not audio.is_file():
                         out.problem(video, f"audio missing: {audio} (AVF-MAE's videos -> audio_16k rule)")
                         continue

@@ -25,27 +25,34 @@ __all__ = ["FaceJob", "face_job", "frame_folder_timing", "run_faces"]
 
 FACE_VERSION = 1
 FRAME_FOLDER_FPS = 25.0  # frame rate of a folder of images with neither a documented rate nor its own audio
+PLAUSIBLE_FPS = (0.5, 240.0)  # a frame folder timed by its audio outside this range has a wrong or cut audio file
 FrameTiming = Literal["release_fps", "audio_span", "assumed_fps"]
 
 
-def frame_folder_timing(clip: RawClip, num_frames: int) -> tuple[float, FrameTiming]:
-    """(frame rate, rule) of a frame-folder clip of ``num_frames`` images.
+def frame_folder_timing(
+    release_fps: float | None, audio: str | None, num_frames: int
+) -> tuple[float, FrameTiming, str | None]:
+    """(frame rate, rule, note) of a frame folder of ``num_frames`` images.
 
     ``release_fps``: the rate the adapter knows from the release (``extra["fps"]``). ``audio_span``: the
     frames span the clip's separate audio file, frame i at i / (N - 1) of its duration, which is how the
     official AVF-MAE / HiCMAE reader pairs frame folders with their wav. ``assumed_fps``: 25 fps, for a
-    folder with neither (or an unreadable audio file, which the audio stage then reports).
+    folder with neither, with an unreadable audio file (the audio stage reports it), or whose audio gives
+    an implausible rate (the note says what it gave).
     """
-    if clip.extra.get("fps"):
-        return float(clip.extra["fps"]), "release_fps"
-    if clip.audio_path is not None and num_frames > 1:
-        try:
-            seconds = audio_duration(clip.audio_path)
-        except MediaError:
-            seconds = None
-        if seconds:
-            return (num_frames - 1) / seconds, "audio_span"
-    return FRAME_FOLDER_FPS, "assumed_fps"
+    if release_fps:
+        return float(release_fps), "release_fps", None
+    if audio is None or num_frames < 2:
+        return FRAME_FOLDER_FPS, "assumed_fps", None
+    try:
+        seconds = audio_duration(audio)
+    except MediaError as e:
+        return FRAME_FOLDER_FPS, "assumed_fps", f"audio unreadable: {e.reason}"
+    fps = (num_frames - 1) / seconds if seconds else 0.0
+    if not PLAUSIBLE_FPS[0] <= fps <= PLAUSIBLE_FPS[1]:
+        note = f"{num_frames} frames over {seconds or 0:.2f} s of audio would be {fps:.1f} fps"
+        return FRAME_FOLDER_FPS, "assumed_fps", note
+    return fps, "audio_span", None
 
 
 @dataclass(frozen=True)
@@ -58,42 +65,49 @@ class FaceJob:
     cfg: FaceConfig
     fingerprint: str
     frames: bool = False  # ``video`` is a folder of images
-    fps: float = FRAME_FOLDER_FPS  # frame rate of a frame folder
-    timing: FrameTiming | None = None  # how a frame folder's rate was found (see frame_folder_timing)
+    fps: float = FRAME_FOLDER_FPS  # the release's frame rate of a frame folder (else it is timed by ``audio``)
     start: float | None = None
     end: float | None = None
     crop: str | None = None  # "left" / "right": the face must be in that half of the frame
+    release_fps: bool = False  # ``fps`` came from the adapter (``extra["fps"]``)
+    audio: str | None = None  # a frame folder's separate audio file, which times its frames
 
     @classmethod
     def for_clip(cls, clip: RawClip, out_dir: Path, cfg: FaceConfig) -> FaceJob:
         extra = clip.extra
         fields: dict[str, Any] = {
             "frames": bool(extra.get("frames", False)),
-            "fps": FRAME_FOLDER_FPS,
-            "timing": None,
+            "fps": float(extra.get("fps") or FRAME_FOLDER_FPS),
             "start": float(extra["start"]) if extra.get("start") is not None else None,
             "end": float(extra["end"]) if extra.get("end") is not None else None,
             "crop": str(extra["crop"]) if extra.get("crop") else None,
         }
         source: Any = file_stamp(clip.video_path)
+        timing: dict[str, Any] = {}
         if fields["frames"] and clip.video_path.is_dir():
             source = [file_stamp(f) for f in sorted(clip.video_path.iterdir())]
-            try:
-                images = len(image_files(clip.video_path))
-            except MediaError:
-                images = 0  # face_job reports the folder
-            fields["fps"], fields["timing"] = frame_folder_timing(clip, images)
-            if clip.audio_path is not None:
+            timing = {"release_fps": bool(extra.get("fps"))}
+            if clip.audio_path is not None and not extra.get("fps"):
+                timing["audio"] = str(clip.audio_path)
                 source.append(file_stamp(clip.audio_path))
-        # a video's fields are those of before frame-folder timing existed, so its crops stay valid
-        keyed = {k: v for k, v in fields.items() if not (k == "timing" and v is None)}
-        fp = digest({"v": FACE_VERSION, "cfg": cfg.model_dump(mode="json"), "video": source, **keyed})
-        return cls(clip.clip_id, str(clip.video_path), str(out_dir), cfg, fp, **fields)
+        # timing entries only for frame folders: a video clip's fingerprint depends on what its crops depend on
+        fp = digest({"v": FACE_VERSION, "cfg": cfg.model_dump(mode="json"), "video": source, **fields, **timing})
+        return cls(clip.clip_id, str(clip.video_path), str(out_dir), cfg, fp, **fields, **timing)
 
-    def frame_source(self) -> Iterator[VideoFrame]:
+    def frame_source(self, fps: float) -> Iterator[VideoFrame]:
         if self.frames:
-            return iter_image_folder(self.video, self.fps, self.start, self.end)
+            return iter_image_folder(self.video, fps, self.start, self.end)
         return iter_frames(self.video, start=self.start, end=self.end)
+
+    def timing(self) -> tuple[float, FrameTiming | None, str | None]:
+        """(frame rate, rule, note) of a frame folder (read here, in the worker); a video's own timestamps rule."""
+        if not self.frames:
+            return self.fps, None, None
+        try:
+            images = len(image_files(self.video))
+        except MediaError:
+            images = 0  # the frame source reports the folder
+        return frame_folder_timing(self.fps if self.release_fps else None, self.audio, images)
 
 
 def face_job(job: FaceJob) -> dict[str, Any]:
@@ -108,7 +122,8 @@ def face_job(job: FaceJob) -> dict[str, Any]:
     try:
         detector = get_detector(job.cfg.detector_model, job.cfg.min_score)
         landmarks = get_landmark_model(job.cfg.landmark_model) if job.cfg.align else None
-        result = crop_clip(job.video, job.cfg, detector, landmarks, frames=job.frame_source(), region=job.crop)
+        fps, timing, note = job.timing()
+        result = crop_clip(job.video, job.cfg, detector, landmarks, frames=job.frame_source(fps), region=job.crop)
     except MediaError as e:
         sidecar["status"] = e.reason
         write_json(out / f"{job.clip_id}.json", sidecar)
@@ -128,7 +143,8 @@ def face_job(job: FaceJob) -> dict[str, Any]:
             "status": "ok" if result.ok else result.reason,
             "face_file": f"{job.clip_id}.mkv" if result.ok else None,
             "size": job.cfg.size,
-            **({"timing": job.timing} if job.timing else {}),
+            **({"timing": timing} if timing else {}),
+            **({"timing_note": note} if note else {}),
             "duration_s": round(span, 6),
             "fps": round(fps, 4),
             "times": [round(float(t), 6) for t in times],

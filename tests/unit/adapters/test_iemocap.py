@@ -36,6 +36,8 @@ def test_options(tmp_path: Path) -> None:
     root = make_iemocap(tmp_path)
     no_exc = by_id(get_adapter("iemocap", merge_excited=False).scan(root))
     assert "Ses01F_impro01_M000" not in no_exc and len(no_exc) == 4
+    with pytest.raises(ValueError, match="female_side is not supported"):
+        get_adapter("iemocap", female_side="right")
 
 
 def test_root_without_evaluations_raises(tmp_path: Path) -> None:

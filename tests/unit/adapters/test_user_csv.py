@@ -162,6 +162,13 @@ def test_fewer_subjects_than_folds_is_an_error(tmp_path: Path) -> None:
         get_adapter("csv", file="clips.csv", folds=1)
 
 
+def test_a_csv_without_one_usable_row_reports_every_row(tmp_path: Path) -> None:
+    root = _tree(tmp_path, "path,label,subject\ngone.mp4,happy,p1\nlost.mp4,sad,p2\n")
+    result = get_adapter("csv", file="clips.csv").scan(root)
+    assert result.clips == []
+    assert "video not found" in _problem(result.problems, 2) and "video not found" in _problem(result.problems, 3)
+
+
 def test_bad_rows_are_problems_naming_the_row(tmp_path: Path) -> None:
     text = (
         "path,label,subject,audio_path,id\n"

@@ -42,7 +42,7 @@ def test_official_dev_layout_and_identity_root(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("at_videos", [False, True])
 def test_avf_mae_layout_takes_the_prepared_wav(tmp_path: Path, at_videos: bool) -> None:
-    root = tmp_path / "datasets" / "Voxceleb2-dev"
+    root = tmp_path / "videos" / "Voxceleb2-dev"  # the rule applies below the root, whatever the root is called
     for clip in ("00001", "00002"):
         touch(root / "videos" / "id00012" / "21Uxsk56VDQ" / f"{clip}.mp4")
     touch(root / "audio_16k" / "id00012" / "21Uxsk56VDQ" / "00001.wav")
