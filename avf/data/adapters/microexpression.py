@@ -14,8 +14,10 @@ surprise 2; any other emotion (others, tense, ...) is outside the protocol and s
 leave-one-subject-out: subjects are named with a dataset prefix (``casme2_sub01``, ``samm_006``,
 ``smic_s3``), sorted naturally, and ``test_fold`` is the 1-based subject index among the subjects with at
 least one usable sample; ``num_folds`` is set to that count by :meth:`scan`. Metrics are meant to be
-computed on the predictions pooled over all folds. CAS(ME)^3 also offers ``classes: 4`` (+ others)
-and ``7`` (anger, disgust, fear, happy, sad, surprise, others).
+computed on the predictions pooled over all folds. None of these sets has a published split list
+(HiCMAE, MAE-DFER and AVF-MAE publish none for micro-expressions): the folds are the subjects.
+CAS(ME)^3 also offers ``classes: 4`` (+ others) and ``7`` (anger, disgust, fear, happy, sad, surprise,
+others).
 
 Annotation sheets are read from ``.xlsx`` (no openpyxl needed) or a CSV export; the header row is
 found by its column names, so title rows above it are fine. Option ``annotations`` overrides the
