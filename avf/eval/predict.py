@@ -32,13 +32,23 @@ def predict_views(
     batch_size: int = 8,
     regression: bool = False,
     head: str | None = None,
+    num_workers: int = 0,
 ) -> dict[str, np.ndarray]:
-    """Outputs for ``dataset[i]`` for ``i`` in ``indices``: ``scores [N,K]``, ``labels``, ``keys``."""
+    """Outputs for ``dataset[i]`` for ``i`` in ``indices``: ``scores [N,K]``, ``labels``, ``keys``.
+
+    ``num_workers`` DataLoader processes decode the clips while the model runs (0: in this process).
+    """
     was_training = model.training
     model.eval()
     scores, labels, keys = [], [], []
-    for start in range(0, len(indices), batch_size):
-        items = [dataset[i] for i in indices[start : start + batch_size]]
+    loader = torch.utils.data.DataLoader(
+        torch.utils.data.Subset(dataset, list(indices)),
+        batch_size=batch_size,
+        num_workers=num_workers,
+        collate_fn=list,
+        pin_memory=device.type == "cuda",
+    )
+    for items in loader:
         video = torch.stack([it["video"] for it in items]).to(device)  # [B,V,3,T,S,S]
         audio = torch.stack([it["audio"] for it in items]).to(device)  # [B,V,1,F,M]
         b, v = video.shape[:2]

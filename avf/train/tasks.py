@@ -283,6 +283,7 @@ class SupervisedTask:
             batch_size=self.micro,
             regression=self.is_regression,
             head=head,
+            num_workers=self.cfg.num_workers,
         )
         parts = self.session.all_gather_object(local)
         return {k: np.concatenate([p[k] for p in parts]) for k in local}

@@ -79,6 +79,9 @@ def test_views_are_averaged_as_probabilities() -> None:
     # view 1 always says class 1 (logit 2.5); view 0 says class 0 with logit 1 + i: averaged probabilities
     assert out["scores"].argmax(1).tolist() == [1, 1, 0]
     assert score(out, "classification", 2)["war"] == pytest.approx(100 * 2 / 3)
+    # decoding in 2 DataLoader worker processes gives the same outputs in the same order
+    parallel = predict_views(_Logits(), _Views(), range(3), torch.device("cpu"), batch_size=2, num_workers=2)
+    assert list(parallel["keys"]) == ["k0", "k1", "k2"] and np.array_equal(parallel["scores"], out["scores"])
 
 
 def test_eval_metrics_param_selects_what_is_reported() -> None:
