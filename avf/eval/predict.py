@@ -47,6 +47,7 @@ def predict_views(
         num_workers=num_workers,
         collate_fn=list,
         pin_memory=device.type == "cuda",
+        generator=torch.Generator(),  # the iterator draws its base seed here, not from the training's global RNG
     )
     for items in loader:
         video = torch.stack([it["video"] for it in items]).to(device)  # [B,V,3,T,S,S]

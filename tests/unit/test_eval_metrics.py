@@ -82,6 +82,12 @@ def test_views_are_averaged_as_probabilities() -> None:
     # decoding in 2 DataLoader worker processes gives the same outputs in the same order
     parallel = predict_views(_Logits(), _Views(), range(3), torch.device("cpu"), batch_size=2, num_workers=2)
     assert list(parallel["keys"]) == ["k0", "k1", "k2"] and np.array_equal(parallel["scores"], out["scores"])
+    # evaluating between training epochs must not move the training's random stream
+    torch.manual_seed(7)
+    expected = torch.rand(3)
+    torch.manual_seed(7)
+    predict_views(_Logits(), _Views(), range(3), torch.device("cpu"), batch_size=2)
+    assert torch.equal(torch.rand(3), expected)
 
 
 def test_eval_metrics_param_selects_what_is_reported() -> None:
