@@ -156,7 +156,10 @@ def _predict_ray(
 
     card_dict = json.loads(card.read_text()) if card is not None else None
     t0 = time.perf_counter()
-    path = run_ray_job(model, paths, out, params, card_dict, _head(dataset))
+    try:
+        path = run_ray_job(model, paths, out, params, card_dict, _head(dataset))
+    except ValueError as e:  # e.g. a GPU device on a cluster without GPUs
+        common.fail(str(e), common.EXIT_USAGE)
     common.console.print(f"{len(paths)} video(s) in {time.perf_counter() - t0:.1f} s -> {path}", highlight=False)
 
 
