@@ -7,21 +7,17 @@ DDP's second step, so two steps are what these runs need to show."""
 from __future__ import annotations
 
 import json
-import logging
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from typer.testing import CliRunner
 
-from avf import tracking
-from avf.cli import app
 from avf.config import RayConfig
 from avf.runtime import cluster
 from tests.support import media
+from tests.support.cli import avf_ok, data_stages, own_tracking_store
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 
@@ -33,17 +29,6 @@ ABLATIONS = {
     "masking": {"decoder_masking": False, "region_balanced": False},
     "pretrain": {"contrastive": {"enabled": False}},
 }
-
-
-def _invoke(*args: str) -> str:
-    root = logging.getLogger()
-    saved = root.handlers[:], root.level
-    try:
-        result = CliRunner().invoke(app, list(args))
-    finally:
-        root.handlers[:], root.level = saved[0], saved[1]
-    assert result.exit_code == 0, f"avf {' '.join(args)}:\n{result.output}"
-    return result.output
 
 
 def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
@@ -104,35 +89,23 @@ def ws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
             va.append(f"{subject}/{label}.mp4,{subject},{0.5 if label == 'happy' else -0.5},{0.1 * i}")
     for name, rows in (("emo", emo), ("who", who), ("va", va)):
         (raw / f"{name}.csv").write_text("\n".join(rows) + "\n")
-    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", tracking.BUFFER_DIR_ENV, "DVC_EXP_NAME")}
-    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{d / 'mlruns.db'}"
-    os.environ[tracking.BUFFER_DIR_ENV] = str(d / "mlflow-buffer")
-    os.environ.pop("DVC_EXP_NAME", None)
-    p = ["--params", str(_params(d, "data", "emo", {}))]
-    reports = str(d / "reports")
-    for name in ("emo", "who", "va"):
-        faces, audio, manifest = d / "faces" / name, d / "audio" / name, d / "manifests" / f"{name}.parquet"
-        _invoke(*p, "data", "faces", "-d", name, "--out", str(faces), "--reports", reports)
-        _invoke(*p, "data", "audio", "-d", name, "--faces", str(faces), "--out", str(audio), "--reports", reports)
-        _invoke(
-            *p, "data", "manifest", "-d", name, "--faces", str(faces), "--audio", str(audio), "--out", str(manifest),
-            "--reports", reports,
-        )  # fmt: skip
-        _invoke(
-            *p, "data", "shards", "-d", name, "--manifest", str(manifest), "--out", str(d / "shards" / name),
-            "--reports", reports,
-        )  # fmt: skip
-    cluster.ensure_cluster(RayConfig(num_workers=2, cpus_per_worker=1.0))
-    try:
-        yield d
-    finally:
-        cluster.shutdown()
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-        tracking.configure(None)
+    params = _params(d, "data", "emo", {})
+    with own_tracking_store(d):
+        for name in ("emo", "who", "va"):
+            data_stages(
+                params,
+                name,
+                faces=d / "faces" / name,
+                audio=d / "audio" / name,
+                manifest=d / "manifests" / f"{name}.parquet",
+                shards=d / "shards" / name,
+                reports=d / "reports",
+            )
+        cluster.ensure_cluster(RayConfig(num_workers=2, cpus_per_worker=1.0))
+        try:
+            yield d
+        finally:
+            cluster.shutdown()
 
 
 def _steps(report_dir: Path) -> int:
@@ -145,12 +118,12 @@ def test_every_stage_trains_on_two_workers(ws: Path, switches: str) -> None:
     run = ws / switches
     common = ["--manifests", str(ws / "manifests"), "--shards", str(ws / "shards"), "--storage", str(ws / "ray")]
     p = ["--params", str(_params(ws, switches, "emo", extra))]
-    out = _invoke(
+    out = avf_ok(
         *p, "train", "pretrain", "--shards", str(ws / "shards"), "--out", str(run / "pretrain"),
         "--reports", str(run / "reports" / "pretrain"), "--storage", str(ws / "ray"),
     )  # fmt: skip
     assert "2 Ray workers" in out
-    _invoke(
+    avf_ok(
         *p, "train", "intermediate", *common, "--pretrain", str(run / "pretrain"), "--out", str(run / "intermediate"),
         "--reports", str(run / "reports" / "intermediate"),
     )  # fmt: skip
@@ -158,7 +131,7 @@ def test_every_stage_trains_on_two_workers(ws: Path, switches: str) -> None:
     assert set(card["datasets"]) == {"emo", "who"}  # two heads trained together
     for target in ("emo", "va"):
         p = ["--params", str(_params(ws, f"{switches}-{target}", target, extra))]
-        _invoke(
+        avf_ok(
             *p, "train", "finetune", *common, "--pretrain", str(run / "pretrain"),
             "--intermediate", str(run / "intermediate"), "--out", str(run / target),
             "--reports", str(run / "reports" / target),

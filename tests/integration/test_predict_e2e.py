@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,14 +12,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from typer.testing import CliRunner
 
 from avf import tracking
-from avf.cli import app
 from avf.config import parse_params
 from avf.predict import Predictor
 from avf.predict.outputs import read_jsonl
 from tests.support import media
+from tests.support.cli import invoke
 from tests.support.predict_helpers import CLASSES, make_model_dir
 
 PARAMS = "predict:\n  window_s: 2.0\n  stride_s: 1.0\n"
@@ -39,18 +37,8 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {"root": d, "videos": vids, "model": make_model_dir(d / "models" / "finetune")}
 
 
-def _invoke(args: list[str]) -> Any:
-    """Run the CLI in-process; the root logging handlers it installs (on CliRunner's streams) are undone."""
-    root = logging.getLogger()
-    saved = root.handlers[:], root.level
-    try:
-        return CliRunner().invoke(app, args)
-    finally:
-        root.handlers[:], root.level = saved[0], saved[1]
-
-
 def _avf(ws: dict[str, Path], *args: str) -> Any:
-    result = _invoke(["--params", str(ws["root"] / "params.yaml"), *args])
+    result = invoke("--params", str(ws["root"] / "params.yaml"), *args)
     assert result.exit_code == 0, result.output
     return result
 
@@ -189,15 +177,15 @@ def test_register_stage_serves_a_pyfunc_that_predicts_like_avf_predict(
 
 def test_cli_errors_are_one_line(workspace: dict[str, Path], tmp_path: Path) -> None:
     base = ["--params", str(workspace["root"] / "params.yaml"), "predict"]
-    missing = _invoke([*base, str(workspace["videos"]), "--model", str(tmp_path / "nope"), "--out", "o"])
+    missing = invoke(*base, str(workspace["videos"]), "--model", str(tmp_path / "nope"), "--out", "o")
     assert missing.exit_code == 3 and "model not found" in missing.output
-    empty = _invoke([*base, str(tmp_path), "--model", str(workspace["model"]), "--out", "o"])
+    empty = invoke(*base, str(tmp_path), "--model", str(workspace["model"]), "--out", "o")
     assert empty.exit_code == 3 and "no videos found" in empty.output
-    both = _invoke([*base, str(workspace["videos"]), "--model", "m", "--out", "o", "--ray", "--plot"])
+    both = invoke(*base, str(workspace["videos"]), "--model", "m", "--out", "o", "--ray", "--plot")
     assert both.exit_code == 2
     only_bad = tmp_path / "bad.mp4"
     shutil.copy(workspace["videos"] / "broken.mp4", only_bad)
-    failed = _invoke([*base, str(only_bad), "--model", str(workspace["model"]), "--out", str(tmp_path / "o")])
+    failed = invoke(*base, str(only_bad), "--model", str(workspace["model"]), "--out", str(tmp_path / "o"))
     assert failed.exit_code == 1 and "1 failed" in failed.output
 
 

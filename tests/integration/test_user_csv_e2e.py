@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import csv
 import json
-import logging
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,31 +14,17 @@ import cv2
 import pytest
 import torch
 import yaml
-from typer.testing import CliRunner
 
-from avf import tracking
-from avf.cli import app
 from avf.data.manifest import label_space, read_manifest
 from avf.models import create_model, to_official_state_dict
 from tests.support import media
+from tests.support.cli import avf_ok, data_stages, own_tracking_store
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 ROOT = Path(__file__).resolve().parents[2]
 SUBJECTS = ("p1", "p2", "p3", "p4")
 TONES = {"happy": (880.0, 1320.0), "sad": (220.0, 330.0)}
-
-
-def _invoke(*args: str) -> Any:
-    """Run the CLI in-process (its root logging handlers are undone) and require success."""
-    root = logging.getLogger()
-    saved = root.handlers[:], root.level
-    try:
-        result = CliRunner().invoke(app, list(args))
-    finally:
-        root.handlers[:], root.level = saved[0], saved[1]
-    assert result.exit_code == 0, f"avf {' '.join(args)}:\n{result.output}"
-    return result
 
 
 @pytest.fixture(scope="module")
@@ -61,19 +45,8 @@ def ws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     # what XuecWu/AVF-MAE's pretraining saves: {"model": state dict in the official names}
     official = to_official_state_dict(create_model("avf_mae_pp_pretrain_tiny").state_dict())
     torch.save({"model": official, "epoch": 99}, d / "checkpoint-99.pth")
-    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", tracking.BUFFER_DIR_ENV, "DVC_EXP_NAME")}
-    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{d / 'mlruns.db'}"
-    os.environ[tracking.BUFFER_DIR_ENV] = str(d / "mlflow-buffer")
-    os.environ.pop("DVC_EXP_NAME", None)
-    try:
+    with own_tracking_store(d):
         yield d
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-        tracking.configure(None)
 
 
 def _params(ws: Path, name: str, options: dict[str, Any], finetune: dict[str, Any]) -> Path:
@@ -113,28 +86,24 @@ def _pipeline(ws: Path, name: str, params: Path) -> dict[str, Path]:
     p = ["--params", str(params)]
     out = {k: ws / name / k for k in ("faces", "audio", "manifest", "shards", "reports", "model", "eval")}
     manifest = out["manifest"] / f"{name}.parquet"
-    _invoke(*p, "data", "faces", "-d", name, "--out", str(out["faces"]), "--reports", str(out["reports"]))
-    _invoke(
-        *p, "data", "audio", "-d", name, "--faces", str(out["faces"]), "--out", str(out["audio"]),
-        "--reports", str(out["reports"]),
-    )  # fmt: skip
-    _invoke(
-        *p, "data", "manifest", "-d", name, "--faces", str(out["faces"]), "--audio", str(out["audio"]),
-        "--out", str(manifest), "--reports", str(out["reports"]),
-    )  # fmt: skip
-    _invoke(
-        *p, "data", "shards", "-d", name, "--manifest", str(manifest), "--out", str(out["shards"] / name),
-        "--reports", str(out["reports"]),
-    )  # fmt: skip
+    data_stages(
+        params,
+        name,
+        faces=out["faces"],
+        audio=out["audio"],
+        manifest=manifest,
+        shards=out["shards"] / name,
+        reports=out["reports"],
+    )
     imported = ws / "official" / "model.safetensors"
     if not imported.exists():
-        _invoke("model", "import-official", str(ws / "checkpoint-99.pth"), str(imported))
-    _invoke(
+        avf_ok("model", "import-official", str(ws / "checkpoint-99.pth"), str(imported))
+    avf_ok(
         *p, "train", "finetune", "--manifests", str(out["manifest"]), "--shards", str(out["shards"]),
         "--pretrain", str(imported.parent), "--intermediate", str(ws / "no-stage-2"),
         "--out", str(out["model"]), "--reports", str(out["reports"] / "finetune"), "--storage", str(ws / "ray"),
     )  # fmt: skip
-    _invoke(
+    avf_ok(
         *p, "eval", "run", "--model", str(out["model"]), "--manifests", str(out["manifest"]),
         "--shards", str(out["shards"]), "--out", str(out["eval"]),
     )  # fmt: skip
