@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from avf.utils.nested import flatten, flatten_numbers
+
 Metrics = dict[str, dict[str, float]]
 
 
@@ -34,32 +36,11 @@ class RunLink:
         return f"{uri.rstrip('/')}/#/experiments/{self.experiment_id}/runs/{self.run_id}"
 
 
-def flatten_numbers(obj: Any, prefix: str = "") -> dict[str, float]:
-    """``{"test": {"uar": 0.5}}`` -> ``{"test.uar": 0.5}`` (bools and non-numbers dropped)."""
-    out: dict[str, float] = {}
-    if isinstance(obj, Mapping):
-        for key, value in obj.items():
-            out.update(flatten_numbers(value, f"{prefix}.{key}" if prefix else str(key)))
-    elif isinstance(obj, int | float) and not isinstance(obj, bool) and prefix:
-        out[prefix] = float(obj)
-    return out
-
-
-def flatten_values(obj: Any, prefix: str = "") -> dict[str, Any]:
-    """Like :func:`flatten_numbers` but keeps every leaf (for comparing params)."""
-    if isinstance(obj, Mapping):
-        out: dict[str, Any] = {}
-        for key, value in obj.items():
-            out.update(flatten_values(value, f"{prefix}.{key}" if prefix else str(key)))
-        return out
-    return {prefix: obj} if prefix else {}
-
-
 def _file_sections(files: Mapping[str, Any] | None, numbers: bool) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for path, entry in (files or {}).items():
         data = entry.get("data") if isinstance(entry, Mapping) else None
-        flat = flatten_numbers(data) if numbers else flatten_values(data)
+        flat = flatten_numbers(data) if numbers else flatten(data)
         if flat:
             out[path] = flat
     return out

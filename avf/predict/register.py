@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from avf.config import Params
+from avf.utils.nested import flatten_numbers
 
 __all__ = ["Registration", "register_model"]
 
@@ -28,17 +29,6 @@ class Registration:
     alias: str | None
     model_uri: str
     tracking_uri: str
-
-
-def _flat_numbers(obj: Any, prefix: str = "") -> dict[str, float]:
-    """``{"test": {"uar": 0.8}}`` -> ``{"test/uar": 0.8}`` (numbers only; metric keys use slashes)."""
-    out: dict[str, float] = {}
-    if isinstance(obj, dict):
-        for k, v in obj.items():
-            out.update(_flat_numbers(v, f"{prefix}/{k}" if prefix else str(k)))
-    elif isinstance(obj, int | float) and not isinstance(obj, bool) and prefix:
-        out[prefix] = float(obj)
-    return out
 
 
 def _require(path: Path, what: str) -> None:
@@ -105,7 +95,8 @@ def register_model(
         raise ValueError("give a model URI or a run file")
     if metrics_file is not None:
         _require(metrics_file, "metrics file")
-        version_tags.update({k: repr(v) for k, v in _flat_numbers(json.loads(metrics_file.read_text())).items()})
+        metrics = flatten_numbers(json.loads(metrics_file.read_text()), sep="/")
+        version_tags.update({k: repr(v) for k, v in metrics.items()})
     version_tags["avf.ablation"] = params.ablation.name
     version_tags.update(tags or {})
     model_name = name or params.tracking.registered_model
