@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 from collections.abc import Iterator
@@ -20,6 +21,8 @@ from avf.predict.outputs import read_jsonl
 from tests.support import media
 from tests.support.cli import invoke
 from tests.support.predict_helpers import CLASSES, make_model_dir
+from tests.support.services import mlflow_server
+from tests.support.services_s3 import s3_server
 
 PARAMS = "predict:\n  window_s: 2.0\n  stride_s: 1.0\n"
 PROBS = [f"prob_{c}" for c in CLASSES]
@@ -101,17 +104,31 @@ def test_cli_exports_a_package_and_onnx_that_agree(workspace: dict[str, Path]) -
 # ------------------------------------------------------------------------------------ MLflow pyfunc
 
 
-@pytest.fixture
-def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+@pytest.fixture(params=["sqlite", "server-s3"])
+def store(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+    """An embedded SQLite store with local artifacts, or a real MLflow server whose artifacts go to ``s3://``
+    (moto's S3 server on 127.0.0.1): the server holds the S3 credentials, the client only talks to MLflow."""
     monkeypatch.setenv(tracking.BUFFER_DIR_ENV, str(tmp_path / "buffer"))
     monkeypatch.setenv(tracking.MODEL_CACHE_ENV, str(tmp_path / "downloads"))
     for var in ("DVC_EXP_NAME", tracking.PARENT_RUN_ENV, "PREFECT__FLOW_RUN_ID", "PREFECT_FLOW_RUN_ID"):
         monkeypatch.delenv(var, raising=False)
     params = parse_params({"tracking": {"artifact_root": str(tmp_path / "artifacts")}, "predict": {"window_s": 2.0}})
-    tracking.configure(params)
-    yield {"uri": uri, "params": params}
+    with contextlib.ExitStack() as stack:
+        s3 = None
+        uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+        if request.param == "server-s3":
+            s3 = stack.enter_context(s3_server(tmp_path / "s3"))
+            s3.make_bucket("mlflow")
+            with monkeypatch.context() as server_env:  # the server process keeps these; this one does not
+                for key, value in s3.client_env({}).items():
+                    server_env.setenv(key, value)
+                server = stack.enter_context(
+                    mlflow_server(tmp_path / "mlflow-server", artifacts_destination="s3://mlflow/artifacts")
+                )
+            uri = server.url
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+        tracking.configure(params)
+        yield {"uri": uri, "params": params, "s3": s3}
 
 
 def test_register_stage_serves_a_pyfunc_that_predicts_like_avf_predict(
@@ -152,7 +169,12 @@ def test_register_stage_serves_a_pyfunc_that_predicts_like_avf_predict(
     assert uri.startswith("models:/")
     logged = mlflow.MlflowClient().get_logged_model(uri.removeprefix("models:/"))
     assert logged.experiment_id == run_file["experiment_id"]  # under the run's experiment and artifact root
-    assert str(tmp_path / "artifacts") in logged.artifact_location
+    if store["s3"] is None:
+        assert str(tmp_path / "artifacts") in logged.artifact_location
+    else:  # proxied by the server (mlflow-artifacts:/...), stored in the bucket
+        assert logged.artifact_location.startswith("mlflow-artifacts:")
+        keys = store["s3"].keys("mlflow", "artifacts/")
+        assert any(k.endswith("/MLmodel") for k in keys) and any(k.endswith(".safetensors") for k in keys), keys
 
     paths = [str(workspace["videos"] / n) for n in ("talk.mp4", "nested/mute.mkv", "broken.mp4")]
     model = mlflow.pyfunc.load_model(uri)
