@@ -16,12 +16,12 @@ from typing import Any
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import Tensor, nn
 
+from avf.artifacts.weights import save_weights
 from avf.models import create_model, model_name, strip_prefixes
 from avf.models.official import convert_official_state_dict, detect_kind, detect_size
-from avf.utils.io import atomic_path
 
 __all__ = ["load_converted", "load_official", "read_checkpoint", "write_converted"]
 
@@ -108,8 +108,7 @@ def write_converted(
             )
         meta.update({"outputs": json.dumps(list(outputs)), "task": task, **({"dataset": dataset} if dataset else {})})
     tensors = {k: v.detach().contiguous() for k, v in ours.items()}
-    with atomic_path(dst) as tmp:
-        save_file(tensors, str(tmp), metadata=meta)
+    save_weights(dst, tensors, metadata=meta)
     return {**meta, "tensors": str(len(tensors)), "parameters": str(sum(v.numel() for v in tensors.values()))}
 
 

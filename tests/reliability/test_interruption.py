@@ -9,12 +9,10 @@ first checkpoint (training) or first clip (faces) is on disk: a file-system even
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -25,55 +23,12 @@ import yaml
 from mlflow import MlflowClient
 
 from avf.data.video import read_jpeg_clip
+from tests.support import tiny_project
+from tests.support.tiny_project import AVF, PARAMS, PRETRAIN, avf, env
 
 pytestmark = [pytest.mark.reliability, pytest.mark.slow, pytest.mark.timeout(1200)]
 
-AVF = str(Path(sys.executable).with_name("avf"))
-ROOT = Path(__file__).resolve().parents[2]
 SIGNAL_EXIT_S = 90  # a signalled stage must be gone within this (a loaded 2-core CI box)
-
-PARAMS = {
-    "seed": 0,
-    "data": {
-        "synth": {
-            "ravdess_actors": 3,
-            "emotions": [1, 3],
-            "cremad_actors": 0,
-            "duration_s": 2.0,
-            "frame_size": 128,
-        },
-        "datasets": {"ravdess": {"adapter": "ravdess", "raw_dir": "data/raw/ravdess", "roles": ["pretrain", "target"]}},
-        "target": "ravdess",
-        "face": {
-            "detector_model": str(ROOT / "models/assets/face_detection_short_range.tflite"),
-            "landmark_model": str(ROOT / "models/assets/face_landmark.tflite"),
-        },
-        "workers": 1,
-        "shards": {"max_shard_count": 2},
-        "augment": {"rand_augment": ""},
-    },
-    # one optimizer step per epoch: three epochs, a checkpoint after each
-    "pretrain": {"epochs": 3, "batch_size": 2, "steps_per_epoch": 1, "log_every": 1},
-    "ray": {"num_workers": 0},
-}
-PRETRAIN = ["train", "pretrain", "--shards", "data/shards"]
-
-
-def _env(project: Path, store: str = "mlruns") -> dict[str, str]:
-    return {
-        **os.environ,
-        "PATH": f"{Path(AVF).parent}:{os.environ['PATH']}",
-        "MLFLOW_TRACKING_URI": f"sqlite:///{project}/{store}.db",
-        "AVF_MLFLOW_BUFFER_DIR": str(project / "runs" / f"{store}-buffer"),
-    }
-
-
-def _avf(project: Path, *args: str, params: str = "params.yaml") -> str:
-    proc = subprocess.run(
-        [AVF, "-p", params, *args], cwd=project, env=_env(project), capture_output=True, text=True, timeout=900
-    )
-    assert proc.returncode == 0, f"avf {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-4000:]}"
-    return proc.stderr
 
 
 def _interrupt(
@@ -85,7 +40,7 @@ def _interrupt(
         proc = subprocess.Popen(
             [AVF, "-p", params, *args],
             cwd=project,
-            env=_env(project),
+            env=env(project),
             stdout=out,
             stderr=out,
             # a test run started in the background (`make test &`) inherits SIGINT ignored, and Python then
@@ -113,19 +68,11 @@ def _interrupt(
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Raw clips -> faces -> audio -> manifest -> shards, the DVC stages' own commands."""
     root = tmp_path_factory.mktemp("interrupt")
-    (root / "params.yaml").write_text(yaml.safe_dump(PARAMS, sort_keys=False))
     with_pool = {**PARAMS, "data": {**PARAMS["data"], "workers": 2}}
     (root / "params-pool.yaml").write_text(yaml.safe_dump(with_pool, sort_keys=False))
     on_ray = {**PARAMS, "ray": {"num_workers": 1}, "pretrain": {**PARAMS["pretrain"], "epochs": 4}}
     (root / "params-ray.yaml").write_text(yaml.safe_dump(on_ray, sort_keys=False))
-    _avf(root, "data", "synth", "--out", "data/raw")
-    d, rep = "ravdess", ["--reports", "reports/data"]
-    faces, audio, manifest = f"data/interim/faces/{d}", f"data/interim/audio/{d}", f"data/manifest/{d}.parquet"
-    _avf(root, "data", "faces", "--dataset", d, "--out", faces, *rep)
-    _avf(root, "data", "audio", "--dataset", d, "--faces", faces, "--out", audio, *rep)
-    _avf(root, "data", "manifest", "--dataset", d, "--faces", faces, "--audio", audio, "--out", manifest, *rep)
-    _avf(root, "data", "shards", "--dataset", d, "--manifest", manifest, "--out", f"data/shards/{d}", *rep)
-    return root
+    return tiny_project.prepare(root, PARAMS)
 
 
 def _checkpoint(storage: Path, step: int) -> Callable[[], bool]:
@@ -161,7 +108,7 @@ def test_signals_during_pretraining_leave_no_output_end_the_run_killed_and_resum
     base_cmd = [*PRETRAIN, "--out", "base/model", "--reports", "base/reports", "--storage", "runs/ray-uninterrupted"]
     with (project / "baseline.log").open("w") as base_log:
         baseline = subprocess.Popen(
-            [AVF, "-p", "params.yaml", *base_cmd], cwd=project, env=_env(project, "baseline"), stdout=base_log,
+            [AVF, "-p", "params.yaml", *base_cmd], cwd=project, env=env(project, "baseline"), stdout=base_log,
             stderr=base_log,
         )  # fmt: skip
     try:
@@ -198,7 +145,7 @@ def _interrupted_then_resumed(project: Path) -> None:
     assert _status(project, _run_id(log)) == "KILLED"
 
     # and again: it finishes from epoch 2 (the step count is compared with the uninterrupted run)
-    log = _avf(project, *cmd)
+    log = avf(project, *cmd)
     assert re.search(r"resumed from \S+checkpoint_000000002 at epoch 2 step 2", log), log[-3000:]
     assert sorted(p.name for p in out.iterdir()) == ["card.json", "model.safetensors"]
     assert [p.name for p in out.parent.iterdir() if p.name.startswith(".pretrain")] == []
@@ -223,7 +170,7 @@ def test_sigterm_to_a_stage_training_on_ray_stops_its_cluster_leaves_no_output_a
     assert not (project / "reports/pretrain-ray/metrics.json").exists()
     assert _status(project, _run_id(log)) == "KILLED"
 
-    log = _avf(project, *cmd, params="params-ray.yaml")
+    log = avf(project, *cmd, params="params-ray.yaml")
     assert re.search(r"resumed from \S+checkpoint_\S+ at epoch [1-3] step [1-3]", log), log[-3000:]
     assert json.loads((project / "reports/pretrain-ray/metrics.json").read_text())["steps"] == 4
     assert "State API may be temporarily unavailable" not in log  # Ray Train's noise is filtered
@@ -258,7 +205,7 @@ def test_sigterm_during_the_faces_stage_leaves_only_whole_clips_and_resumes(proj
 
     stale = out / ".01-01-01-01-01-01.mkv.k3y9x.mkv.tmp"  # what a SIGKILL mid-write would leave
     stale.write_bytes(b"half a clip")
-    _avf(project, *args)
+    avf(project, *args)
     summary = json.loads((project / "reports/interrupted/faces/ravdess/summary.json").read_text())
     assert summary["skipped"] == len(clips) and summary["processed"] + summary["skipped"] == total
     assert summary["failed"] == 0 and len(list(out.glob("*.mkv"))) == total
