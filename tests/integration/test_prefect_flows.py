@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
+import shutil
 import subprocess
 import sys
 import time
@@ -23,7 +25,9 @@ import yaml
 
 from pipelines import summary
 from pipelines.proc import CommandFailed, stream_command
+from tests.support.services import mlflow_server
 from tests.support.services_prefect import TestPrefectServer, prefect_server, use_prefect_api
+from tests.support.services_s3 import s3_server
 
 ROOT = Path(__file__).resolve().parents[2]
 DVC = str(Path(sys.executable).with_name("dvc"))
@@ -71,10 +75,17 @@ def _git(cwd: Path, *args: str) -> None:
     subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True)
 
 
-def make_project(path: Path) -> Path:
-    """git + dvc project with stages shards@a, shards@b (params: prep) -> evaluate (params: evalp)."""
+def make_project(path: Path, evaluate: str | None = None) -> Path:
+    """git + dvc project with stages shards@a, shards@b (params: prep) -> evaluate (params: evalp).
+
+    ``evaluate``: another script for the evaluate stage (``evaluate.py``) than step.py's.
+    """
     path.mkdir(parents=True)
     (path / "step.py").write_text(STEP)
+    evaluate_cmd = [sys.executable, "step.py", "evaluate"]
+    if evaluate is not None:
+        (path / "evaluate.py").write_text(evaluate)
+        evaluate_cmd = [sys.executable, "evaluate.py"]
     (path / "params.yaml").write_text("prep:\n  x: 1\n  fail: false\nevalp:\n  w: 2\n")
     py = sys.executable
     stages = {
@@ -89,8 +100,8 @@ def make_project(path: Path) -> Path:
                 },
             },
             "evaluate": {
-                "cmd": f"{py} step.py evaluate",
-                "deps": ["step.py", "shards_a.txt", "shards_b.txt"],
+                "cmd": " ".join(evaluate_cmd),
+                "deps": [evaluate_cmd[1], "shards_a.txt", "shards_b.txt"],
                 "params": ["evalp"],
                 "outs": [
                     {"reports/eval/mlflow_run.json": {"cache": False}},
@@ -432,3 +443,115 @@ def test_flow_module_imports_no_stage_code() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# a Prefect worker running a deployment of infra/prefect.yaml (git clone + dvc pull from S3)
+# ---------------------------------------------------------------------------------------------
+# The toy project's evaluate stage with a real MLflow run on the tracking server of the environment.
+EVALUATE_WITH_MLFLOW = """
+import json
+from pathlib import Path
+import mlflow, yaml
+
+p = yaml.safe_load(open("params.yaml"))
+score = sum(int(Path(f"shards_{i}.txt").read_text()) for i in ("a", "b")) * p["evalp"]["w"]
+mlflow.set_experiment("toy-worker")
+with mlflow.start_run() as run:
+    mlflow.log_metric("test/score", score)
+print(f"STAGE-LOG evaluate score={score}")
+for d in ("reports/eval", "reports/stage2"):
+    Path(d).mkdir(parents=True, exist_ok=True)
+json.dump({"test": {"score": score}}, open("reports/eval/metrics.json", "w"))
+info = {"run_id": run.info.run_id, "experiment_id": run.info.experiment_id, "tracking_uri": mlflow.get_tracking_uri()}
+json.dump(info, open("reports/eval/mlflow_run.json", "w"))
+json.dump({"skipped": True}, open("reports/stage2/mlflow_run.json", "w"))
+"""
+
+
+def _origin(path: Path, env: dict[str, str]) -> Path:
+    """The toy project as the team's git origin: the flows and ``infra/prefect.yaml`` of this repository, a DVC
+    remote on ``s3://dvc/toy``, and the shards stages run and pushed (evaluate is left to the worker)."""
+    project = make_project(path, evaluate=EVALUATE_WITH_MLFLOW)
+    shutil.copytree(ROOT / "pipelines", project / "pipelines", ignore=shutil.ignore_patterns("__pycache__"))
+    (project / "infra").mkdir()
+    shutil.copy(ROOT / "infra" / "prefect.yaml", project / "infra" / "prefect.yaml")
+    subprocess.run([DVC, "remote", "add", "-d", "minio", "s3://dvc/toy"], cwd=project, env=env, check=True)
+    subprocess.run([DVC, "repro", "shards"], cwd=project, env=env, check=True, capture_output=True)
+    subprocess.run([DVC, "push"], cwd=project, env=env, check=True, capture_output=True)
+    _git(project, "add", "-A")
+    _git(project, "commit", "-qm", "flows, deployments, S3 remote, shards")
+    return project
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_a_worker_runs_a_deployment_from_a_git_clone_and_the_s3_remote(
+    server: TestPrefectServer, tmp_path: Path
+) -> None:
+    """``prefect worker start`` on a process pool picks up a run of infra/prefect.yaml's full-pipeline
+    deployment: its pull steps clone the origin and ``dvc pull`` the shards from S3 (moto's server), the flow
+    runs ``dvc repro`` (shards up to date, evaluate logs a run to a real MLflow server) and publishes its
+    summary. State, logs and artifact are read back from the Prefect server, the run from MLflow."""
+    from mlflow import MlflowClient
+    from prefect.client.orchestration import get_client
+    from prefect.deployments import run_deployment
+
+    from avf.services import stop_pid
+
+    prefect = str(Path(sys.executable).with_name("prefect"))
+    with s3_server(tmp_path / "s3") as s3, mlflow_server(tmp_path / "mlflow") as tracking:
+        s3.make_bucket("dvc")
+        base = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+        env = s3.client_env(server.client_env({**base, "MLFLOW_TRACKING_URI": tracking.url, "DVC_NO_ANALYTICS": "1"}))
+        origin = _origin(tmp_path / "origin", env)
+
+        def cli(*args: str, cwd: Path = ROOT) -> None:
+            out = subprocess.run([prefect, *args], cwd=cwd, env=env, capture_output=True, text=True)
+            assert out.returncode == 0, f"prefect {' '.join(args)}:\n{out.stdout}\n{out.stderr}"
+
+        cli("work-pool", "create", "avf-gpu", "--type", "process")
+        worker_log = tmp_path / "worker.log"
+        try:
+            cli("variable", "set", "avf_git_url", f"file://{origin}", "--overwrite")
+            cli("variable", "set", "avf_git_branch", "main", "--overwrite")
+            cli("--no-prompt", "deploy", "--prefect-file", "infra/prefect.yaml", "--name", "full-pipeline", cwd=origin)
+            flow_run = run_deployment("full-pipeline/full-pipeline", timeout=0)
+            (tmp_path / "worker").mkdir()
+            with worker_log.open("wb") as out:
+                worker = subprocess.Popen(
+                    [prefect, "worker", "start", "--pool", "avf-gpu", "--run-once"],
+                    cwd=tmp_path / "worker",
+                    env=env,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            try:
+                assert worker.wait(timeout=450) == 0, worker_log.read_text()[-4000:]
+            finally:
+                stop_pid(worker.pid, timeout=20, proc=worker)
+        finally:
+            with get_client(sync_client=True) as client:
+                for d in client.read_deployments():
+                    if d.work_pool_name == "avf-gpu":
+                        client.delete_deployment(d.id)
+                client.delete_work_pool("avf-gpu")
+                for name in ("avf_git_url", "avf_git_branch"):
+                    client.delete_variable_by_name(name)
+
+        state, logs, artifacts = _api(flow_run.id, wait_for="STAGE-LOG evaluate score=4")
+        worker_text = worker_log.read_text()
+        assert state == "COMPLETED", worker_text[-4000:]
+        assert "Deployment step 'git_clone' completed successfully" in worker_text, worker_text[-4000:]
+        assert "1 file fetched and 2 files added" in worker_text, worker_text[-4000:]  # dvc pull from S3
+        assert not any(m.startswith("STAGE-LOG shards") for m in logs), "shards came from S3, not rebuilt"
+        assert any("Stage 'shards@a' didn't change, skipping" in m for m in logs), logs
+        assert "STAGE-LOG evaluate score=4" in logs
+        assert not (origin / "reports").exists(), "the flow ran in the worker's clone, not in the origin"
+        (art,) = artifacts
+        assert "| `reports/eval/metrics.json` | test.score | 4 |" in art
+        link = re.search(rf"\[(\w+)\]\({re.escape(tracking.url)}/#/experiments/\d+/runs/\1\)", art)
+        assert link is not None, art
+        run = MlflowClient(tracking.url).get_run(link.group(1))
+        assert run.data.metrics["test/score"] == 4.0 and run.info.status == "FINISHED"
