@@ -20,6 +20,14 @@ Loader speed wins: storage is cheap next to GPU time, and the JPEGs are the face
 the indexed reader (:func:`read_sample`) seeks straight to a sample. Samples are written in a seeded
 shuffled order (subjects mixed within shards). Shards close before passing ``max_shard_mb`` or
 ``max_shard_count``. Tar headers are deterministic (mtime 0, uid 0): equal inputs give equal bytes.
+Writing goes through ``webdataset.TarWriter``; reading stays ours, for safety and speed. Measured with
+``python -m benchmarks.shard_readers`` (96 samples of 92 members, AMD EPYC, one process): streaming a
+shard takes 2.66-2.75 ms per sample here and 2.77-2.99 ms through ``webdataset.WebDataset`` (1.04-1.09x),
+but webdataset 1.0.2's tar iterator drops link and device members without a word and, being
+``tarfile``, ends a shard silently at a bad header (the rest of the shard is lost), where
+:func:`iter_shard` reports both. Reading one sample by its byte range takes 0.58-0.60 ms with
+:func:`read_sample`, 2.07-2.18 ms with ``tarfile`` (3.4-3.8x) and 0.85 ms with ``wids.ShardListDataset``
+0.1.11 (1.4x; not a dependency: it also copies shards into a cache folder and prints on creation).
 
 Reading never touches the file system beyond the shard itself: members are parsed in memory with
 ``tarfile`` and ``extractfile`` (nothing is ever extracted). A member whose name is not
@@ -40,6 +48,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import webdataset as wds
 
 __all__ = [
     "INDEX_NAME",
@@ -145,18 +154,13 @@ class ShardIndex:
         )
 
 
-def _tarinfo(name: str, size: int) -> tarfile.TarInfo:
-    info = tarfile.TarInfo(name)
-    info.size = size
-    info.mtime = 0
-    info.mode = 0o444
-    info.uid = info.gid = 0
-    info.uname = info.gname = ""
-    return info
-
-
 class ShardWriter:
-    """Writes samples into ``shard-NNNNNN.tar`` files under ``out_dir``, bounded in bytes and count."""
+    """Writes samples into ``shard-NNNNNN.tar`` files under ``out_dir``, bounded in bytes and count.
+
+    Each shard is a ``webdataset.TarWriter`` (members in sorted order, mtime 0, no owner names, mode 0444);
+    this class adds the byte bound that is never passed (webdataset's own ``ShardWriter`` starts a new
+    shard only after one went over it) and the byte ranges of :class:`ShardIndex`.
+    """
 
     def __init__(self, out_dir: str | Path, max_bytes: int, max_count: int) -> None:
         self.out_dir = Path(out_dir)
@@ -164,13 +168,13 @@ class ShardWriter:
         self.max_bytes = max_bytes
         self.max_count = max_count
         self.shards: list[ShardInfo] = []
-        self._tar: tarfile.TarFile | None = None
+        self._tar: wds.TarWriter | None = None
         self._seen: set[str] = set()
 
-    def _open(self) -> tarfile.TarFile:
+    def _open(self) -> wds.TarWriter:
         info = ShardInfo(name=f"shard-{len(self.shards):06d}.tar")
         self.shards.append(info)
-        self._tar = tarfile.open(self.out_dir / info.name, "w", format=tarfile.PAX_FORMAT)  # noqa: SIM115
+        self._tar = wds.TarWriter(str(self.out_dir / info.name), user="", group="", mode=0o444, mtime=0)
         return self._tar
 
     def write(self, key: str, members: Mapping[str, bytes]) -> None:
@@ -195,14 +199,13 @@ class ShardWriter:
         tar = self._tar
         assert tar is not None
         info = self.shards[-1]
-        start = tar.offset
-        for name, data in members.items():
-            tar.addfile(_tarinfo(f"{key}.{name}", len(data)), io.BytesIO(data))
+        start = tar.tarstream.offset
+        tar.write({"__key__": key, **members})
         info.keys.append(key)
         info.offsets.append(start)
-        info.sizes.append(tar.offset - start)
+        info.sizes.append(tar.tarstream.offset - start)
         info.num_samples += 1
-        info.bytes = tar.offset
+        info.bytes = tar.tarstream.offset
 
     def _close_current(self) -> None:
         if self._tar is not None:

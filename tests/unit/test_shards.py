@@ -77,9 +77,12 @@ def test_tar_is_standard_and_deterministic(tmp_path: Path) -> None:
     data_a = (tmp_path / "a" / a.shards[0].name).read_bytes()
     assert data_a == (tmp_path / "b" / b.shards[0].name).read_bytes()
     with tarfile.open(tmp_path / "a" / a.shards[0].name) as tar:
-        names = tar.getnames()
-    assert names[:4] == ["demo__clip000.meta.json", "demo__clip000.fbank.npy", "demo__clip000.00000.jpg",
-                         "demo__clip000.00001.jpg"]  # fmt: skip
+        members = tar.getmembers()
+    assert [m.name for m in members[:4]] == ["demo__clip000.00000.jpg", "demo__clip000.00001.jpg",
+                                             "demo__clip000.fbank.npy", "demo__clip000.meta.json"]  # fmt: skip
+    # one 512-byte header per member (no PAX records), owner-less, read-only, mtime 0
+    assert all(not m.pax_headers and m.mtime == 0 and m.mode == 0o444 and m.uname == m.gname == "" for m in members)
+    assert members[1].offset == 512 + 3072  # the first frame's header and data (3000 bytes in 6 blocks)
 
 
 def test_writer_refuses_unsafe_keys_members_and_duplicates(tmp_path: Path) -> None:
