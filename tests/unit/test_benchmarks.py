@@ -144,3 +144,12 @@ def test_memory_profile_scales_with_batch() -> None:
         assert mem.activations >= saved  # peak includes what is saved plus temporaries
         results[batch] = mem.activations
     assert results[128] / results[64] == pytest.approx(2.0, rel=0.15)
+
+
+def test_shard_reader_benchmark_reads_every_sample_each_way(capsys: pytest.CaptureFixture[str]) -> None:
+    from benchmarks import shard_readers
+
+    rows = shard_readers.main(["--samples", "8", "--rounds", "1"])
+    assert {"stream: avf iter_shard", "stream: webdataset.WebDataset", "indexed: avf read_sample"} <= set(rows)
+    assert all(ms > 0 for ms in rows.values())
+    assert "webdataset / avf, streaming:" in capsys.readouterr().out
