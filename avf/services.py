@@ -7,13 +7,18 @@
 
 Listening on another interface needs ``--expose`` (and then authentication: ``--basic-auth`` runs
 MLflow's basic-auth app; a TLS reverse proxy with auth is the alternative; see
-infra/mlflow/README.md). :class:`MlflowServer` is also what the tests use (tests/support/services.py).
+infra/mlflow/README.md). The basic-auth app needs ``MLFLOW_FLASK_SERVER_SECRET_KEY`` and, on its first
+start, ``MLFLOW_AUTH_ADMIN_PASSWORD``; its users live in ``<state-dir>/mlflow_auth.db`` unless
+``--auth-config`` names another MLflow auth config. :class:`MlflowServer` is also what the tests use
+(tests/support/services.py).
 """
 
 from __future__ import annotations
 
 import argparse
+import configparser
 import contextlib
+import importlib.util
 import json
 import os
 import signal
@@ -23,7 +28,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,6 +41,11 @@ SERVER_ENV = {
     "MLFLOW_DISABLE_TELEMETRY": "true",
     "DO_NOT_TRACK": "true",
 }
+# MLflow's basic-auth app reads these (mlflow/server/auth/config.py and create_app).
+AUTH_CONFIG_ENV = "MLFLOW_AUTH_CONFIG_PATH"
+SECRET_KEY_ENV = "MLFLOW_FLASK_SERVER_SECRET_KEY"
+ADMIN_PASSWORD_ENV = "MLFLOW_AUTH_ADMIN_PASSWORD"
+AUTH_CONFIG_NAME = "mlflow_auth.ini"
 
 
 class ServiceError(RuntimeError):
@@ -123,6 +133,53 @@ def _sqlite_uri(path: Path) -> str:
     return f"sqlite:///{path.resolve()}"
 
 
+def write_auth_config(
+    path: Path,
+    *,
+    admin_user: str = "admin",
+    default_permission: str = "READ",
+    admin_password: str | None = None,
+) -> Path:
+    """Write an MLflow basic-auth config (what ``MLFLOW_AUTH_CONFIG_PATH`` names), owner-readable only.
+
+    Its user database is ``path`` with the suffix ``.db`` (MLflow's default is ``basic_auth.db`` in the
+    server's working directory). ``admin_password`` creates the admin on the first start; without it
+    MLflow takes ``MLFLOW_AUTH_ADMIN_PASSWORD``. ``default_permission`` is what users get on resources
+    they have no grant for (``NO_PERMISSIONS`` makes every resource private to its creator and admins).
+    """
+    settings = {
+        "default_permission": default_permission,
+        "database_uri": _sqlite_uri(path.with_suffix(".db")),
+        "admin_username": admin_user,
+        "authorization_function": "mlflow.server.auth:authenticate_request_basic_auth",
+        "grant_default_workspace_access": "false",
+    }
+    if admin_password:
+        settings["admin_password"] = admin_password
+    # MLflow reads the file with configparser, for which a bare % starts an interpolation
+    lines = ["[mlflow]"] + [f"{k} = {v.replace('%', '%%')}" for k, v in settings.items()]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # also when the file was there before
+    with os.fdopen(fd, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    return path
+
+
+def _first_start_without_admin_password(env: Mapping[str, str]) -> bool:
+    """Whether the auth app would find neither an admin user nor a password to create one (MLflow then
+    refuses to start). Known only for an auth config with a SQLite user database."""
+    if env.get(ADMIN_PASSWORD_ENV):
+        return False
+    config = configparser.ConfigParser()
+    if not config.read(env.get(AUTH_CONFIG_ENV, "")) or not config.has_section("mlflow"):
+        return False
+    section = config["mlflow"]
+    database = section.get("database_uri", "")
+    first_start = database.startswith("sqlite:///") and not Path(database.removeprefix("sqlite:///")).exists()
+    return first_start and not section.get("admin_password")
+
+
 @dataclass
 class MlflowServer:
     """``mlflow server`` on ``host:port`` with a SQL backend and proxied artifacts.
@@ -140,6 +197,8 @@ class MlflowServer:
     expose: bool = False
     log_path: Path | None = None
     extra_args: Sequence[str] = ()
+    auth_config: Path | None = None  # MLflow's basic-auth config (see write_auth_config); else the environment's
+    secret_key: str | None = field(default=None, repr=False)  # else the environment's MLFLOW_FLASK_SERVER_SECRET_KEY
     proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
 
     @property
@@ -151,8 +210,24 @@ class MlflowServer:
     def pid(self) -> int | None:
         return self.proc.pid if self.proc else None
 
+    def _auth_missing(self) -> list[str]:
+        """What MLflow's basic-auth app would still need to start (checked before it is started)."""
+        env = self.env()
+        missing = []
+        if importlib.util.find_spec("flask_wtf") is None:
+            missing.append("Flask-WTF (mlflow[auth], pinned in requirements.lock: run `make setup`)")
+        if not env.get(SECRET_KEY_ENV):
+            missing.append(f"{SECRET_KEY_ENV} (a static key for CSRF protection)")
+        if _first_start_without_admin_password(env):
+            missing.append(f"{ADMIN_PASSWORD_ENV} (first start: the admin user's password)")
+        return missing
+
     def command(self) -> list[str]:
+        """The ``mlflow server`` command line; :class:`ServiceError` when the bind address or the basic
+        auth settings would not do."""
         check_bind(self.host, self.expose)
+        if self.basic_auth and (missing := self._auth_missing()):
+            raise ServiceError(f"MLflow basic auth needs {', '.join(missing)}")
         cmd = [
             *_mlflow_exe(),
             "server",
@@ -172,7 +247,12 @@ class MlflowServer:
         return cmd + list(self.extra_args)
 
     def env(self) -> dict[str, str]:
-        return {**os.environ, **SERVER_ENV}
+        env = {**os.environ, **SERVER_ENV}
+        if self.auth_config is not None:
+            env[AUTH_CONFIG_ENV] = str(self.auth_config.resolve())
+        if self.secret_key:
+            env[SECRET_KEY_ENV] = self.secret_key
+        return env
 
     def start(self, wait: bool = True, timeout: float = 120.0) -> MlflowServer:
         """Start in a new session (so its workers can be stopped together); wait for /health."""
@@ -232,6 +312,11 @@ def _server_from_args(a: argparse.Namespace) -> MlflowServer:
     host = a.host or ("0.0.0.0" if a.expose else "127.0.0.1")
     backend = a.backend_store_uri or _sqlite_uri(Path("mlruns.db"))
     artifacts = a.artifacts_destination or str(Path("mlartifacts").resolve())
+    auth_config = a.auth_config
+    if a.basic_auth and auth_config is None and not os.environ.get(AUTH_CONFIG_ENV):
+        auth_config = a.state_dir / AUTH_CONFIG_NAME
+        if not auth_config.exists():  # an existing one is used as it is: it may have been edited
+            write_auth_config(auth_config)
     return MlflowServer(
         backend_store_uri=backend,
         artifacts_destination=artifacts,
@@ -242,6 +327,7 @@ def _server_from_args(a: argparse.Namespace) -> MlflowServer:
         expose=a.expose,
         log_path=a.state_dir / "mlflow.log",
         extra_args=a.extra,
+        auth_config=auth_config,
     )
 
 
@@ -269,6 +355,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     m.add_argument("--artifacts-destination", default=None, help="default <cwd>/mlartifacts; or s3://bucket/path")
     m.add_argument("--expose", action="store_true", help="allow binding a non-loopback address (0.0.0.0 default)")
     m.add_argument("--basic-auth", action="store_true", help="run MLflow's basic-auth app (--app-name basic-auth)")
+    m.add_argument(
+        "--auth-config",
+        type=Path,
+        default=None,
+        help=f"MLflow auth config for --basic-auth (default ${AUTH_CONFIG_ENV}, else <state-dir>/{AUTH_CONFIG_NAME})",
+    )
     m.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR, help="PID and log files")
     args = list(sys.argv[1:] if argv is None else argv)
     extra = args[args.index("--") + 1 :] if "--" in args else []  # after --: more `mlflow server` options

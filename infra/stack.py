@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
-import importlib.util
 import json
 import os
 import secrets
@@ -34,7 +33,7 @@ if str(ROOT) not in sys.path:  # run as a script: make `pipelines` importable (a
     sys.path.insert(0, str(ROOT))
 
 from avf.env import apply_defaults  # noqa: E402
-from avf.services import MlflowServer, ServiceError, http_ok, stop_pid  # noqa: E402
+from avf.services import AUTH_CONFIG_NAME, MlflowServer, ServiceError, http_ok, stop_pid, write_auth_config  # noqa: E402
 from pipelines.proc import executable  # noqa: E402
 from pipelines.server import AUTH_ENV, PrefectServer, health  # noqa: E402
 
@@ -142,20 +141,6 @@ def _start_prefect(a: argparse.Namespace) -> tuple[Launched, Callable[[], bool]]
     return launched, lambda: health(server.api_url, server.auth_string)
 
 
-def mlflow_auth_config(state: Path, admin_user: str) -> Path:
-    """An MLflow basic-auth config whose user database lives in the state dir (not the cwd)."""
-    path = state / "mlflow_auth.ini"
-    path.write_text(
-        "[mlflow]\n"
-        "default_permission = READ\n"
-        f"database_uri = sqlite:///{(state / 'mlflow_auth.db').resolve()}\n"
-        f"admin_username = {admin_user}\n"
-        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
-        "grant_default_workspace_access = false\n"
-    )
-    return path
-
-
 def _start_mlflow(a: argparse.Namespace) -> tuple[Launched, Callable[[], bool]]:
     auth = a.expose or a.auth  # exposed => MLflow's basic-auth app (see infra/README.md)
     server = MlflowServer(
@@ -165,18 +150,11 @@ def _start_mlflow(a: argparse.Namespace) -> tuple[Launched, Callable[[], bool]]:
         host=_bind_host(a),
         expose=a.expose,
         basic_auth=auth,
+        # users in the state dir, not the cwd; the admin's password comes from MLFLOW_AUTH_ADMIN_PASSWORD
+        auth_config=write_auth_config(a.state_dir / AUTH_CONFIG_NAME, admin_user=a.mlflow_admin_user) if auth else None,
     )
-    env = server.env()
-    if auth:
-        missing = [k for k in ("MLFLOW_FLASK_SERVER_SECRET_KEY",) if not os.environ.get(k)]
-        if not (a.state_dir / "mlflow_auth.db").exists() and not os.environ.get("MLFLOW_AUTH_ADMIN_PASSWORD"):
-            missing.append("MLFLOW_AUTH_ADMIN_PASSWORD (first start: the admin user's password)")
-        if importlib.util.find_spec("flask_wtf") is None:
-            missing.append("the Flask-WTF package (pip install 'mlflow[auth]'; not in requirements.lock)")
-        if missing:
-            raise ServiceError(f"MLflow basic auth needs {', '.join(missing)}")
-        env["MLFLOW_AUTH_CONFIG_PATH"] = str(mlflow_auth_config(a.state_dir, a.mlflow_admin_user))
-    launched = _spawn("mlflow", server.command(), env, a.state_dir / "mlflow.log")
+    cmd = server.command()  # raises if the basic-auth app lacks its secrets
+    launched = _spawn("mlflow", cmd, server.env(), a.state_dir / "mlflow.log")
     launched.url = server.url
     return launched, lambda: http_ok(server.url + "/health")  # /health needs no credentials
 

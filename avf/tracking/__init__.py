@@ -8,7 +8,8 @@ Usage (the driver of a stage; Ray rank 0 resumes the same run with ``run_id=``):
 
 One module per job:
 
-* :mod:`~avf.tracking.store`: the tracking URI, the client, reachability, transient versus caller errors.
+* :mod:`~avf.tracking.store`: the tracking URI, the client, reachability, transient versus caller errors,
+  refused credentials.
 * :mod:`~avf.tracking.tags`: experiment and run names, run tags, flattened params.
 * :mod:`~avf.tracking.buffer`: the on-disk write-ahead log every logged value passes through, and its replay.
 * :mod:`~avf.tracking.runs`: the :class:`Run` protocol, :class:`StageRun` and :class:`NullRun`.
@@ -37,6 +38,7 @@ from avf.tracking.registry import (
 from avf.tracking.runs import RETRY_ENV, NullRun, Run, StageRun, null_run
 from avf.tracking.stage import attach, read_run_file, stage_run, write_run_file
 from avf.tracking.store import (
+    TrackingAuthError,
     TrackingUnavailableError,
     configure,
     current_uri,
@@ -55,6 +57,7 @@ __all__ = [
     "NullRun",
     "Run",
     "StageRun",
+    "TrackingAuthError",
     "TrackingUnavailableError",
     "attach",
     "configure",

@@ -29,7 +29,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from avf.tracking.store import TrackingUnavailableError, is_transient, mlflow_client, reachable
+from avf.tracking.store import (
+    TrackingAuthError,
+    TrackingUnavailableError,
+    auth_errors,
+    is_transient,
+    mlflow_client,
+    project_dir,
+    reachable,
+)
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -55,8 +63,8 @@ def now_ms() -> int:
 
 
 def resolve_buffer_dir(path: str | Path | None) -> Path:
-    """``path``, else ``$AVF_MLFLOW_BUFFER_DIR``, else ``runs/mlflow-buffer``; absolute."""
-    return Path(path or os.environ.get(BUFFER_DIR_ENV) or DEFAULT_BUFFER_DIR).resolve()
+    """``path``, else ``$AVF_MLFLOW_BUFFER_DIR``, else ``runs/mlflow-buffer``; absolute (under :func:`project_dir`)."""
+    return (project_dir() / (path or os.environ.get(BUFFER_DIR_ENV) or DEFAULT_BUFFER_DIR)).resolve()
 
 
 def split_mapping(data: Mapping[str, Any], size: int) -> Iterator[dict[str, Any]]:
@@ -234,7 +242,12 @@ def _remove(p: Path) -> None:
 # sending buffered entries
 # ---------------------------------------------------------------------------------------------
 def _send(client: MlflowClient, run_id: str, group: list[Entry], files_dir: Path) -> None:
-    """Send one group from :func:`batches` to the store."""
+    """Send one group from :func:`batches` to the store (:class:`TrackingAuthError` for a 401 / 403)."""
+    with auth_errors(str(client.tracking_uri)):
+        _send_group(client, run_id, group, files_dir)
+
+
+def _send_group(client: MlflowClient, run_id: str, group: list[Entry], files_dir: Path) -> None:
     from mlflow.entities import Metric, Param, RunTag
 
     kind = group[0]["kind"]
@@ -282,23 +295,28 @@ def _dataset_input(e: Entry) -> Any:
     return DatasetInput(dataset=ds._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", e["context"])])
 
 
+def _keep_queued(exc: Exception) -> bool:
+    """Stop replaying and keep the entries: an outage, or credentials / permissions the server refuses."""
+    return is_transient(exc) or isinstance(exc, TrackingAuthError)
+
+
 def replay(client: MlflowClient, wal: WriteAheadLog) -> list[tuple[Entry, Exception]]:
-    """Send every pending entry in order. Raises the first transient error (the rest stays queued);
-    returns the entries the store rejected (they are dropped, and logged as errors)."""
+    """Send every pending entry in order. Raises the first transient error or :class:`TrackingAuthError`
+    (the rest stays queued); returns the entries the store rejected (they are dropped, and logged as errors)."""
     rejected: list[tuple[Entry, Exception]] = []
     while wal.pending:
         group = next(batches(iter(wal.pending)))  # lazily: only the first group is read
         try:
             _send(client, wal.run_id, group, wal.files_dir)
         except Exception as exc:
-            if is_transient(exc):
+            if _keep_queued(exc):
                 raise
             if len(group) > 1:  # find the culprit: resend entry by entry
                 for e in group:
                     try:
                         _send(client, wal.run_id, [e], wal.files_dir)
                     except Exception as exc1:
-                        if is_transient(exc1):
+                        if _keep_queued(exc1):
                             raise
                         rejected.append((e, exc1))
                         log.error("MLflow rejected %s entry %d of run %s: %s", e["kind"], e["seq"], wal.run_id, exc1)
@@ -311,7 +329,8 @@ def replay(client: MlflowClient, wal: WriteAheadLog) -> list[tuple[Entry, Except
 
 
 def flush_worker_logs(client: MlflowClient, own: WriteAheadLog) -> None:
-    """Before the owner ends a run, replay buffers that exited writers (Ray workers) left for it."""
+    """Before the owner ends a run, replay buffers that exited writers (Ray workers) left for it. Those the
+    store cannot take now stay for ``avf registry flush-buffer``."""
     for path in leftover_logs(own.path.parent):
         if path == own.path or not path.name.startswith(own.run_id + "."):
             continue
@@ -327,7 +346,7 @@ def flush_worker_logs(client: MlflowClient, own: WriteAheadLog) -> None:
             replay(client, wal)
         except Exception as exc:
             wal.close(remove=False)
-            if not is_transient(exc):
+            if not _keep_queued(exc):
                 raise
             return
         wal.close(remove=True)
@@ -376,13 +395,17 @@ def flush_buffers(buffer_dir: str | Path | None = None, tracking_uri: str | None
             client = mlflow_client(uri)
             rejected = replay(client, wal)
             if end is None and wal.owner:
-                run = client.get_run(wal.run_id)
-                if run.info.status == "RUNNING":
-                    client.set_tag(wal.run_id, "avf.end_reason", "writer died; finished from its buffer")
-                    client.set_terminated(wal.run_id, "KILLED")
-                    end = "KILLED"
+                with auth_errors(uri):
+                    run = client.get_run(wal.run_id)
+                    if run.info.status == "RUNNING":
+                        client.set_tag(wal.run_id, "avf.end_reason", "writer died; finished from its buffer")
+                        client.set_terminated(wal.run_id, "KILLED")
+                        end = "KILLED"
         except Exception as exc:
-            if not (is_transient(exc) or isinstance(exc, TrackingUnavailableError)):
+            # refused credentials hold for every buffer: say so once instead of reporting each "unreachable"
+            if isinstance(exc, TrackingAuthError) or not (
+                is_transient(exc) or isinstance(exc, TrackingUnavailableError)
+            ):
                 wal.close(remove=False)
                 raise
             reports.append(

@@ -26,7 +26,15 @@ from avf.tracking.buffer import (
     replay,
     split_mapping,
 )
-from avf.tracking.store import TrackingUnavailableError, float_env, is_transient, reachable, set_global_uri
+from avf.tracking.store import (
+    TrackingAuthError,
+    TrackingUnavailableError,
+    auth_errors,
+    float_env,
+    is_transient,
+    reachable,
+    set_global_uri,
+)
 from avf.tracking.tags import MAX_TAG_LEN, param_value
 
 if TYPE_CHECKING:
@@ -272,10 +280,11 @@ class StageRun:
             raise FileNotFoundError(src)
         if self._online and not self._wal.pending:
             try:
-                if src.is_dir():
-                    self._client.log_artifacts(self.run_id, str(src), artifact_path)
-                else:
-                    self._client.log_artifact(self.run_id, str(src), artifact_path)
+                with auth_errors(self.tracking_uri):
+                    if src.is_dir():
+                        self._client.log_artifacts(self.run_id, str(src), artifact_path)
+                    else:
+                        self._client.log_artifact(self.run_id, str(src), artifact_path)
                 return
             except Exception as exc:
                 if not is_transient(exc):
@@ -336,7 +345,8 @@ class StageRun:
     ) -> str:
         """Log a pyfunc model (MLflow 3 LoggedModel) linked to this run; returns its ``models:/`` URI.
 
-        Needs the tracking store (raises :class:`TrackingUnavailableError` while it is unreachable).
+        Needs the tracking store (raises :class:`TrackingUnavailableError` while it is unreachable, and
+        :class:`TrackingAuthError` when it refuses the credentials).
         Extra keyword arguments go to MLflow (e.g. ``pip_requirements``, ``code_paths``).
         """
         import mlflow
@@ -358,17 +368,18 @@ class StageRun:
             kwargs.setdefault("flavor_name", _get_pyfunc_model_flavor_name(python_model))
         except ImportError:  # pragma: no cover - internal helper moved
             pass
-        info = Model.log(
-            artifact_path=None,
-            name=name,
-            flavor=mlflow.pyfunc,
-            run_id=self.run_id,
-            python_model=python_model,
-            artifacts={k: str(v) for k, v in (artifacts or {}).items()} or None,
-            input_example=input_example,
-            signature=signature,
-            **kwargs,
-        )
+        with auth_errors(self.tracking_uri):
+            info = Model.log(
+                artifact_path=None,
+                name=name,
+                flavor=mlflow.pyfunc,
+                run_id=self.run_id,
+                python_model=python_model,
+                artifacts={k: str(v) for k, v in (artifacts or {}).items()} or None,
+                input_example=input_example,
+                signature=signature,
+                **kwargs,
+            )
         self.model_uri = str(info.model_uri)
         self.set_tags({"avf.model_uri": self.model_uri})
         return self.model_uri
@@ -396,7 +407,11 @@ class StageRun:
             self._append("tags", data={"avf.error": error[:MAX_TAG_LEN]})
         if status is not None:
             self._append("end", status=status, ts=now_ms())
-        ok = self._flush(force=True, raise_rejected=False)
+        try:
+            ok = self._flush(force=True, raise_rejected=False)
+        except TrackingAuthError:
+            self._wal.close(remove=False)  # for `avf registry flush-buffer` with the right credentials
+            raise
         self._wal.close(remove=ok)
         if not ok:
             log.warning(

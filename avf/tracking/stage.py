@@ -28,9 +28,11 @@ from avf.tracking.buffer import BUFFER_DIR_ENV, WriteAheadLog, resolve_buffer_di
 from avf.tracking.runs import Run, StageRun
 from avf.tracking.store import (
     absolute_sqlite,
+    auth_errors,
     configure,
     is_http,
     mlflow_client,
+    project_dir,
     reachable,
     require_reachable,
     store_uri,
@@ -54,7 +56,7 @@ def _artifact_location(params: Params, uri: str, name: str) -> str | None:
     root = params.tracking.artifact_root
     if "://" in root:
         return f"{root.rstrip('/')}/{name}"
-    return (Path(root).resolve() / name).as_uri()
+    return ((project_dir() / root).resolve() / name).as_uri()
 
 
 def _experiment_id(client: MlflowClient, params: Params, uri: str, name: str) -> str:
@@ -114,9 +116,10 @@ def attach(
     client = mlflow_client(uri)
     exp_id, exp_name, name = "", "", ""
     if reachable(uri):
-        info = client.get_run(run_id).info  # fails loudly for a wrong id
-        exp_id, name = str(info.experiment_id), info.run_name or ""
-        exp_name = getattr(client.get_experiment(exp_id), "name", "")
+        with auth_errors(uri):
+            info = client.get_run(run_id).info  # fails loudly for a wrong id
+            exp_id, name = str(info.experiment_id), info.run_name or ""
+            exp_name = getattr(client.get_experiment(exp_id), "name", "")
     wal = WriteAheadLog.create(resolve_buffer_dir(buffer_dir), run_id, uri, owner=False)
     run = StageRun(client, run_id, exp_id, uri, wal, stage=stage, experiment_name=exp_name, run_name=name, owner=False)
     atexit.register(run.close)
@@ -137,10 +140,11 @@ def _open_run(
     client = mlflow_client(uri)
     require_reachable(uri, f"open the {stage} run")
     exp_name = experiment or experiment_name(params, stage, dataset)
-    exp_id = _experiment_id(client, params, uri, exp_name)
     all_tags = {**run_tags(params, stage, sections, dataset), **{k: str(v) for k, v in (tags or {}).items()}}
     name = run_name or default_run_name(stage, all_tags)
-    rid = client.create_run(exp_id, run_name=name, tags=all_tags).info.run_id
+    with auth_errors(uri):
+        exp_id = _experiment_id(client, params, uri, exp_name)
+        rid = client.create_run(exp_id, run_name=name, tags=all_tags).info.run_id
     wal = WriteAheadLog.create(bdir, rid, uri, owner=True)
     log.info("MLflow run %s (%s) in %s at %s", name, rid, exp_name, uri)
     return StageRun(client, rid, exp_id, uri, wal, stage=stage, experiment_name=exp_name, run_name=name)
@@ -166,7 +170,8 @@ def stage_run(
     A new run gets its experiment, name, tags and the flattened params of ``sections``, and ends
     FINISHED / FAILED / KILLED. A resumed run (``run_id`` given, e.g. Ray rank 0 in a worker) only
     logs: its creator owns the status. Opening a new run needs the tracking store
-    (:class:`TrackingUnavailableError` otherwise); later outages are buffered.
+    (:class:`TrackingUnavailableError` otherwise); later outages are buffered. Credentials or
+    permissions the server refuses raise :class:`TrackingAuthError`, whenever that happens.
     """
     uri = absolute_sqlite(tracking_uri) if tracking_uri else configure(params)
     bdir = resolve_buffer_dir(buffer_dir)

@@ -1,4 +1,5 @@
-"""The tracking store: its URI, a client for it, whether it answers, and which errors are transient.
+"""The tracking store: its URI, a client for it, whether it answers, which errors are transient, and
+which mean the server refused the credentials.
 
 ``MLFLOW_TRACKING_URI`` wins over ``params.tracking.uri``; relative SQLite paths are made absolute
 (Ray workers and child processes may change directory). mlflow is imported only inside functions.
@@ -6,9 +7,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -37,20 +41,42 @@ _PERMANENT_CODES = frozenset(
         "MALFORMED_REQUEST",
     }
 )
+# HTTP 401 / 403 from a server with authentication: neither an outage (waiting cannot fix them) nor a
+# rejected entry (dropping it would lose data that the right credentials or a grant would accept).
+_AUTH_CODES = frozenset({"UNAUTHENTICATED", "PERMISSION_DENIED"})
 
 
 class TrackingUnavailableError(RuntimeError):
     """The tracking store cannot be reached for an operation that cannot be buffered."""
 
 
+class TrackingAuthError(TrackingUnavailableError):
+    """The tracking server refused the credentials (HTTP 401) or the permission (HTTP 403)."""
+
+
+EXP_WORKSPACE = (".dvc", "tmp", "exps")  # where DVC runs queued and --temp experiments, deleted afterwards
+
+
+def project_dir(cwd: Path | None = None) -> Path:
+    """What relative store paths (SQLite file, artifact root, buffer) are relative to: the working directory,
+    or, inside a DVC experiment workspace (``<project>/.dvc/tmp/exps/...``), the project that owns it, so
+    that a queued experiment's runs land in the project's store rather than in a copy DVC deletes."""
+    parts = (cwd or Path.cwd()).resolve().parts
+    for i in range(len(parts) - len(EXP_WORKSPACE) + 1):
+        if parts[i : i + len(EXP_WORKSPACE)] == EXP_WORKSPACE:
+            return Path(*parts[:i])
+    return Path(*parts)
+
+
 def absolute_sqlite(uri: str) -> str:
-    """``sqlite:///rel.db`` -> ``sqlite:////abs/rel.db`` (Ray workers and children may chdir)."""
+    """``sqlite:///rel.db`` -> ``sqlite:////abs/rel.db`` under :func:`project_dir` (Ray workers and children
+    may chdir)."""
     prefix = "sqlite:///"
     if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
         rest = uri[len(prefix) :]
         path, sep, query = rest.partition("?")
         if path and path != ":memory:":
-            return prefix + str(Path(path).resolve()) + sep + query
+            return prefix + str((project_dir() / path).resolve()) + sep + query
     return uri
 
 
@@ -104,7 +130,30 @@ def mlflow_client(tracking_uri: str | None = None) -> MlflowClient:
 
     uri = store_uri(tracking_uri)
     set_global_uri(uri)
-    return MlflowClient(tracking_uri=uri)
+    with _sqlite_creation_lock(uri):
+        return MlflowClient(tracking_uri=uri)
+
+
+@contextlib.contextmanager
+def _sqlite_creation_lock(uri: str) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on a SQLite store's file while the client opens it.
+
+    Opening a store runs MLflow's table migrations; two stages opening a new store at once (experiments
+    run in parallel by ``dvc queue start -j 2``) both migrate and one fails. SQLite's own locks are
+    ``fcntl`` locks, which ``flock`` does not touch, and an empty file is an empty database to SQLite.
+    """
+    prefix = "sqlite:///"
+    path = uri[len(prefix) :].partition("?")[0] if uri.startswith(prefix + "/") else ""
+    if not path:
+        yield
+        return
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "ab") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def float_env(name: str, default: float) -> float:
@@ -145,12 +194,43 @@ def is_mlflow_error(exc: BaseException) -> bool:
     return isinstance(exc, MlflowException)
 
 
+def _auth_error(exc: BaseException, uri: str) -> TrackingAuthError | None:
+    """``exc`` as a :class:`TrackingAuthError` naming the client's settings when it is the server's
+    401 / 403 reply; None for any other error."""
+    from mlflow.exceptions import MlflowException
+
+    if not isinstance(exc, MlflowException) or exc.error_code not in _AUTH_CODES:
+        return None
+    user = os.environ.get("MLFLOW_TRACKING_USERNAME")
+    if exc.error_code == "PERMISSION_DENIED":
+        what = f"denied MLFLOW_TRACKING_USERNAME={user} access (HTTP 403): an admin of the server must grant it"
+    elif user:
+        what = f"rejected the login of MLFLOW_TRACKING_USERNAME={user} (HTTP 401): check MLFLOW_TRACKING_PASSWORD"
+    else:
+        what = "requires a login (HTTP 401): set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD"
+    return TrackingAuthError(f"MLflow tracking server {uri} {what}")
+
+
+@contextlib.contextmanager
+def auth_errors(uri: str) -> Iterator[None]:
+    """Re-raise the server's 401 / 403 replies inside the block as :class:`TrackingAuthError`."""
+    try:
+        yield
+    except Exception as exc:
+        if (err := _auth_error(exc, uri)) is not None:
+            raise err from exc
+        raise
+
+
 def is_transient(exc: BaseException) -> bool:
-    """Connectivity-type failures (keep the data buffered) versus caller errors (reject it)."""
+    """Connectivity-type failures (keep the data buffered) versus caller errors (reject it).
+
+    Authentication failures are neither: :func:`auth_errors` turns them into errors of their own.
+    """
     from mlflow.exceptions import MlflowException
 
     if isinstance(exc, MlflowException):
-        return exc.error_code not in _PERMANENT_CODES
+        return exc.error_code not in _PERMANENT_CODES | _AUTH_CODES
     try:
         import requests
 

@@ -13,6 +13,7 @@ import inspect
 import json
 import os
 import re
+import secrets
 import subprocess
 import sys
 import time
@@ -179,13 +180,15 @@ def _stack(
 
 
 def test_stack_refuses_to_expose_or_authenticate_without_credentials(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_SERVER_API_AUTH_STRING",)}
+    secrets_ = ("PREFECT_SERVER_API_AUTH_STRING", "MLFLOW_FLASK_SERVER_SECRET_KEY", "MLFLOW_AUTH_ADMIN_PASSWORD")
+    env = {k: v for k, v in os.environ.items() if k not in secrets_}
     out = _stack(tmp_path, "start", "--only", "prefect", "--expose", env=env)
     assert out.returncode == 2 and "PREFECT_SERVER_API_AUTH_STRING" in out.stderr
     out = _stack(tmp_path, "start", "--only", "ray", "--expose", env=env)
     assert out.returncode == 2 and "--advertise-ip" in out.stderr
     out = _stack(tmp_path, "start", "--only", "mlflow", "--auth", env=env)
-    assert out.returncode == 2 and "MLflow basic auth needs" in out.stderr
+    assert out.returncode == 2 and "MLflow basic auth needs MLFLOW_FLASK_SERVER_SECRET_KEY" in out.stderr
+    assert "MLFLOW_AUTH_ADMIN_PASSWORD (first start" in out.stderr and "Flask-WTF" not in out.stderr  # installed
     assert not list(tmp_path.glob("*.json"))  # nothing was started
     out = _stack(tmp_path, "status")
     assert out.returncode == 3 and out.stdout.count("stopped") == 3
@@ -203,8 +206,8 @@ def _session_members(sid: int) -> list[int]:
     return members
 
 
-def _http(url: str, auth: str | None = None) -> int:
-    req = urllib.request.Request(url, data=b"{}", headers={"content-type": "application/json"}, method="POST")
+def _http(url: str, auth: str | None = None, body: bytes = b"{}") -> int:
+    req = urllib.request.Request(url, data=body, headers={"content-type": "application/json"}, method="POST")
     if auth:
         req.add_header("Authorization", "Basic " + base64.b64encode(auth.encode()).decode())
     try:
@@ -276,6 +279,42 @@ def test_stack_starts_reports_and_stops_prefect_mlflow_and_ray(tmp_path: Path) -
         assert not Path(f"/proc/{pid}").exists(), name
         assert _session_members(pid) == [], f"{name} left processes behind"
     assert _stack(state, "status", env=env).returncode == 3
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_stack_starts_mlflow_with_basic_auth_on_loopback(tmp_path: Path) -> None:
+    import psutil
+
+    from avf.services import free_port
+
+    state, port = tmp_path / "stack", free_port()
+    password = "admin-" + secrets.token_hex(8)
+    env = {**os.environ, "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_hex(16)}
+    env["MLFLOW_AUTH_ADMIN_PASSWORD"] = password
+    args = [
+        "--only=mlflow",
+        "--auth",
+        f"--mlflow-port={port}",
+        f"--mlflow-backend-store-uri=sqlite:///{tmp_path / 'mlflow.db'}",
+        f"--mlflow-artifacts-destination={tmp_path / 'artifacts'}",
+    ]
+    out = _stack(state, "start", *args, env=env)
+    pid = json.loads((state / "mlflow.json").read_text())["pid"] if (state / "mlflow.json").exists() else None
+    try:
+        assert out.returncode == 0 and pid is not None, out.stdout + out.stderr
+        listening = {c.laddr.port: c.laddr.ip for c in psutil.net_connections("tcp") if c.status == "LISTEN"}
+        assert listening[port] == "127.0.0.1"
+        api = f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/search"
+        assert _http(api) == 401 and _http(api, "admin:wrong-password") == 401
+        assert _http(api, f"admin:{password}", b'{"max_results": 10}') == 200
+        assert oct((state / "mlflow_auth.ini").stat().st_mode & 0o777) == "0o600"
+        assert (state / "mlflow_auth.db").exists()  # the users live in the state dir
+        assert password not in (state / "mlflow_auth.ini").read_text()  # the admin password stays in the environment
+    finally:
+        stop = _stack(state, "stop", "--only=mlflow", env=env)
+    assert stop.returncode == 0, stop.stderr
+    assert pid is not None and not Path(f"/proc/{pid}").exists() and _session_members(pid) == []
 
 
 # ---------------------------------------------------------------------------------------------

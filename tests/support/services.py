@@ -8,6 +8,8 @@
             srv.stop(); srv.start()               # restart: same port, backend and artifacts
 
 Or use the ``running_mlflow`` fixture: ``from tests.support.services import running_mlflow  # noqa: F401``.
+With ``auth_config`` (see :func:`avf.services.write_auth_config`) and ``secret_key`` it runs MLflow's
+basic-auth app.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ def mlflow_server(
     backend_store_uri: str | None = None,
     artifacts_destination: str | None = None,
     timeout: float = 120.0,
+    auth_config: Path | None = None,
+    secret_key: str | None = None,
 ) -> Iterator[MlflowServer]:
     """Start ``mlflow server`` on 127.0.0.1 (SQLite backend and artifacts under ``workdir``); always stop it."""
     workdir.mkdir(parents=True, exist_ok=True)
@@ -38,6 +42,9 @@ def mlflow_server(
         port=port or free_port(),
         host="127.0.0.1",
         log_path=workdir / "mlflow-server.log",
+        basic_auth=auth_config is not None,
+        auth_config=auth_config,
+        secret_key=secret_key,
     )
     try:
         server.start(wait=True, timeout=timeout)

@@ -583,7 +583,9 @@ def test_registry_cli(store: dict[str, Any], tmp_path: Path) -> None:
     assert res.exit_code == 0 and "no buffered tracking data" in res.output
 
 
-def test_servers_bind_loopback_unless_exposed(tmp_path: Path) -> None:
+def test_servers_bind_loopback_unless_exposed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for key in (services.SECRET_KEY_ENV, services.ADMIN_PASSWORD_ENV, services.AUTH_CONFIG_ENV):
+        monkeypatch.delenv(key, raising=False)
     srv = services.MlflowServer("sqlite:///x.db", str(tmp_path), port=5123)
     cmd = srv.command()
     assert cmd[cmd.index("--host") + 1] == "127.0.0.1" and cmd[cmd.index("--workers") + 1] == "1"
@@ -591,7 +593,13 @@ def test_servers_bind_loopback_unless_exposed(tmp_path: Path) -> None:
     with pytest.raises(services.ServiceError, match="--expose"):
         services.MlflowServer("sqlite:///x.db", str(tmp_path), host="0.0.0.0").command()
     exposed = services.MlflowServer("sqlite:///x.db", str(tmp_path), host="0.0.0.0", expose=True, basic_auth=True)
+    exposed.auth_config = services.write_auth_config(tmp_path / "auth.ini")
+    with pytest.raises(services.ServiceError, match=r"MLFLOW_FLASK_SERVER_SECRET_KEY.*MLFLOW_AUTH_ADMIN_PASSWORD"):
+        exposed.command()
+    exposed.secret_key = "k" * 32
+    exposed.auth_config = services.write_auth_config(tmp_path / "auth.ini", admin_password="admin-pass-%-1")
     assert "--app-name" in exposed.command() and "basic-auth" in exposed.command()
+    assert exposed.env()["MLFLOW_AUTH_CONFIG_PATH"] == str(tmp_path / "auth.ini") and "k" * 32 not in repr(exposed)
     assert services.main(["mlflow", "status", "--host", "0.0.0.0", "--state-dir", str(tmp_path)]) == 2
     assert services.main(["mlflow", "stop", "--state-dir", str(tmp_path)]) == 0
 

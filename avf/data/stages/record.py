@@ -29,7 +29,8 @@ def track_report(params: Params, report: StageReport, where: Path) -> str | None
     """Record a finished data stage in MLflow: one run per stage and dataset under ``<prefix>/data``,
     with the stage's parameters, its counts and timings as metrics and ``summary.json`` / ``failures.csv``
     as artifacts. Returns the run id; None when ``tracking.log_data_stages`` is off or the store is down
-    (a warning: the stage's outputs are valid without it)."""
+    (a warning: the stage's outputs are valid without it). Credentials the server refuses raise
+    :class:`~avf.tracking.TrackingAuthError`: they are a setting to fix, not an outage."""
     if not params.tracking.log_data_stages:
         return None
     from avf import tracking
@@ -51,6 +52,8 @@ def track_report(params: Params, report: StageReport, where: Path) -> str | None
                 if (where / name).exists():
                     run.log_artifact(str(where / name), "report")
             return run.run_id
+    except tracking.TrackingAuthError:
+        raise
     except tracking.TrackingUnavailableError as exc:
         log.warning("%s %s not recorded in MLflow: %s", report.stage, report.dataset, exc)
         return None
