@@ -53,6 +53,32 @@ def verify(asset_dir: Path = ASSET_DIR) -> dict[str, str]:
     return problems
 
 
+def locate(path: str | Path, base_dir: str | Path | None = None) -> Path:
+    """A face model file: absolute, under ``base_dir``, relative to the working directory, or by its name in
+    this project's ``models/assets`` (a queued or ``--temp`` DVC experiment runs in a copy of the repository
+    that lacks the git-ignored model files). The path as given when it is nowhere."""
+    p = Path(path)
+    candidates = [p] if p.is_absolute() else [*([Path(base_dir) / p] if base_dir is not None else []), Path.cwd() / p]
+    candidates.append(ASSET_DIR / p.name)
+    return next((c for c in candidates if c.is_file()), p)
+
+
+def require(path: str | Path) -> Path:
+    """:func:`locate` a face model the faces stage needs; a pinned asset (named in ``SHA256SUMS``) must match it.
+
+    DVC tracks ``models/assets/SHA256SUMS`` rather than the model files (they are not in git), so a pinned
+    file that was changed in place would change the crops without DVC knowing: that is an error here.
+    Raises ``FileNotFoundError`` (missing) or ``ValueError`` (checksum), naming the file.
+    """
+    found = locate(path)
+    if not found.is_file():
+        raise FileNotFoundError(f"{path}: face model file not found (run `make setup` or `python -m avf.assets`)")
+    digest = expected_sums().get(found.name)
+    if digest is not None and found.resolve().parent == ASSET_DIR.resolve() and sha256(found) != digest:
+        raise ValueError(f"{found}: sha256 does not match models/assets/SHA256SUMS (run `python -m avf.assets`)")
+    return found
+
+
 def ensure(asset_dir: Path = ASSET_DIR, cache_dir: Path | None = None) -> None:
     """Extract the model files if any is missing or corrupt; raise ``RuntimeError`` when that fails."""
     if not verify(asset_dir):

@@ -27,7 +27,8 @@ from torch import nn
 
 from avf import __version__
 from avf.artifacts.weights import save_weights, state_dict_tensors
-from avf.predict.source import PACKAGE_CONFIG, PACKAGE_FORMAT, ModelSpec, resolve_asset
+from avf.assets import locate as locate_asset
+from avf.predict.source import PACKAGE_CONFIG, PACKAGE_FORMAT, ModelSpec
 from avf.utils.io import atomic_path
 
 __all__ = ["ONNX_OPSET", "check_onnx", "example_inputs", "export_onnx", "export_package"]
@@ -115,7 +116,7 @@ def export_package(model: nn.Module, spec: ModelSpec, out_dir: str | Path, onnx:
         (tmp / "assets").mkdir(parents=True)
         assets = {}
         for key, rel in wanted.items():
-            src = resolve_asset(rel, spec.base_dir)
+            src = locate_asset(rel, spec.base_dir)
             if not src.is_file():
                 raise FileNotFoundError(f"face model {rel} not found (run `make setup`): the package needs it")
             shutil.copy2(src, tmp / "assets" / src.name)

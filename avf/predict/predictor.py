@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from avf.assets import locate as locate_asset
 from avf.config.data import AugmentConfig, DataConfig
 from avf.config.predict import PredictConfig
 from avf.data.face import FaceDetector, LandmarkModel
@@ -35,7 +36,7 @@ from avf.data.transforms import ClipTransform
 from avf.data.video import MediaError
 from avf.predict.heads import DatasetHead
 from avf.predict.prepare import PreparedVideo, WindowInput, plan_windows, prepare_video, window_input
-from avf.predict.source import ModelSpec, load_model, resolve_asset
+from avf.predict.source import ModelSpec, load_model
 from avf.utils.device import resolve_device
 
 __all__ = ["Predictor", "VideoPrediction", "WindowPrediction"]
@@ -137,9 +138,9 @@ class Predictor:
 
         cfg, base = self.spec.face, self.spec.base_dir
         if self._detector is None:
-            self._detector = get_detector(str(resolve_asset(cfg.detector_model, base)), cfg.min_score)
+            self._detector = get_detector(str(locate_asset(cfg.detector_model, base)), cfg.min_score)
         if cfg.align and self._landmarks is None:
-            self._landmarks = get_landmark_model(str(resolve_asset(cfg.landmark_model, base)))
+            self._landmarks = get_landmark_model(str(locate_asset(cfg.landmark_model, base)))
         return self._detector, self._landmarks
 
     def prepare(self, path: str | Path) -> PreparedVideo:

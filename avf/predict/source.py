@@ -33,7 +33,6 @@ __all__ = [
     "PACKAGE_FORMAT",
     "ModelSpec",
     "load_model",
-    "resolve_asset",
 ]
 
 log = logging.getLogger(__name__)
@@ -74,20 +73,6 @@ class ModelSpec:
             "clip": self.clip.model_dump(mode="json"),
             "audio": self.audio.model_dump(mode="json"),
         }
-
-
-def resolve_asset(path: str, base_dir: str | Path | None = None) -> Path:
-    """A face model file: absolute, next to the model, relative to the working dir, or in ``models/assets``."""
-    from avf.assets import ASSET_DIR
-
-    p = Path(path)
-    candidates = [p] if p.is_absolute() else []
-    if not p.is_absolute():
-        if base_dir is not None:
-            candidates.append(Path(base_dir) / p)
-        candidates.append(Path.cwd() / p)
-    candidates.append(ASSET_DIR / p.name)
-    return next((c for c in candidates if c.is_file()), p)
 
 
 def _read_json(path: str | Path) -> dict[str, Any]:

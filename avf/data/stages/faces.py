@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from avf.assets import locate as locate_asset
 from avf.config.data import DataConfig, DatasetSpec, FaceConfig
 from avf.data.adapters import RawClip
 from avf.data.audio import audio_duration
@@ -120,8 +121,8 @@ def face_job(job: FaceJob) -> dict[str, Any]:
         "source": job.video,
     }
     try:
-        detector = get_detector(job.cfg.detector_model, job.cfg.min_score)
-        landmarks = get_landmark_model(job.cfg.landmark_model) if job.cfg.align else None
+        detector = get_detector(str(locate_asset(job.cfg.detector_model)), job.cfg.min_score)
+        landmarks = get_landmark_model(str(locate_asset(job.cfg.landmark_model))) if job.cfg.align else None
         fps, timing, note = job.timing()
         result = crop_clip(job.video, job.cfg, detector, landmarks, frames=job.frame_source(fps), region=job.crop)
     except MediaError as e:

@@ -1,0 +1,43 @@
+"""Every dependency of every stage exists in a fresh DVC experiment workspace.
+
+``dvc exp run --queue`` and ``--temp`` run in a copy of the repository under ``.dvc/tmp/exps/`` that holds
+the git-tracked files and the DVC outputs, nothing else. A dependency that is neither (the face model
+files, extracted by ``make setup`` and git-ignored, were one) makes every queued experiment fail at the
+first stage that lists it. Read with DVC's own parser, so ``foreach`` and ``${...}`` are expanded.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from dvc.repo import Repo
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _inside(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip("/") + "/")
+
+
+def test_every_stage_dependency_is_in_git_or_a_dvc_output() -> None:
+    listed = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    in_git = set(listed.splitlines())
+    with Repo(str(ROOT)) as repo:
+        stages = list(repo.index.stages)
+        outs = [o.def_path for s in stages for o in s.outs]
+        missing = [
+            f"{s.addressing}: {d.def_path}"
+            for s in stages
+            for d in s.deps
+            if d.def_path not in in_git
+            and not any(_inside(f, d.def_path) for f in in_git)  # a folder of tracked files
+            and not any(_inside(d.def_path, o) or _inside(o, d.def_path) for o in outs)  # an output, in or around
+        ]
+    assert missing == [], f"not in git and not produced by a stage, so absent from experiment workspaces: {missing}"
+
+
+def test_the_faces_stage_tracks_the_pinned_models_by_their_checksums() -> None:
+    with Repo(str(ROOT)) as repo:
+        faces = [s for s in repo.index.stages if s.addressing.startswith("faces@")]
+    assert faces and all("models/assets/SHA256SUMS" in {d.def_path for d in s.deps} for s in faces)
