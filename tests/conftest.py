@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from avf.env import apply_defaults
+from avf.utils.terminal import LOG_DIR_ENV
 from tests.support.durations import DURATIONS, DurationRecorder, load_durations, longest_first
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -56,3 +57,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture(scope="session")
 def project_root() -> Path:
     return ROOT
+
+
+@pytest.fixture(scope="session", autouse=True)
+def stage_log_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The log files of the quiet stages tests run (avf.utils.terminal) go here, not to the checkout's runs/."""
+    folder = tmp_path_factory.mktemp("stage-logs")
+    os.environ[LOG_DIR_ENV] = str(folder)
+    return folder

@@ -28,13 +28,15 @@ app = typer.Typer(
 
 @app.callback()
 def _root(
+    ctx: typer.Context,
     params: Path = typer.Option(Path("params.yaml"), "--params", "-p", help="Parameters file (DVC params)."),
-    verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="More log output (-vv for debug)."),
+    verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="Other programs' output too (-vv: debug)."),
 ) -> None:
     common.STATE.params_path = params
     common.STATE.verbose = verbose
     apply_defaults()
     common.setup_logging(verbose)
+    ctx.call_on_close(common.end_quiet)
 
 
 app.add_typer(data_app, name="data", help="Data preparation: demo data, faces, audio, manifests, shards.")
@@ -49,4 +51,5 @@ app.command("doctor", help="Check the installation: versions, CPU/GPU, face asse
 
 
 def main() -> None:
+    common.STATE.whole_process = True
     app()

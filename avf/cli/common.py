@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import typer
-from rich.console import Console
+from rich.console import RenderableType
+
+from avf.utils import terminal
 
 if TYPE_CHECKING:
     from avf.config import Params
@@ -22,53 +23,65 @@ EXIT_FAILED = 1  # the stage ran but failed (e.g. too many clips failed, a metri
 EXIT_USAGE = 2  # bad command line or invalid params.yaml
 EXIT_MISSING = 3  # a required input, asset or service is missing
 
-console = Console(stderr=True)
+console = terminal.console  # avf's own output: the terminal, also while a quiet stage logs the rest to a file
 
 
 @dataclass
 class State:
     params_path: Path = Path("params.yaml")
     verbose: int = 0
+    # the command is the whole process (the `avf` script): a quiet stage's redirect then stays until the process
+    # exits, so what Ray, MLflow and mediapipe print while shutting down goes to its log too
+    whole_process: bool = False
 
 
 STATE = State()
 
 
-class _CurrentStderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """Writes to whatever ``sys.stderr`` is at emit time.
-
-    A plain ``StreamHandler(sys.stderr)`` keeps the stream it was given; when the CLI runs inside
-    another program that swaps ``sys.stderr`` (pytest's capture, typer's ``CliRunner``, a notebook),
-    the root logger is left holding a closed file and every later log record raises.
-    """
-
-    def __init__(self) -> None:
-        super().__init__(sys.stderr)
-
-    @property  # type: ignore[override]
-    def stream(self) -> Any:
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, _value: object) -> None:
-        pass
-
-
 def setup_logging(verbose: int) -> None:
     level = logging.DEBUG if verbose > 1 else logging.INFO
-    if sys.stderr.isatty():
+    if terminal.is_tty():
         from rich.logging import RichHandler
 
         handler: logging.Handler = RichHandler(console=console, show_path=False, rich_tracebacks=False)
         fmt = "%(message)s"
     else:
-        handler = _CurrentStderrHandler()
-        fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+        handler = terminal.TerminalHandler()
+        fmt = terminal.LOG_FORMAT
+    handler.addFilter(terminal.OwnRecords())
     logging.basicConfig(level=level, format=fmt, handlers=[handler], force=True)
     for noisy in ("absl", "urllib3", "matplotlib", "PIL", "filelock", "alembic", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     os.environ.setdefault("GLOG_minloglevel", "2")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def quiet_stage(name: str) -> None:
+    """Other programs' output of this stage goes to its log file (:mod:`avf.utils.terminal`), unless ``-v``.
+
+    In-process (tests, notebooks) the redirect ends with the command (:func:`end_quiet`); run as the `avf`
+    script it lasts until the process exits.
+    """
+    if not STATE.verbose:
+        terminal.quiet(terminal.log_path(name))
+
+
+def end_quiet() -> None:
+    """Undo :func:`quiet_stage` at the end of an in-process command (the root command's close callback)."""
+    stage_log = terminal.active()
+    if stage_log is not None and not STATE.whole_process:
+        stage_log.restore()
+
+
+def summary(table: RenderableType, line: str, note: str | None = None) -> None:
+    """A stage's closing summary: ``table`` and then ``note`` on a terminal; ``line`` and ``note`` as one line
+    in a log (DVC, CI)."""
+    if terminal.is_tty():
+        console.print(table)
+        if note:
+            console.print(note, highlight=False, markup=False)
+    else:
+        console.print(f"{line}; {note}" if note else line, soft_wrap=True, highlight=False, markup=False)
 
 
 def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:

@@ -17,11 +17,12 @@ def synth(
     out: Path = typer.Option(Path("data/raw"), "--out", help="Folder that receives one sub-folder per dataset."),
 ) -> None:
     """Generate the embedded demo dataset (DVC stage ``synth``): RAVDESS- and CREMA-D-style talking faces."""
+    common.quiet_stage("synth")
     params = common.load()
     from avf.demo import generate_all
 
     summary = generate_all(params.data.synth, out, workers=params.data.workers)
-    common.console.print(summary.table())
+    common.summary(summary.table(), summary.line())
 
 
 @app.command("import-lists")
@@ -61,8 +62,7 @@ def _finish_stage(report: Any, params: Any, reports: Path) -> None:
     from avf.data.stages.record import finish_stage
 
     where = finish_stage(params, report, reports)
-    common.console.print(report.table())
-    common.console.print(f"report: {where}/summary.json, failures: {where}/failures.csv", highlight=False)
+    common.summary(report.table(), report.line(), f"report: {where}/summary.json, failures: {where}/failures.csv")
     if report.too_many_failures(params.data.max_fail_frac):
         common.fail(
             f"{report.stage} {report.dataset}: {report.failed} of {report.total} clips failed "
@@ -77,6 +77,7 @@ def _run_stage(stage: str, dataset: str, reports: Path, body: Any) -> None:
     from avf.data.report import StageReport
     from avf.runtime.lifecycle import sigterm_raises
 
+    common.quiet_stage(f"{stage}-{dataset}")
     params = common.load()
     spec = _dataset_spec(params, dataset)
     report = StageReport(stage, spec.name)
@@ -104,9 +105,14 @@ def faces(
     from avf.data.stages.faces import run_faces
 
     def body(params: Any, spec: Any, report: Any) -> None:
+        from avf import assets
+
         face = params.data.face
         for model in [face.detector_model] + ([face.landmark_model] if face.align else []):
-            common.require_file(Path(model), "face model asset (run `make setup`)")
+            try:
+                assets.require(model)
+            except (FileNotFoundError, ValueError) as e:  # missing, or a pinned file changed in place
+                common.fail(str(e), common.EXIT_MISSING)
         run_faces(spec, out, params.data, report, ray_address=params.ray.address)
 
     _run_stage("faces", dataset, reports, body)

@@ -19,6 +19,7 @@ def run(
     out: Path = typer.Option(Path("reports/eval"), "--out"),
 ) -> None:
     """Evaluate the fine-tuned model on the test split of its fold with the test-time views."""
+    common.quiet_stage("evaluate")
     params = common.load()
     from avf.eval.run import evaluate
 
@@ -29,9 +30,11 @@ def run(
         common.fail(str(e), common.EXIT_USAGE)
     from rich.table import Table
 
-    table = Table(title=f"evaluation: {result['dataset']} fold {result['fold']}")
+    title = f"evaluation: {result['dataset']} fold {result['fold']}"
+    shown = {k: f"{v:.2f}" if isinstance(v, float) else str(v) for k, v in result.items()}
+    table = Table(title=title)
     table.add_column("metric")
     table.add_column("value", justify="right")
-    for k, v in result.items():
-        table.add_row(k, f"{v:.2f}" if isinstance(v, float) else str(v))
-    common.console.print(table)
+    for k, v in shown.items():
+        table.add_row(k, v)
+    common.summary(table, f"{title}: " + ", ".join(f"{k} {v}" for k, v in shown.items()))

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from avf.predict import Predictor
     from avf.predict.heads import DatasetHead
 
-__all__ = ["export", "predict"]
+__all__ = ["export", "predict", "run_summary"]
 
 
 def _params() -> Params:
@@ -52,6 +52,7 @@ def predict(
     """Predict per window and per video with a fine-tuned model, using its training preprocessing."""
     from avf.predict.inputs import expand_inputs
 
+    common.quiet_stage("predict")
     params = _params()
     try:
         paths = expand_inputs(inputs, params.predict.extensions)
@@ -128,14 +129,17 @@ def _predict_local(
                 pred.prepared = None
             what = rec["error"] if not rec["ok"] else _verdict(rec)
             common.console.print(f"{vid}: {what}", highlight=False, markup=False)
-    took = time.perf_counter() - t0
     common.console.print(
-        f"{writer.videos} video(s), {writer.failed} failed, {seconds:.1f} s of video in {took:.1f} s "
-        f"({took / max(seconds, 1e-9):.2f} s per video-second) -> {out}",
-        highlight=False,
+        run_summary(writer.videos, writer.failed, seconds, time.perf_counter() - t0, out), highlight=False
     )
     if writer.failed == writer.videos:
         raise typer.Exit(common.EXIT_FAILED)
+
+
+def run_summary(videos: int, failed: int, seconds: float, took: float, out: Path) -> str:
+    """The closing line of ``avf predict``: the speed only when some video was read."""
+    speed = f" ({took / seconds:.2f} s per video-second)" if seconds > 0 else ""
+    return f"{videos} video(s), {failed} failed, {seconds:.1f} s of video in {took:.1f} s{speed} -> {out}"
 
 
 def _verdict(rec: dict[str, Any]) -> str:

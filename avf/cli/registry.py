@@ -69,6 +69,7 @@ def register(
     """Register a model as a new version and point an alias at it (DVC stage: register)."""
     from avf.predict.register import register_model
 
+    common.quiet_stage("register")
     params = common.load()
     tags = _parse_tags(tag)
     try:

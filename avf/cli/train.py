@@ -29,12 +29,14 @@ def _run(fn, *args, **kwargs):  # type: ignore[no-untyped-def]
 def _print(summary: dict) -> None:
     from rich.table import Table
 
+    shown = {k: f"{v:.4g}" if isinstance(v, float) else str(v) for k, v in summary.items()}
     table = Table(title=f"stage {summary.get('stage')}")
     table.add_column("metric")
     table.add_column("value", justify="right")
-    for k, v in summary.items():
-        table.add_row(k, f"{v:.4g}" if isinstance(v, float) else str(v))
-    common.console.print(table)
+    for k, v in shown.items():
+        table.add_row(k, v)
+    line = ", ".join(f"{k} {v}" for k, v in shown.items() if k != "stage")
+    common.summary(table, f"stage {summary.get('stage')}: {line}")
 
 
 @app.command("pretrain")
@@ -45,6 +47,7 @@ def pretrain(
     storage: Path | None = STORAGE,
 ) -> None:
     """Stage 1: self-supervised audio-visual masked autoencoding (DVC stage ``pretrain``)."""
+    common.quiet_stage("pretrain")
     params = common.load()
     from avf.train.stages import run_pretrain
 
@@ -61,6 +64,7 @@ def intermediate(
     storage: Path | None = STORAGE,
 ) -> None:
     """Stage 2: hybrid intermediate fine-tuning on the labelled mixture (DVC stage ``intermediate``)."""
+    common.quiet_stage("intermediate")
     params = common.load()
     from avf.train.stages import run_supervised
 
@@ -92,6 +96,7 @@ def finetune(
     storage: Path | None = STORAGE,
 ) -> None:
     """Stage 3: targeted fine-tuning on ``data.target`` and ``data.split.fold`` (DVC stage ``finetune``)."""
+    common.quiet_stage("finetune")
     params = common.load()
     from avf.train.stages import run_supervised
 

@@ -112,6 +112,17 @@ class StageReport:
         write_json(out / "summary.json", self.summary(max_fail_frac))
         return out
 
+    def line(self) -> str:
+        """What :meth:`table` shows, on one line (for logs)."""
+        parts = [f"{self.processed} processed", f"{self.skipped} skipped"]
+        if self.excluded:
+            parts.append(f"{self.excluded} excluded")
+        parts += [f"{n} flagged {flag}" for flag, n in sorted(self.flags.items())]
+        failed = f"{self.failed} failed ({self.fail_frac:.1%})"
+        reasons = ", ".join(f"{reason} {n}" for reason, n in self.by_reason().most_common())
+        parts.append(f"{failed}: {reasons}" if reasons else failed)
+        return f"{self.stage} {self.dataset}: " + ", ".join(parts)
+
     def table(self) -> Any:
         """A rich table: processed / skipped / failed by reason."""
         from rich.table import Table

@@ -164,6 +164,17 @@ class SynthSummary:
     def bytes(self) -> int:
         return int(sum(c["bytes"] for c in self.clips))
 
+    def line(self) -> str:
+        """The totals of :meth:`table` on one line (for logs)."""
+        per = Counter[str]()
+        for c in self.clips:
+            per[c["dataset"]] += 1
+        sets = ", ".join(f"{ds} {n}" for ds, n in sorted(per.items()))
+        return (
+            f"avf data synth -> {self.out}: {len(self.clips)} clips ({sets}), {self.seconds:.1f} s, "
+            f"{self.bytes / 1e6:.1f} MB ({self.elapsed_s:.1f} s wall, {self.workers} workers)"
+        )
+
     def table(self) -> Table:
         """A rich Table: clips and media seconds per dataset and emotion, with totals."""
         from rich.table import Table
@@ -208,7 +219,7 @@ def generate_all(cfg: SynthConfig, out: Path, workers: int = 2) -> SynthSummary:
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
     summary = SynthSummary(out, rows, time.monotonic() - start, workers)
-    log.info(
+    log.debug(  # the CLI prints the summary itself
         "synth: %d clips, %.0f s of media, %.1f MB in %.1f s",
         len(rows),
         summary.seconds,

@@ -75,5 +75,6 @@ def log_video_model(run: Any, model_dir: str | Path, settings: Mapping[str, Any]
         model_dir,
         functools.partial(load_video_model, settings=dict(settings)),
         inputs={"video": "string"},  # file paths readable where the model runs; outputs depend on the classes
+        example={"video": ["talk.mp4"]},  # MLflow's check answers it with a row saying the file is unreadable
         requirements=VIDEO_MODEL_REQUIREMENTS,
     )

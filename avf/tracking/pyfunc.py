@@ -14,11 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import mlflow.pyfunc
+import pandas as pd
 from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema
 
 from avf.tracking.runs import NullRun, Run
-from avf.tracking.store import TrackingUnavailableError
+from avf.tracking.store import TrackingAuthError, TrackingUnavailableError
 
 __all__ = ["MODEL_DIR", "ServedModel", "log_served_model", "pinned"]
 
@@ -26,13 +27,12 @@ log = logging.getLogger(__name__)
 
 MODEL_DIR = "model_dir"  # the artifact holding the served folder (a stage output or an exported package)
 
-Predict = Callable[[Any], Any]
+# MLflow hands the served model a table with the columns of its signature; the answer is a table too
+Predict = Callable[[pd.DataFrame], pd.DataFrame]
 
 
 class ServedModel(mlflow.pyfunc.PythonModel):  # type: ignore[misc]
     """MLflow pyfunc over ``load(model_dir) -> predict``; ``predict(model_input)`` answers every request."""
-
-    _skip_type_hint_validation = True  # the loader's function validates its input itself
 
     def __init__(self, load: Callable[[str], Predict]) -> None:
         self.load = load
@@ -41,7 +41,9 @@ class ServedModel(mlflow.pyfunc.PythonModel):  # type: ignore[misc]
     def load_context(self, context: Any) -> None:
         self._predict = self.load(context.artifacts[MODEL_DIR])
 
-    def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
+    def predict(
+        self, context: mlflow.pyfunc.PythonModelContext, model_input: pd.DataFrame, params: dict[str, Any] | None = None
+    ) -> pd.DataFrame:
         if self._predict is None:
             raise RuntimeError("the served model was not loaded (mlflow.pyfunc.load_model loads it)")
         return self._predict(model_input)
@@ -64,14 +66,16 @@ def log_served_model(
     load: Callable[[str], Predict],
     *,
     inputs: Mapping[str, str],
+    example: Mapping[str, Sequence[Any]],
     requirements: Sequence[str],
 ) -> str | None:
     """Log ``model_dir`` as a :class:`ServedModel` of ``run``; returns its ``models:/`` URI.
 
-    ``inputs`` is the input signature (column -> MLflow type); ``requirements`` the distributions the
-    model needs where it is served (pinned to the installed versions). Returns None for a
+    ``inputs`` is the input signature (column -> MLflow type), ``example`` an input of it (column -> values)
+    that MLflow keeps as the model's input example and tries at logging; ``requirements`` the distributions
+    the model needs where it is served (pinned to the installed versions). Returns None for a
     :class:`NullRun` or when the tracking store is unreachable (a warning: the DVC output stays valid and
-    the model can be logged again later).
+    the model can be logged again later); refused credentials raise :class:`TrackingAuthError`.
     """
     if isinstance(run, NullRun):
         return None
@@ -82,8 +86,11 @@ def log_served_model(
             artifacts={MODEL_DIR: str(model_dir)},
             name="model",
             signature=signature,
+            input_example=pd.DataFrame({k: list(v) for k, v in example.items()}),
             pip_requirements=pinned(requirements),
         )
+    except TrackingAuthError:
+        raise
     except TrackingUnavailableError as exc:
         log.warning("model not logged to MLflow: %s", exc)
         return None

@@ -14,6 +14,7 @@ from typing import Any
 from avf.config import RayConfig
 from avf.runtime.ray_train import RunResult
 from avf.utils.device import resolve_device
+from avf.utils.progress import Progress
 
 __all__ = ["FORWARDED_ENV", "RunResult", "run"]
 
@@ -30,7 +31,8 @@ FORWARDED_ENV = (
 
 
 def run(config: dict[str, Any], cfg: RayConfig, name: str, storage: Path) -> RunResult:
-    """Run the training worker function (in-process or under Ray Train) and return its newest checkpoint."""
+    """Run the training worker function (in-process or under Ray Train) and return its newest checkpoint; its
+    progress (steps, epoch, loss) is shown here, in the driver."""
     storage = storage.resolve()
     config = {
         **config,
@@ -38,15 +40,21 @@ def run(config: dict[str, Any], cfg: RayConfig, name: str, storage: Path) -> Run
         "run_dir": str(storage / name),
     }
     storage.mkdir(parents=True, exist_ok=True)
-    if cfg.num_workers == 0:  # in-process, resumable from storage/name, no Ray cluster at all
-        from avf.train.worker import run_local
+    with Progress(config["stage"], unit="steps") as bar:
 
-        # ray.use_gpu means the same in-process as on Ray workers: train on this machine's first GPU
-        _, session = run_local(config, storage / name, device=resolve_device("cuda" if cfg.use_gpu else "cpu"))
-        if session.latest is None:
-            raise RuntimeError("training finished without reporting a checkpoint")
-        return RunResult(checkpoint=session.latest, metrics=session.reports[-1] if session.reports else {})
-    from avf.runtime.ray_train import fit
-    from avf.train.worker import train_func
+        def show(step: int, total: int, fields: dict[str, str]) -> None:
+            bar.update(step, total, **fields)
 
-    return fit(train_func, config, cfg, name, storage)
+        if cfg.num_workers == 0:  # in-process, resumable from storage/name, no Ray cluster at all
+            from avf.train.worker import run_local
+
+            # ray.use_gpu means the same in-process as on Ray workers: train on this machine's first GPU
+            device = resolve_device("cuda" if cfg.use_gpu else "cpu")
+            _, session = run_local(config, storage / name, device=device, progress=show)
+            if session.latest is None:
+                raise RuntimeError("training finished without reporting a checkpoint")
+            return RunResult(checkpoint=session.latest, metrics=session.reports[-1] if session.reports else {})
+        from avf.runtime.ray_train import fit
+        from avf.train.worker import train_func
+
+        return fit(train_func, config, cfg, name, storage, progress=show)

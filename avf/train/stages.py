@@ -73,11 +73,14 @@ def _execute(
     from avf.train import launch
 
     name = _run_name(params, stage, inputs)
+    # where it resumes from, exactly, is the training loop's line in the stage log (Ray workers log there)
+    resuming = ", resuming from its checkpoints" if any((storage / name).glob("checkpoint_*")) else ""
     log.info(
-        "%s: run %s (%s)",
+        "%s: run %s (%s)%s",
         stage,
         name,
         "in-process" if params.ray.num_workers == 0 else f"{params.ray.num_workers} Ray workers",
+        resuming,
     )
     result = launch.run(config, params.ray, name, storage)
     state = json.loads((result.checkpoint / "state.json").read_text())["loop"]
@@ -88,7 +91,7 @@ def _drop_finished_run(run_dir: Path) -> None:
     """Delete a run's checkpoints once its stage output is written: they only serve to resume an interrupted
     run, and every new params/code version starts its own (2 checkpoints of base with its optimizer: ~4 GB)."""
     shutil.rmtree(run_dir, ignore_errors=True)
-    log.info("removed the finished run's checkpoints %s (the stage output holds the result)", run_dir)
+    log.debug("removed the finished run's checkpoints %s (the stage output holds the result)", run_dir)
 
 
 def _write_reports(report_dir: Path, state: dict[str, Any], summary: dict[str, Any]) -> None:

@@ -1,7 +1,7 @@
 """The function every Ray Train worker runs: rebuild the config, build the stage's task, run the loop.
 
 Only world rank 0 talks to MLflow (it attaches to the run the driver opened); every rank reports its
-metrics and rank 0 its checkpoint to Ray each epoch.
+metrics and rank 0 its checkpoint to Ray each epoch, and its progress (step, epoch, loss) to the driver.
 """
 
 from __future__ import annotations
@@ -9,13 +9,16 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from avf.config import Params, parse_params
 from avf.train.loop import fit
 from avf.train.session import LocalSession, Session
+
+if TYPE_CHECKING:
+    from avf.runtime.ray_train import ProgressFn
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +43,21 @@ def build_task(config: dict[str, Any], params: Params, session: Session) -> Any:
     return SupervisedTask(params, cfg, datasets, session, init, multi_head=stage == "intermediate")
 
 
-def run_worker(config: dict[str, Any], session: Session) -> dict[str, Any]:
-    """Run one stage's training on ``session`` (used by Ray workers and in-process tests)."""
+def _progress_fields(
+    metrics: dict[str, float], step: int, steps_per_epoch: int, epochs: int, select: str | None
+) -> dict[str, str]:
+    """What the progress display shows of a log call's ``metrics``: epoch, training loss, selection metric."""
+    fields = {"epoch": f"{min(epochs, -(-step // max(1, steps_per_epoch)))}/{epochs}"}
+    if "train/loss" in metrics:
+        fields["loss"] = f"{metrics['train/loss']:.4g}"
+    if select and f"epoch/{select}" in metrics:
+        fields[select] = f"{metrics[f'epoch/{select}']:.4g}"
+    return fields
+
+
+def run_worker(config: dict[str, Any], session: Session, progress: ProgressFn | None = None) -> dict[str, Any]:
+    """Run one stage's training on ``session`` (used by Ray workers and in-process tests); rank 0 reports its
+    progress to ``progress``."""
     params = parse_params(config["params"], "<params from driver>")
     torch.manual_seed(params.seed)
     if config.get("threads_per_worker"):
@@ -53,11 +69,16 @@ def run_worker(config: dict[str, Any], session: Session) -> dict[str, Any]:
 
         run = tracking.attach(config["mlflow_run_id"], config.get("tracking_uri"))
 
+    steps_per_epoch, epochs = task.steps_per_epoch(), task.cfg.epochs
+
     def log_fn(metrics: dict[str, float], step: int) -> None:
         if run is not None:
             run.log_metrics(metrics, step=step)
         shown = ", ".join(f"{k}={v:.4g}" for k, v in metrics.items() if not k.endswith("epoch"))
         log.info("[%s] step %d: %s", config["stage"], step, shown)
+        if progress is not None:
+            fields = _progress_fields(metrics, step, steps_per_epoch, epochs, task.select_metric)
+            progress(step, steps_per_epoch * epochs, fields)
 
     return fit(task, session, log_fn)
 
@@ -66,17 +87,21 @@ def train_func(config: dict[str, Any]) -> None:
     """Ray Train entry point (``TorchTrainer(train_func, train_loop_config=config)``)."""
     from avf.artifacts.checkpoints import newest_complete_checkpoint
     from avf.env import apply_defaults
-    from avf.runtime.ray_train import RaySession
+    from avf.runtime.ray_train import PROGRESS_KEY, RaySession
 
     os.environ.update(config.get("env", {}))
     apply_defaults()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    run_worker(config, RaySession(config.get("run_dir"), newest_complete_checkpoint))
+    session = RaySession(config.get("run_dir"), newest_complete_checkpoint, config.get(PROGRESS_KEY))
+    run_worker(config, session, session.progress)
 
 
 def run_local(
-    config: dict[str, Any], checkpoint_root: Path | None = None, device: str | torch.device = "cpu"
+    config: dict[str, Any],
+    checkpoint_root: Path | None = None,
+    device: str | torch.device = "cpu",
+    progress: ProgressFn | None = None,
 ) -> tuple[dict[str, Any], LocalSession]:
     """Run a stage in this process without Ray, on ``device``."""
     session = LocalSession(checkpoint_root, device=device)
-    return run_worker(config, session), session
+    return run_worker(config, session, progress), session

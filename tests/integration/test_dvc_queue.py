@@ -79,7 +79,8 @@ def test_two_queued_experiments_run_in_parallel_and_log_to_the_project_store(tmp
             time.sleep(1)
     finally:
         _dvc(project, env, "queue", "stop", "--kill")
-    assert status.count("Success") == 2, status + "\n".join(_dvc(project, env, "queue", "logs", n) for n in ("two", "three"))
+    logs = "\n".join(_dvc(project, env, "queue", "logs", name) for name in ("two", "three"))
+    assert status.count("Success") == 2, f"{status}\n{logs}"
 
     shown = json.loads(_dvc(project, env, "exp", "show", "--json"))
     exps = {

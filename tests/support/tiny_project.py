@@ -15,6 +15,8 @@ from typing import Any
 
 import yaml
 
+from avf.utils.terminal import LOG_DIR_ENV
+
 AVF = str(Path(sys.executable).with_name("avf"))
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -46,12 +48,14 @@ PRETRAIN = ["train", "pretrain", "--shards", "data/shards"]
 
 
 def env(project: Path, store: str = "mlruns") -> dict[str, str]:
-    """The stage environment: the venv's tools first, the project's own SQLite store ``<store>.db`` and buffer."""
+    """The stage environment: the venv's tools first, the project's own SQLite store ``<store>.db`` and buffer,
+    the stage logs in the project's ``runs/logs/``."""
     return {
         **os.environ,
         "PATH": f"{Path(AVF).parent}:{os.environ['PATH']}",
         "MLFLOW_TRACKING_URI": f"sqlite:///{project}/{store}.db",
         "AVF_MLFLOW_BUFFER_DIR": str(project / "runs" / f"{store}-buffer"),
+        LOG_DIR_ENV: str(project / "runs" / "logs"),
     }
 
 

@@ -131,3 +131,13 @@ def test_invalid_params_exit_2_naming_the_key(tmp_path: Path) -> None:
 def test_unknown_command_and_missing_option_exit_2() -> None:
     assert _avf("trian").returncode == 2
     assert _avf("data", "faces").returncode == 2  # --dataset is required
+
+
+def test_predict_summary_gives_a_speed_only_when_some_video_was_read() -> None:
+    from avf.cli.predict import run_summary
+
+    out = Path("predictions")
+    assert run_summary(1, 1, 0.0, 0.9, out) == "1 video(s), 1 failed, 0.0 s of video in 0.9 s -> predictions"
+    assert run_summary(2, 0, 6.0, 1.0, out) == (
+        "2 video(s), 0 failed, 6.0 s of video in 1.0 s (0.17 s per video-second) -> predictions"
+    )

@@ -177,3 +177,17 @@ def test_epoch_length_can_exceed_one_pass() -> None:
     assert flat[:8] == [i for b in one_pass for i in b]  # the first pass is the one-pass order
     weighted = GlobalBatchSampler(10, 4, seed=3, weights=[1.0] * 10, draws=12)
     assert len(list(weighted)) == 3
+
+
+def test_progress_reaches_the_driver_without_changing_the_training(tmp_path: Path) -> None:
+    """What the driver's progress display gets: (step, total steps, epoch / loss / selection metric) on every
+    log call, ending at the last step; reporting it changes nothing of the run."""
+    shown: list[tuple[int, int, dict[str, str]]] = []
+    state, _ = run_local(toy_config(epochs=2), tmp_path / "a", progress=lambda *item: shown.append(item))
+    plain, _ = run_local(toy_config(epochs=2), tmp_path / "b")
+    assert [step for step, _, _ in shown] == sorted(step for step, _, _ in shown) and shown[-1][:2] == (16, 16)
+    assert {total for _, total, _ in shown} == {16}
+    assert shown[0][2]["epoch"] == "1/2" and float(shown[0][2]["loss"]) > 0
+    assert shown[-1][2]["epoch"] == "2/2" and "val/loss" in shown[-1][2]  # the epoch's evaluation
+    for k in plain["last_weights"]:
+        torch.testing.assert_close(state["last_weights"][k], plain["last_weights"][k], rtol=0, atol=0)
