@@ -56,3 +56,56 @@ def folds(
         common.fail(str(e), common.EXIT_MISSING)
     common.console.print(to_markdown(summary), markup=False, highlight=False)
     common.console.print(f"wrote {paths['md']} and {paths['json']}")
+
+
+@app.command("compare")
+def compare(
+    arm: list[str] = typer.Option(
+        ...,
+        "--arm",
+        help="NAME=EXP[,EXP...]: an arm's DVC experiments, one per fold and seed. The first is the baseline.",
+    ),
+    out: Path = typer.Option(Path("reports/compare"), "--out"),
+    project: Path = typer.Option(Path("."), "--project", help="The DVC project folder."),
+    boot: int = typer.Option(2000, "--boot", min=100, help="Bootstrap replicates."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap."),
+    all_commits: bool = typer.Option(
+        False, "--all-commits", "-A", help="Also find experiments based on other commits than HEAD."
+    ),
+    log_mlflow: bool = typer.Option(True, "--mlflow/--no-mlflow", help="Log the report as an MLflow run."),
+) -> None:
+    """Test UAR / WAR of each arm with 95% intervals, and each arm's paired difference from the baseline."""
+    from avf import tracking
+    from avf.report.compare import load_arms, parse_arms, summarize, to_markdown, write_report
+
+    try:
+        arms = parse_arms(arm)
+        summary = summarize(load_arms(project, arms, all_commits=all_commits), n_boot=boot, seed=seed)
+    except (ValueError, RuntimeError) as e:
+        common.fail(str(e), common.EXIT_USAGE)
+    except FileNotFoundError as e:
+        common.fail(str(e), common.EXIT_MISSING)
+    paths = write_report(out, summary, arms)
+    common.console.print(to_markdown(summary), markup=False, highlight=False, soft_wrap=True)
+    common.console.print(f"wrote {paths['md']}, {paths['html']} and {paths['png']}")
+    if not log_mlflow:
+        return
+    params = common.load()
+    cells = {**summary["arms"], **{f"{a}-minus-{summary['baseline']}": c for a, c in summary["differences"].items()}}
+    metrics = {
+        f"{name}/{m}{end}": getattr(c[m], field)
+        for name, c in cells.items()
+        for m in ("uar", "war")
+        for end, field in (("", "value"), ("_low", "low"), ("_high", "high"))
+    }
+    try:
+        with tracking.stage_run(
+            params, stage="report", sections=(), experiment=f"{params.tracking.experiment_prefix}/reports",
+            run_name=f"compare {' vs '.join(arms)}",
+        ) as run:  # fmt: skip
+            run.log_metrics(metrics, step=0)
+            for path in paths.values():
+                run.log_artifact(path, "compare")
+    except tracking.TrackingUnavailableError as e:
+        common.fail(f"report written, but not logged to MLflow: {e}", common.EXIT_MISSING)
+    common.console.print(f"logged to MLflow: run {run.run_id}")
