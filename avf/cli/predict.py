@@ -48,11 +48,17 @@ def predict(
     plot: bool = typer.Option(False, "--plot", help="Also write a timeline PNG per video (plots/)."),
     render: bool = typer.Option(False, "--render", help="Also write an annotated MP4 per video (renders/)."),
     ray: bool = typer.Option(False, "--ray", help="Run as a Ray Data job writing Parquet (predictions.parquet/)."),
+    runtime: str = typer.Option(
+        "torch", "--runtime", help="torch, or onnxruntime (the model exported to ONNX, run on the CPU)."
+    ),
 ) -> None:
     """Predict per window and per video with a fine-tuned model, using its training preprocessing."""
     from avf.predict.inputs import expand_inputs
+    from avf.predict.predictor import RUNTIMES
 
     common.quiet_stage("predict")
+    if runtime not in RUNTIMES:
+        common.fail(f"--runtime {runtime}: one of {', '.join(RUNTIMES)}", common.EXIT_USAGE)
     params = _params()
     try:
         paths = expand_inputs(inputs, params.predict.extensions)
@@ -65,13 +71,15 @@ def predict(
     if card is not None:
         common.require_file(card, "card")
     if ray:
+        if runtime != "torch":
+            common.fail("--runtime is not available with --ray (run without --ray)", common.EXIT_USAGE)
         if plot or render:
             common.fail(
                 "--plot/--render are not available with --ray (run without --ray for pictures)", common.EXIT_USAGE
             )
         _predict_ray(model, paths, out, params, card, dataset)
         return
-    _predict_local(model, paths, out, params, card, plot, render, dataset)
+    _predict_local(model, paths, out, params, card, plot, render, dataset, runtime)
 
 
 def _head(dataset: str | None) -> DatasetHead | None:
@@ -79,13 +87,15 @@ def _head(dataset: str | None) -> DatasetHead | None:
     return common.dataset_head(dataset) if dataset is not None else None
 
 
-def _load(model: str, params: Params, card: Path | None, dataset: str | None = None) -> Predictor:
+def _load(
+    model: str, params: Params, card: Path | None, dataset: str | None = None, runtime: str = "torch"
+) -> Predictor:
     from avf.predict import Predictor
     from avf.tracking import TrackingUnavailableError
 
     head = _head(dataset)
     try:
-        return Predictor.from_uri(model, params.predict, card=card, data=params.data, head=head)
+        return Predictor.from_uri(model, params.predict, card=card, data=params.data, head=head, runtime=runtime)
     except FileNotFoundError as e:
         common.fail(str(e), common.EXIT_MISSING)
     except TrackingUnavailableError as e:
@@ -103,12 +113,13 @@ def _predict_local(
     plot: bool,
     render: bool,
     dataset: str | None,
+    runtime: str,
 ) -> None:
     from avf.predict.outputs import PredictionWriter, video_ids
     from avf.predict.plot import timeline_png
     from avf.predict.render import render_video
 
-    predictor = _load(model, params, card, dataset)
+    predictor = _load(model, params, card, dataset, runtime)
     ids = dict(zip(paths, video_ids(paths), strict=True))
     t0 = time.perf_counter()
     seconds = 0.0

@@ -16,6 +16,7 @@ next videos are decoded and face-cropped in a background thread while the model 
 from __future__ import annotations
 
 import logging
+import tempfile
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -39,7 +40,10 @@ from avf.predict.prepare import PreparedVideo, WindowInput, plan_windows, prepar
 from avf.predict.source import ModelSpec, load_model
 from avf.utils.device import resolve_device
 
-__all__ = ["Predictor", "VideoPrediction", "WindowPrediction"]
+__all__ = ["RUNTIMES", "Predictor", "VideoPrediction", "WindowPrediction"]
+
+# torch: the model in PyTorch, on predict.device; onnxruntime: exported to ONNX and run by ONNX Runtime on the CPU
+RUNTIMES = ("torch", "onnxruntime")
 
 log = logging.getLogger(__name__)
 
@@ -97,11 +101,16 @@ class Predictor:
         *,
         detector: FaceDetector | None = None,
         landmarks: LandmarkModel | None = None,
+        runtime: str = "torch",
     ) -> None:
         self.settings = settings or PredictConfig()
         self.device = resolve_device(self.settings.device)
         self.model = model.eval().to(self.device)
         self.spec = spec
+        if runtime not in RUNTIMES:
+            raise ValueError(f"unknown runtime {runtime!r} (one of {', '.join(RUNTIMES)})")
+        self.runtime = runtime
+        self._session = self._onnx_session() if runtime == "onnxruntime" else None
         if self.settings.threads:
             torch.set_num_threads(self.settings.threads)  # process-wide, as for any PyTorch program
         self._detector = detector
@@ -119,10 +128,11 @@ class Predictor:
         data: DataConfig | None = None,
         detector: FaceDetector | None = None,
         head: DatasetHead | None = None,
+        runtime: str = "torch",
     ) -> Predictor:
         """Load any model source of :func:`avf.predict.source.load_model`."""
         model, spec = load_model(uri, card=card, data=data, head=head)
-        return cls(model, spec, settings, detector=detector)
+        return cls(model, spec, settings, detector=detector, runtime=runtime)
 
     @property
     def views(self) -> int:
@@ -173,12 +183,31 @@ class Predictor:
             yield window_input(prep, i, span, spec.clip, spec.audio, self.views, s.min_face_share, self._transform)
 
     # -- model ---------------------------------------------------------------------------------
+    def _onnx_session(self) -> Any:
+        """The model exported to ONNX (a temporary file) and loaded in ONNX Runtime on the CPU."""
+        import onnxruntime as ort
+
+        from avf.predict.export import export_onnx
+
+        if self.device.type != "cpu":
+            raise ValueError(f"the onnxruntime runtime runs on the CPU, not {self.device} (set predict.device: cpu)")
+        options = ort.SessionOptions()
+        if self.settings.threads:
+            options.intra_op_num_threads = self.settings.threads
+        with tempfile.TemporaryDirectory(prefix="avf-onnx-") as tmp:
+            path = export_onnx(self.model, self.spec, Path(tmp) / "model.onnx")
+            return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
     @torch.inference_mode()
     def forward(self, video: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
         """Scores ``f32 [B, K]`` of windows ``video [B, V, 3, T, S, S]``, ``audio [B, V, 1, F, M]`` (views averaged)."""
         b, v = video.shape[:2]
         dev = self.device
-        out = self.model(video.flatten(0, 1).to(dev), audio.flatten(0, 1).to(dev)).float()
+        if self._session is not None:
+            inputs = {"video": video.flatten(0, 1).numpy(), "audio": audio.flatten(0, 1).numpy()}
+            out = torch.from_numpy(self._session.run(["logits"], inputs)[0]).float()
+        else:
+            out = self.model(video.flatten(0, 1).to(dev), audio.flatten(0, 1).to(dev)).float()
         if not self.regression:
             out = out.softmax(-1)
         return out.view(b, v, -1).mean(1).cpu()

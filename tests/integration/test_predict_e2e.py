@@ -17,6 +17,7 @@ import torch
 from avf import tracking
 from avf.config import parse_params
 from avf.predict import Predictor
+from avf.predict.export import example_inputs
 from avf.predict.outputs import read_jsonl
 from tests.support import media
 from tests.support.cli import invoke
@@ -79,6 +80,29 @@ def test_cli_predicts_a_folder_with_pictures(cli_out: Path, workspace: dict[str,
     for vid, group in windows.groupby("video_id"):
         assert group["start_s"].min() == 0 and group["end_s"].max() == pytest.approx(by_id[vid]["duration_s"])
     assert len(windows) == sum(v["num_windows"] for v in videos)
+
+
+def test_onnx_runtime_predicts_what_pytorch_predicts(cli_out: Path, workspace: dict[str, Path]) -> None:
+    out = workspace["root"] / "out-onnx"
+    videos = [str(workspace["videos"] / n) for n in ("talk.mp4", "nested/mute.mkv")]
+    model = ["--model", str(workspace["model"])]
+    _avf(workspace, "predict", *videos, *model, "--out", str(out), "--runtime", "onnxruntime")
+    torch_run = {v["video_id"]: v for v in read_jsonl(cli_out / "videos.jsonl")}
+    for rec in read_jsonl(out / "videos.jsonl"):
+        ref = torch_run[rec["video_id"]]
+        assert rec["ok"] and rec["label"] == ref["label"]
+        for c in CLASSES:
+            assert rec["probabilities"][c] == pytest.approx(ref["probabilities"][c], abs=2e-6)  # written to 6 places
+    eager = Predictor.from_uri(workspace["model"])
+    onnx = Predictor.from_uri(workspace["model"], runtime="onnxruntime")
+    video, audio = example_inputs(eager.spec, batch=3, seed=4)
+    with torch.inference_mode():
+        logits = eager.model(video, audio)
+    ort_logits = onnx.forward(video[:, None], audio[:, None]).log()  # one view: log of the softmax
+    assert torch.allclose(ort_logits, logits.log_softmax(-1), rtol=1e-4, atol=1e-5)
+    bad = invoke("--params", str(workspace["root"] / "params.yaml"), "predict", videos[0], *model, "--out", str(out),
+                 "--runtime", "tensorrt")  # fmt: skip
+    assert bad.exit_code == 2 and "--runtime tensorrt: one of torch, onnxruntime" in bad.output
 
 
 def test_cli_exports_a_package_and_onnx_that_agree(workspace: dict[str, Path]) -> None:
