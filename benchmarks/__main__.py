@@ -259,8 +259,11 @@ def run_model_sections(args: argparse.Namespace, report: Report, device: torch.d
             if with_off:
                 b.append(partial(official.official_inference, off, size, infer_clips, device))
             b.append(partial(cases.plain_inference, size, infer_clips, device, **extra))
+            if device.type == "cpu":  # `avf predict --runtime onnxruntime`
+                b.append(partial(cases.ours_inference_onnx, size, infer_clips, device))
             fl = {
                 ours_inf: f_ft * cases.TEST_VIEWS * infer_clips,
+                f"ours {size} ONNX Runtime ({cases.TEST_VIEWS} views)": f_ft * cases.TEST_VIEWS * infer_clips,
                 off_inf: f_ft * official.OFFICIAL_VIEWS * infer_clips,
                 f"plain ViT {size} ({cases.TEST_VIEWS} views)": f_plain_ft * cases.TEST_VIEWS * infer_clips,
             }

@@ -129,6 +129,38 @@ def ours_inference(
     return Runner(f"ours {size} ({views} views)", step, clips, device, model, None, None, {"views": views})
 
 
+def ours_inference_onnx(size: str, clips: int, device: torch.device, views: int = TEST_VIEWS) -> Runner:
+    """:func:`ours_inference` through ONNX Runtime on the CPU (what ``avf predict --runtime onnxruntime`` runs):
+    the same weights exported with ``avf.predict.export.export_onnx``, as many intra-op threads as torch."""
+    import tempfile
+
+    import onnxruntime as ort
+
+    from avf.config.data import AudioConfig, ClipConfig, FaceConfig
+    from avf.predict.export import export_onnx
+    from avf.predict.source import ModelSpec
+
+    torch.manual_seed(0)
+    model = create_model(model_name("finetune", size), num_classes=NUM_CLASSES).eval()
+    video, audio = clip_inputs(clips * views, torch.device("cpu"))  # the geometry of ClipConfig / AudioConfig
+    classes = tuple(str(i) for i in range(NUM_CLASSES))
+    spec = ModelSpec(
+        "benchmark", "safetensors", size, "classification", classes, FaceConfig(), ClipConfig(), AudioConfig()
+    )
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    with tempfile.TemporaryDirectory(prefix="avf-bench-onnx-") as tmp:
+        path = export_onnx(model, spec, f"{tmp}/model.onnx")
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    inputs = {"video": video.numpy(), "audio": audio.numpy()}
+
+    def step() -> None:
+        (logits,) = session.run(["logits"], inputs)
+        torch.from_numpy(logits).softmax(-1).view(clips, views, -1).mean(1)
+
+    return Runner(f"ours {size} ONNX Runtime ({views} views)", step, clips, device, model, None, None, {"views": views})
+
+
 # ---- plain timm ViT stacks --------------------------------------------------------------------------
 
 

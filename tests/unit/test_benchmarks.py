@@ -39,6 +39,7 @@ def test_entry_point_runs_tiny_once(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert mem["activations_mib_per_clip"] > 0
     assert 0 < ours["saved_for_backward_mib_per_clip"] <= mem["activations_mib_per_clip"] * 1.05
     assert sec["inference"]["cases"]["ours tiny (2 views)"]["views"] == 2
+    assert sec["inference"]["cases"]["ours tiny ONNX Runtime (2 views)"]["clips_per_s"] > 0  # --runtime onnxruntime
     # every rate comes from the steps and the matmul probe timed in this run's rotation
     for kind in ("pretrain", "finetune", "inference"):
         res = sec[kind]
