@@ -131,13 +131,9 @@ def ours_inference(
 
 def ours_inference_onnx(size: str, clips: int, device: torch.device, views: int = TEST_VIEWS) -> Runner:
     """:func:`ours_inference` through ONNX Runtime on the CPU (what ``avf predict --runtime onnxruntime`` runs):
-    the same weights exported with ``avf.predict.export.export_onnx``, as many intra-op threads as torch."""
-    import tempfile
-
-    import onnxruntime as ort
-
+    the same weights in ``avf.predict.export.onnx_session``, as many intra-op threads as torch."""
     from avf.config.data import AudioConfig, ClipConfig, FaceConfig
-    from avf.predict.export import export_onnx
+    from avf.predict.export import onnx_session
     from avf.predict.source import ModelSpec
 
     torch.manual_seed(0)
@@ -147,11 +143,7 @@ def ours_inference_onnx(size: str, clips: int, device: torch.device, views: int 
     spec = ModelSpec(
         "benchmark", "safetensors", size, "classification", classes, FaceConfig(), ClipConfig(), AudioConfig()
     )
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = torch.get_num_threads()
-    with tempfile.TemporaryDirectory(prefix="avf-bench-onnx-") as tmp:
-        path = export_onnx(model, spec, f"{tmp}/model.onnx")
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    session = onnx_session(model, spec, threads=torch.get_num_threads())
     inputs = {"video": video.numpy(), "audio": audio.numpy()}
 
     def step() -> None:

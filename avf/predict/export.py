@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,7 @@ from avf.assets import locate as locate_asset
 from avf.predict.source import PACKAGE_CONFIG, PACKAGE_FORMAT, ModelSpec
 from avf.utils.io import atomic_path
 
-__all__ = ["ONNX_OPSET", "check_onnx", "example_inputs", "export_onnx", "export_package"]
+__all__ = ["ONNX_OPSET", "check_onnx", "example_inputs", "export_onnx", "export_package", "onnx_session"]
 
 ONNX_OPSET = 17
 FORMAT_VERSION = 1
@@ -63,6 +64,19 @@ def export_onnx(model: nn.Module, spec: ModelSpec, path: str | Path) -> Path:
             dynamo=False,
         )
     return path
+
+
+def onnx_session(model: nn.Module, spec: ModelSpec, threads: int | None = None) -> Any:
+    """``model`` exported to ONNX (a temporary file) and loaded in an ONNX Runtime session on the CPU, with
+    ``threads`` intra-op threads (None: ONNX Runtime's default)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    with tempfile.TemporaryDirectory(prefix="avf-onnx-") as tmp:
+        path = export_onnx(model, spec, Path(tmp) / "model.onnx")
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 def check_onnx(model: nn.Module, spec: ModelSpec, path: str | Path, batch: int = 2, seed: int = 1) -> float:

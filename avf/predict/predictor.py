@@ -16,7 +16,6 @@ next videos are decoded and face-cropped in a background thread while the model 
 from __future__ import annotations
 
 import logging
-import tempfile
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -184,19 +183,12 @@ class Predictor:
 
     # -- model ---------------------------------------------------------------------------------
     def _onnx_session(self) -> Any:
-        """The model exported to ONNX (a temporary file) and loaded in ONNX Runtime on the CPU."""
-        import onnxruntime as ort
-
-        from avf.predict.export import export_onnx
+        """The model in an ONNX Runtime session on the CPU (:func:`avf.predict.export.onnx_session`)."""
+        from avf.predict.export import onnx_session
 
         if self.device.type != "cpu":
             raise ValueError(f"the onnxruntime runtime runs on the CPU, not {self.device} (set predict.device: cpu)")
-        options = ort.SessionOptions()
-        if self.settings.threads:
-            options.intra_op_num_threads = self.settings.threads
-        with tempfile.TemporaryDirectory(prefix="avf-onnx-") as tmp:
-            path = export_onnx(self.model, self.spec, Path(tmp) / "model.onnx")
-            return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        return onnx_session(self.model, self.spec, self.settings.threads)
 
     @torch.inference_mode()
     def forward(self, video: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
