@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from avf.report.ablations import Experiment, _git_show, by_name, load_experiments
+from avf.report.ablations import Experiment, _git_show, _png, by_name, load_experiments
 from avf.report.folds import FOLD_PARAM, PREDICTIONS_FILE
 from avf.report.intervals import Interval, Run, arm_interval, paired_difference
 from avf.utils.io import atomic_path
@@ -140,11 +140,7 @@ def _chart(summary: dict[str, Any], metrics: Sequence[str]) -> bytes:
     ax.set_xticks(np.arange(len(arms)), arms)
     ax.set_ylabel("test, % (95% CI)")
     ax.legend(frameon=False)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    return buf.getvalue()
+    return base64.b64decode(_png(fig))
 
 
 def _jsonable(summary: dict[str, Any]) -> dict[str, Any]:

@@ -11,6 +11,11 @@ Two arms run on the same folds and seeds are compared **paired**: each replicate
 within a pair, the same clips for both arms. Clip-level and fold-level variation common to both arms
 then cancels, and the interval of the difference is much narrower than two separate intervals suggest.
 The percentile bootstrap is used throughout (2000 replicates by default, seeded).
+
+UAR and WAR are computed here with ``np.bincount`` rather than by ``avf.eval.metrics`` (scikit-learn), which
+gives the same values (tested): a replicate computes them once per run, so 2000 replicates of 6 runs take
+12,000 calls, and scikit-learn's ``recall_score`` took 2.0 ms per call on 32 clips against 13 us here
+(AMD EPYC): 24 s against 0.2 s per arm and metric.
 """
 
 from __future__ import annotations

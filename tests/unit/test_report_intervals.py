@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from avf.eval.metrics import classification_metrics
 from avf.report.compare import parse_arms, summarize, to_markdown, write_report
 from avf.report.intervals import Run, arm_interval, paired_difference, uar, war
 
@@ -28,6 +29,12 @@ def test_uar_averages_recall_over_the_classes_present_and_war_is_accuracy() -> N
     actual, predicted = np.array([0, 0, 0, 0, 1, 1]), np.array([0, 0, 0, 0, 0, 1])
     assert uar(actual, predicted, 3) == pytest.approx(75.0)  # (4/4 + 1/2) / 2; class 2 absent
     assert war(actual, predicted, 3) == pytest.approx(5 / 6 * 100)
+    rng = np.random.default_rng(2)
+    for _ in range(20):  # the same numbers as the evaluation stage's (scikit-learn) metrics
+        actual, predicted = rng.integers(8, size=32), rng.integers(8, size=32)
+        expected = classification_metrics(actual, predicted, 8)
+        assert uar(actual, predicted, 8) == pytest.approx(expected["uar"])
+        assert war(actual, predicted, 8) == pytest.approx(expected["war"])
 
 
 def test_an_arm_interval_holds_its_mean_is_seeded_and_narrows_with_more_clips() -> None:
