@@ -2,7 +2,7 @@
 
 A training checkpoint directory holds ``model.safetensors`` (weights), ``optimizer.safetensors``
 (flattened optimizer state tensors), ``state.json`` (loop position, optimizer param groups, scheduler,
-grad-scaler and RNG-free metadata) and optionally ``best.safetensors`` (the validation-selected
+grad-scaler and RNG-free metadata) and optionally ``selected.safetensors`` (the exported
 weights) and ``ema.safetensors`` (the EMA weights, when the run keeps an EMA).
 """
 
@@ -49,7 +49,7 @@ def save_training_state(
     scheduler: Any,
     scaler: torch.amp.GradScaler | None,
     loop_state: dict[str, Any],
-    best: dict[str, torch.Tensor] | None = None,
+    selected: dict[str, torch.Tensor] | None = None,
     ema: dict[str, torch.Tensor] | None = None,
 ) -> Path:
     """Write a resumable checkpoint into ``directory`` (created atomically); ``ema``: the EMA weights."""
@@ -59,8 +59,8 @@ def save_training_state(
         save_file(state_dict_tensors(model), str(tmp / "model.safetensors"))
         opt_tensors, opt_meta = _flatten_optimizer(optimizer)
         save_file(opt_tensors, str(tmp / "optimizer.safetensors"))
-        if best is not None:
-            save_file(best, str(tmp / "best.safetensors"))
+        if selected is not None:
+            save_file(selected, str(tmp / "selected.safetensors"))
         if ema is not None:
             save_file(ema, str(tmp / "ema.safetensors"))
         state = {
@@ -80,7 +80,7 @@ def load_training_state(
     scheduler: Any,
     scaler: torch.amp.GradScaler | None,
 ) -> tuple[dict[str, Any], dict[str, torch.Tensor] | None]:
-    """Restore a checkpoint written by :func:`save_training_state`; returns (loop state, best weights)."""
+    """Restore a checkpoint written by :func:`save_training_state`; returns (loop state, selected weights)."""
     directory = Path(directory)
     state = json.loads((directory / "state.json").read_text())
     unwrap(model).load_state_dict(load_file(str(directory / "model.safetensors")))
@@ -91,9 +91,9 @@ def load_training_state(
         scheduler.load_state_dict(state["scheduler"])
     if scaler is not None and state.get("scaler"):
         scaler.load_state_dict(state["scaler"])
-    best_path = directory / "best.safetensors"
-    best = load_file(str(best_path)) if best_path.exists() else None
-    return state["loop"], best
+    selected_path = directory / "selected.safetensors"
+    selected = load_file(str(selected_path)) if selected_path.exists() else None
+    return state["loop"], selected
 
 
 def load_ema_weights(directory: str | Path) -> dict[str, torch.Tensor] | None:
@@ -109,7 +109,7 @@ def is_complete_checkpoint(directory: Path) -> bool:
 
     try:
         json.loads((directory / "state.json").read_text())
-        required, optional = ("model.safetensors", "optimizer.safetensors"), ("best.safetensors", "ema.safetensors")
+        required, optional = ("model.safetensors", "optimizer.safetensors"), ("selected.safetensors", "ema.safetensors")
         if not all((directory / f).exists() for f in required):
             return False
         for path in [directory / f for f in (*required, *optional) if (directory / f).exists()]:

@@ -8,6 +8,8 @@ from pydantic import Field, model_validator
 
 from avf.config.base import Section
 
+SelectRule = Literal["mean_last", "best", "last"]
+
 
 class OptimConfig(Section):
     """Optimizer and schedule shared by every stage (AdamW, per-step cosine with linear warmup)."""
@@ -58,7 +60,12 @@ class FinetuneConfig(OptimConfig):
     mixup_audio: bool = True  # mix the audio with the same permutation and lambda as the video
     task: Literal["classification", "regression"] = "classification"
     regression_loss: Literal["mse", "ccc"] = "mse"
-    select_metric: str = "uar"  # validation metric that picks the best epoch
+    # Which weights are exported (avf/train/selection.py): mean_last averages the weights of the last
+    # select_epochs epochs (nothing is picked, so numeric noise cannot flip it); best takes the epoch with
+    # the best validation select_metric (ties: the earliest); last takes the final epoch.
+    select: SelectRule = "mean_last"
+    select_epochs: int = Field(3, ge=1)
+    select_metric: str = "uar"  # validation metric of select: best (and of the progress display)
 
 
 class IntermediateConfig(FinetuneConfig):

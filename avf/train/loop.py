@@ -9,8 +9,8 @@ checkpoint through the :class:`~avf.train.session.Session` every epoch.
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
-import math
 import tempfile
 import time
 from collections.abc import Callable, Iterable
@@ -27,9 +27,11 @@ from avf.artifacts.checkpoints import (
     unwrap,
 )
 from avf.config import OptimConfig
+from avf.config.train import SelectRule
 from avf.train import faults
 from avf.train.amp import autocast, grad_scaler, resolve_dtype
 from avf.train.optim import build_optimizer, build_scheduler, current_lr
+from avf.train.selection import Selection
 from avf.train.session import Session
 
 log = logging.getLogger(__name__)
@@ -43,8 +45,10 @@ class Task(Protocol):
 
     cfg: OptimConfig
     layer_decay: float | None
-    select_metric: str | None  # validation metric for best-epoch selection (None: keep the last epoch)
+    select_metric: str | None  # validation metric of the ``best`` rule (None: keep the last epoch)
     select_mode: str  # "max" or "min"
+    select_rule: SelectRule  # which weights are exported (avf.train.selection)
+    select_epochs: int  # epochs the ``mean_last`` rule averages
 
     def build_model(self) -> torch.nn.Module: ...
 
@@ -59,17 +63,12 @@ class Task(Protocol):
     def evaluate(self, model: torch.nn.Module, epoch: int) -> dict[str, float]: ...
 
 
-def _is_better(value: float, best: float | None, mode: str) -> bool:
-    if best is None or math.isnan(best):
-        return not math.isnan(value)
-    return value > best if mode == "max" else value < best
-
-
 def fit(task: Task, session: Session, log_fn: LogFn | None = None) -> dict[str, Any]:
     """Train ``task`` to completion (resuming from the session's checkpoint if any).
 
-    Returns the final loop state: ``step``, ``epoch``, ``history`` (per-epoch metrics),
-    ``best_epoch`` / ``best_value`` and, on rank 0, ``best_weights`` and ``last_weights``.
+    Returns the final loop state: ``step``, ``epoch``, ``history`` (per-epoch metrics), ``selected``
+    (the rule, its epochs and the exported weights' metrics) and, on rank 0, ``selected_weights`` and
+    ``last_weights``.
     """
     cfg, device = task.cfg, session.device
     model = task.build_model().to(device)
@@ -88,11 +87,14 @@ def fit(task: Task, session: Session, log_fn: LogFn | None = None) -> dict[str, 
         "best_epoch": None,
         "best_value": None,
     }
-    best_weights: dict[str, torch.Tensor] | None = None
+    selection = Selection(
+        task.select_rule, task.select_metric, task.select_mode, cfg.epochs, task.select_epochs, session.rank
+    )
     ema_weights: dict[str, torch.Tensor] | None = None
     with session.restored_checkpoint() as ckpt:
         if ckpt is not None:
-            state, best_weights = load_training_state(ckpt, model, optimizer, scheduler, scaler)
+            state, kept = load_training_state(ckpt, model, optimizer, scheduler, scaler)
+            selection.restore(kept, state)
             ema_weights = load_ema_weights(ckpt)
             log.info("resumed from %s at epoch %d step %d", ckpt, state["epoch"], state["step"])
     ema = None
@@ -160,19 +162,14 @@ def fit(task: Task, session: Session, log_fn: LogFn | None = None) -> dict[str, 
             metrics = task.evaluate(eval_model, epoch)
         metrics = {"epoch": epoch, "step": state["step"], **metrics}
         state["history"].append(metrics)
-        improved = False
-        if task.select_metric and task.select_metric in metrics:
-            value = float(metrics[task.select_metric])
-            if _is_better(value, state["best_value"], task.select_mode):
-                state["best_value"], state["best_epoch"], improved = value, epoch, True
+        selection.observe(state, epoch, metrics, eval_model)
+        if epoch == cfg.epochs - 1:  # every rank holds the mean, so all evaluate it together
+            due = selection.averaged_model_due(epoch)
+            averaged = _evaluate_weights(task, eval_model, selection.weights, amp_ctx, epoch) if due else None
+            state["selected"] = selection.summary(state, averaged)
         state["epoch"] = epoch + 1
-        if session.rank == 0:
-            if improved:
-                best_weights = state_dict_tensors(eval_model)
-            if log_fn is not None:
-                log_fn(
-                    {f"epoch/{k}": float(v) for k, v in metrics.items() if k not in ("epoch", "step")}, state["step"]
-                )
+        if session.rank == 0 and log_fn is not None:
+            log_fn({f"epoch/{k}": float(v) for k, v in metrics.items() if k not in ("epoch", "step")}, state["step"])
         with tempfile.TemporaryDirectory(prefix="avf-ckpt-") as tmp:
             ckpt_dir = None
             if session.rank == 0:
@@ -183,7 +180,7 @@ def fit(task: Task, session: Session, log_fn: LogFn | None = None) -> dict[str, 
                     scheduler,
                     scaler,
                     _json_state(state),
-                    best_weights,
+                    selection.weights,
                     ema=state_dict_tensors(ema.module) if ema is not None else None,
                 )
             session.report(_json_metrics(metrics), ckpt_dir)
@@ -192,8 +189,21 @@ def fit(task: Task, session: Session, log_fn: LogFn | None = None) -> dict[str, 
     if session.rank == 0:
         final_model = ema.module if ema is not None else model
         final["last_weights"] = state_dict_tensors(final_model)
-        final["best_weights"] = best_weights if best_weights is not None else final["last_weights"]
+        final["selected_weights"] = selection.exported(final["last_weights"])
     return final
+
+
+def _evaluate_weights(
+    task: Task, model: torch.nn.Module, weights: dict[str, torch.Tensor] | None, amp_ctx: Any, epoch: int
+) -> dict[str, float] | None:
+    """Metrics of ``model``'s architecture with ``weights`` (a copy is evaluated; the training model is untouched)."""
+    if weights is None:
+        return None
+    twin = copy.deepcopy(model)
+    twin.load_state_dict(weights)
+    twin.eval()
+    with torch.no_grad(), amp_ctx():
+        return {"epoch": epoch, **task.evaluate(twin, epoch)}
 
 
 def _emit(
@@ -219,7 +229,7 @@ def _emit(
 
 
 def _json_state(state: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in state.items() if k not in ("best_weights", "last_weights")}
+    return {k: v for k, v in state.items() if k not in ("selected_weights", "last_weights")}
 
 
 def _json_metrics(metrics: dict[str, Any]) -> dict[str, Any]:

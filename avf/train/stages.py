@@ -260,8 +260,8 @@ def run_supervised(
         ckpt, state, run_dir = _execute(params, stage, config, inputs, storage)
         summary = _selection_summary(stage, state, splits)
         weights = (
-            load_weights(ckpt / "best.safetensors")
-            if (ckpt / "best.safetensors").exists()
+            load_weights(ckpt / "selected.safetensors")
+            if (ckpt / "selected.safetensors").exists()
             else load_weights(ckpt / "model.safetensors")
         )
         card = {
@@ -305,23 +305,25 @@ def run_supervised(
 
 
 def _selection_summary(stage: str, state: dict[str, Any], splits: list[DatasetSplits]) -> dict[str, Any]:
-    """Honest model selection: last epoch, validation-selected epoch, and (labelled) test-selected epoch."""
+    """Honest model selection: the exported weights' metrics (by the ``select`` rule, on validation data),
+    the last epoch's, and, labelled apart, the official protocol's test-selected epoch."""
     history = state.get("history", [])
     if not history:
         return {"stage": stage, "epochs": 0}
     last = history[-1]
-    best_epoch = state.get("best_epoch")
-    best = next((h for h in history if h["epoch"] == best_epoch), last)
+    selected = state["selected"]
     out: dict[str, Any] = {
         "stage": stage,
         "epochs": len(history),
         "steps": state["step"],
-        "selected_epoch": best["epoch"],
+        "select": selected["rule"],
+        "selected_epoch": selected["epochs"][-1],
+        "selected_epochs": len(selected["epochs"]),
     }
     for k, v in last.items():
         if k.startswith(("test/", "val/")):
             out[f"last/{k}"] = v
-    for k, v in best.items():
+    for k, v in selected["metrics"].items():
         if k.startswith(("test/", "val/")):
             out[f"selected/{k}"] = v
     task = splits[0].task

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from avf.config import FinetuneConfig, Params
+from avf.config.train import SelectRule
 from avf.data.splits import DatasetSplits
 from avf.train.loop import StepLogs
 from avf.train.objectives import AVMixup, classification_loss, multi_head_loss, regression_loss
@@ -55,6 +56,8 @@ class PretrainTask:
     layer_decay = None
     select_metric = None
     select_mode = "min"
+    select_rule: SelectRule = "last"
+    select_epochs = 1
 
     def __init__(self, params: Params, shard_dirs: Sequence[Path], num_samples: int, session: Session) -> None:
         self.params, self.cfg, self.session = params, params.pretrain, session
@@ -158,6 +161,7 @@ class SupervisedTask:
         first = self.datasets[0]
         self.is_regression = first.task == "regression"
         self.select_metric = cfg.select_metric if "/" in cfg.select_metric else f"val/{cfg.select_metric}"
+        self.select_rule, self.select_epochs = cfg.select, cfg.select_epochs
         self.micro = _per_rank_micro(cfg.batch_size, cfg.accum_steps, session.world_size)
         # stage 2's epoch length may be set (intermediate.steps_per_epoch); stage 3's is one pass
         self._steps: int | None = getattr(cfg, "steps_per_epoch", None)

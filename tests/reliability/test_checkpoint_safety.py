@@ -114,9 +114,9 @@ def test_training_checkpoints_are_safetensors_and_json_only(
     assert session.latest is not None
     ckpt = session.latest
     assert sorted(p.name for p in ckpt.iterdir()) == [
-        "best.safetensors",
         "model.safetensors",
         "optimizer.safetensors",
+        "selected.safetensors",
         "state.json",
     ]
     # plant pickles wherever a careless loader might look, and objects in the JSON state

@@ -26,6 +26,7 @@ class ToyTask:
     def __init__(self, config: dict[str, Any], params: Params, session: Session) -> None:
         toy = config["toy"]
         self.cfg = OptimConfig(**toy["optim"])
+        self.select_rule, self.select_epochs = toy["select_rule"], toy["select_epochs"]
         self.session = session
         rng = np.random.default_rng(0)
         self.x = torch.tensor(rng.normal(size=(toy["n"], 16)), dtype=torch.float32)
@@ -67,7 +68,14 @@ def build(config: dict[str, Any], params: Params, session: Session) -> ToyTask:
 
 
 def toy_config(
-    epochs: int = 3, batch_size: int = 8, n: int = 64, lr: float = 3.0, accum: int = 1, **optim: Any
+    epochs: int = 3,
+    batch_size: int = 8,
+    n: int = 64,
+    lr: float = 3.0,
+    accum: int = 1,
+    select_rule: str = "best",
+    select_epochs: int = 2,
+    **optim: Any,
 ) -> dict[str, Any]:
     """The toy task's worker config; ``optim`` adds optimiser-section keys (``ema_decay``, ``amp``...)."""
     return {
@@ -76,6 +84,8 @@ def toy_config(
         "params": Params().model_dump(mode="json"),
         "toy": {
             "n": n,
+            "select_rule": select_rule,
+            "select_epochs": select_epochs,
             "optim": {
                 "epochs": epochs,
                 "batch_size": batch_size,

@@ -26,8 +26,53 @@ def test_loop_learns_and_reports_every_epoch(tmp_path: Path) -> None:
     assert len(vals) == 4 and state["step"] == 4 * 8
     assert vals[-1] < 0.5 * vals[0]
     assert state["best_epoch"] == int(np.argmin(vals))
-    assert set(state["best_weights"]) == set(state["last_weights"])
+    assert state["selected"] == {"rule": "best", "epochs": [state["best_epoch"]], "metrics": state["history"][-1]}
+    assert set(state["selected_weights"]) == set(state["last_weights"])
     assert [c["step"] for c in state["curve"]] == list(range(1, 33))
+
+
+def test_mean_last_exports_the_mean_of_the_last_epochs_and_evaluates_it(tmp_path: Path) -> None:
+    """``select: mean_last`` averages the weights after each of the last k epochs, whatever the validation
+    metric did, and reports the averaged model's own metrics (not any epoch's)."""
+    from avf.artifacts.weights import load_weights
+    from avf.train.session import LocalSession
+    from avf.train.worker import run_worker
+
+    session = LocalSession(tmp_path / "mean", keep=10)  # keeps every epoch's checkpoint
+    state = run_worker(toy_config(epochs=4, lr=0.3, select_rule="mean_last", select_epochs=3), session)
+    assert state["selected"]["rule"] == "mean_last" and state["selected"]["epochs"] == [1, 2, 3]
+    per_epoch = [load_weights(tmp_path / "mean" / f"checkpoint_{8 * e:09d}" / "model.safetensors") for e in (2, 3, 4)]
+    for k, w in state["selected_weights"].items():
+        torch.testing.assert_close(w, sum(p[k] for p in per_epoch) / 3, rtol=1e-5, atol=1e-7)
+    averaged = state["selected"]["metrics"]["val/loss"]
+    assert all(abs(averaged - h["val/loss"]) > 1e-9 for h in state["history"])
+    last = load_weights(tmp_path / "mean" / f"checkpoint_{32:09d}" / "selected.safetensors")
+    for k, w in state["selected_weights"].items():
+        torch.testing.assert_close(last[k], w)
+
+
+def test_mean_last_resumes_its_running_mean(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Interrupted inside the averaged window, the resumed run exports the uninterrupted run's mean."""
+    from avf.train.faults import ENV, InjectedFault
+
+    config = toy_config(epochs=4, lr=0.3, select_rule="mean_last", select_epochs=3)
+    full, _ = run_local(config, tmp_path / "full")
+    monkeypatch.setenv(ENV, f"rank=0,step=21,mode=raise,marker={tmp_path / 'marker'}")
+    with pytest.raises(InjectedFault):  # after the epoch-2 checkpoint, whose mean holds one epoch
+        run_local(config, tmp_path / "part")
+    resumed, _ = run_local(config, tmp_path / "part")
+    assert resumed["selected"] == full["selected"]
+    for k, w in full["selected_weights"].items():
+        torch.testing.assert_close(resumed["selected_weights"][k], w)
+
+
+def test_mean_last_refuses_a_checkpoint_without_its_mean() -> None:
+    from avf.train.selection import Selection
+
+    sel = Selection("mean_last", "val/uar", "max", epochs=10, mean_epochs=3, rank=0)
+    sel.restore(None, {"epoch": 7})  # the window starts at epoch 7: nothing to average yet
+    with pytest.raises(ValueError, match=r"selected\.safetensors"):
+        sel.restore(None, {"epoch": 8})
 
 
 def test_accumulation_matches_large_batch(tmp_path: Path) -> None:
