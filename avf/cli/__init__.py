@@ -10,6 +10,7 @@ from avf.cli import common
 from avf.cli.data import app as data_app
 from avf.cli.doctor import doctor
 from avf.cli.eval import app as eval_app
+from avf.cli.exp import app as exp_app
 from avf.cli.model import app as model_app
 from avf.cli.predict import export, predict
 from avf.cli.registry import app as registry_app
@@ -44,7 +45,8 @@ app.add_typer(train_app, name="train", help="Training stages: pretrain, intermed
 app.add_typer(eval_app, name="eval", help="Evaluation of fine-tuned models.")
 app.add_typer(registry_app, name="registry", help="MLflow model registry: register, promote, list.")
 app.add_typer(model_app, name="model", help="Model utilities: build, summarize, import official checkpoints.")
-app.add_typer(report_app, name="report", help="Reports: ablation comparisons.")
+app.add_typer(exp_app, name="exp", help="Ablation batches: arms x folds x seeds queued as DVC experiments.")
+app.add_typer(report_app, name="report", help="Reports: ablation comparisons, intervals, README tables.")
 app.command("predict", help="Predict with a fine-tuned model on raw videos (per window and per video).")(predict)
 app.command("export", help="Export a fine-tuned model: self-contained package folder, optionally ONNX.")(export)
 app.command("doctor", help="Check the installation: versions, CPU/GPU, face assets, tracking, Ray, disk.")(doctor)

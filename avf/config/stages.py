@@ -19,7 +19,8 @@ STAGE_PARAMS: dict[str, tuple[str, ...]] = {
     "manifest": ("data.datasets.{dataset}", "data.face.min_coverage", "data.audio.missing_policy"),
     "shards": ("data.shards", "data.audio"),
     "pretrain": ("seed", *_INPUTS, "model", "masking", "pretrain", "ray"),
-    "intermediate": ("seed", *_INPUTS, "data.split", "model", "intermediate", "ray"),
+    # stage 2 trains on whole datasets minus validation subjects: the target's fold is not its input
+    "intermediate": ("seed", *_INPUTS, "data.split.val_subjects", "data.split.seed", "model", "intermediate", "ray"),
     "finetune": ("seed", "data.target", *_INPUTS, "data.split", "model", "finetune", "ray"),
     "evaluate": ("seed", "data.target", *_INPUTS, "data.split", "eval"),
     "register": ("tracking", "predict"),

@@ -1,0 +1,122 @@
+"""An ablation batch as a file: arms of ``params.yaml`` overrides, run over folds and seeds as DVC experiments.
+
+Each arm x fold x seed is one experiment named ``<arm>-f<fold>-s<seed>``; :func:`queue` puts them in DVC's
+own queue (``dvc exp run --queue``) and ``dvc queue start -j N`` runs them; ``avf report compare --batch``
+reads the same file to pair the arms. Every experiment's overrides are validated against ``params.yaml``
+before anything is queued, so a typo fails at once instead of after hours.
+"""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from avf.config import parse_params
+from avf.report.ablations import dvc_executable, load_experiments
+
+
+class Arm(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    set: tuple[str, ...] = ()  # KEY=VALUE overrides of params.yaml (dvc exp run -S)
+    seeds: tuple[int, ...] | None = None  # default: the batch's seeds
+
+
+class Batch(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    target: str | None = None  # the DVC stage to reproduce up to (default: the whole pipeline)
+    folds: tuple[int, ...] = Field(min_length=1)
+    seeds: tuple[int, ...] = Field((0,), min_length=1)
+    arms: dict[str, Arm] = Field(min_length=2)  # the first arm is the baseline of the comparison
+
+
+def load_batch(path: Path) -> Batch:
+    try:
+        return Batch.model_validate(yaml.safe_load(path.read_text()) or {})
+    except ValidationError as e:
+        raise ValueError(f"{path}: {e}") from None
+
+
+def experiments(batch: Batch) -> dict[str, dict[str, list[str]]]:
+    """``arm -> experiment name -> overrides``; the fold, seed and ``ablation.name`` are set for every one."""
+    out: dict[str, dict[str, list[str]]] = {}
+    for name, arm in batch.arms.items():
+        out[name] = {
+            f"{name}-f{fold}-s{seed}": [
+                *arm.set,
+                f"data.split.fold={fold}",
+                f"seed={seed}",
+                f"ablation.name={name}",
+            ]
+            for fold in batch.folds
+            for seed in arm.seeds or batch.seeds
+        }
+    return out
+
+
+def arms(batch: Batch) -> dict[str, list[str]]:
+    """``arm -> experiment names``, the form ``avf report compare`` pairs."""
+    return {arm: list(exps) for arm, exps in experiments(batch).items()}
+
+
+def _apply(raw: dict[str, Any], override: str) -> None:
+    key, sep, value = override.partition("=")
+    if not sep:
+        raise ValueError(f"override {override!r}: expected KEY=VALUE")
+    *parents, leaf = key.split(".")
+    node = raw
+    for part in parents:
+        if not isinstance(node.get(part), dict):
+            raise ValueError(f"override {override!r}: params.yaml has no section {key.rsplit('.', 1)[0]!r}")
+        node = node[part]
+    if leaf not in node:
+        raise ValueError(f"override {override!r}: params.yaml has no key {key!r}")
+    node[leaf] = yaml.safe_load(value)  # DVC parses -S values as YAML too
+
+
+def validate(batch: Batch, params_file: Path) -> None:
+    """Every experiment's params (``params.yaml`` + its overrides) must validate."""
+    base = yaml.safe_load(params_file.read_text())
+    for exps in experiments(batch).values():
+        for name, overrides in exps.items():
+            raw = copy.deepcopy(base)
+            try:
+                for o in overrides:
+                    _apply(raw, o)
+                parse_params(raw, f"{params_file} with these overrides")
+            except ValueError as e:
+                raise ValueError(f"experiment {name}: {e}") from None
+
+
+def queue(project: Path, batch: Batch, on_queued: Callable[[str, bool], None] | None = None) -> list[str]:
+    """Queue every experiment not already present (by name) in ``dvc exp show``; returns the queued names.
+
+    Already finished experiments of the batch are kept, so a batch can be extended or re-queued after a failure.
+    """
+    validate(batch, project / "params.yaml")
+    existing = {e.name for e in load_experiments(project)}
+    queued = []
+    for exps in experiments(batch).values():
+        for name, overrides in exps.items():
+            if name in existing:
+                if on_queued:
+                    on_queued(name, False)
+                continue
+            cmd = [dvc_executable(), "exp", "run", "--queue", "-n", name]
+            for o in overrides:
+                cmd += ["-S", o]
+            cmd += [batch.target] if batch.target else []
+            out = subprocess.run(cmd, cwd=project, capture_output=True, text=True)
+            if out.returncode != 0:
+                raise RuntimeError(f"dvc exp run --queue -n {name} failed: {out.stderr.strip() or out.stdout.strip()}")
+            queued.append(name)
+            if on_queued:
+                on_queued(name, True)
+    return queued

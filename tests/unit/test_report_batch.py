@@ -1,0 +1,54 @@
+"""Ablation batch files: experiment names and overrides, and validation against params.yaml before queueing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from avf.report.batch import Batch, arms, experiments, load_batch, validate
+
+ROOT = Path(__file__).resolve().parents[2]
+PAPER = ROOT / "pipelines" / "ablations" / "paper.yaml"
+
+
+def test_the_papers_batch_is_five_arms_over_three_folds_and_two_seeds_for_the_main_pair() -> None:
+    batch = load_batch(PAPER)
+    validate(batch, ROOT / "params.yaml")  # every experiment's params validate
+    names = arms(batch)
+    assert list(names) == ["full", "scratch", "no-stage2", "no-iavcl", "no-decoder-masking"]
+    assert names["full"] == ["full-f1-s0", "full-f1-s1", "full-f2-s0", "full-f2-s1", "full-f3-s0", "full-f3-s1"]
+    assert len(names["no-iavcl"]) == 3 and sum(map(len, names.values())) == 21
+    assert experiments(batch)["scratch"]["scratch-f2-s1"] == [
+        "finetune.init_from=scratch",
+        "data.split.fold=2",
+        "seed=1",
+        "ablation.name=scratch",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("finetune.init_fron=scratch", "no key 'finetune.init_fron'"),
+        ("finetun.init_from=scratch", "no section 'finetun'"),
+        ("finetune.init_from=nowhere", "init_from"),
+        ("masking.decoder_masking", "expected KEY=VALUE"),
+    ],
+)
+def test_a_bad_override_fails_before_anything_is_queued(override: str, message: str) -> None:
+    batch = Batch(folds=(1,), arms={"a": {}, "b": {"set": [override]}})
+    with pytest.raises(ValueError, match=message) as err:
+        validate(batch, ROOT / "params.yaml")
+    assert str(err.value).startswith("experiment b-f1-s0: ")
+
+
+def test_a_batch_file_is_strict(tmp_path: Path) -> None:
+    path = tmp_path / "b.yaml"
+    path.write_text(yaml.safe_dump({"folds": [1], "arms": {"a": {}, "b": {"sets": ["seed=1"]}}}))
+    with pytest.raises(ValueError, match="sets"):
+        load_batch(path)
+    path.write_text(yaml.safe_dump({"folds": [1], "arms": {"a": {}}}))
+    with pytest.raises(ValueError, match="arms"):  # one arm compares with nothing
+        load_batch(path)
