@@ -42,6 +42,7 @@ if str(ROOT) not in sys.path:
 
 import torch  # noqa: E402
 
+from avf.utils.cpu import bf16_units  # noqa: E402
 from benchmarks import cases, harness, official  # noqa: E402
 from benchmarks.harness import MiB, Runner  # noqa: E402
 
@@ -259,10 +260,16 @@ def run_model_sections(args: argparse.Namespace, report: Report, device: torch.d
             if with_off:
                 b.append(partial(official.official_inference, off, size, infer_clips, device))
             b.append(partial(cases.plain_inference, size, infer_clips, device, **extra))
-            if device.type == "cpu":  # `avf predict --runtime onnxruntime`
+            if device.type == "cpu":  # `avf predict --runtime onnxruntime`, and `--precision bf16` where it is fast
                 b.append(partial(cases.ours_inference_onnx, size, infer_clips, device))
+                if bf16_units():
+                    b.append(partial(_variant, "bf16 autocast", cases.ours_inference, size, infer_clips, device,
+                                     bf16=True))  # fmt: skip
+                else:
+                    print("CPU without bf16 matrix units: the bf16 inference row is skipped (it would be emulated)")
             fl = {
                 ours_inf: f_ft * cases.TEST_VIEWS * infer_clips,
+                f"{ours_inf} bf16 autocast": f_ft * cases.TEST_VIEWS * infer_clips,
                 f"ours {size} ONNX Runtime ({cases.TEST_VIEWS} views)": f_ft * cases.TEST_VIEWS * infer_clips,
                 off_inf: f_ft * official.OFFICIAL_VIEWS * infer_clips,
                 f"plain ViT {size} ({cases.TEST_VIEWS} views)": f_plain_ft * cases.TEST_VIEWS * infer_clips,

@@ -37,6 +37,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from avf.utils.cpu import bf16_units
+
 MiB = 1024**2
 GiB = 1024**3
 
@@ -359,6 +361,7 @@ def saved_tensor_bytes(model: nn.Module, forward: Callable[[], Any]) -> tuple[in
 def machine_info(device: torch.device) -> dict[str, Any]:
     info: dict[str, Any] = {
         "cpu": _cpu_name(),
+        "cpu_bf16_units": list(bf16_units()),
         "cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,

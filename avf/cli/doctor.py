@@ -42,7 +42,19 @@ def collect(params_path: Path) -> list[tuple[str, str, bool]]:
 
     import torch
 
+    from avf.utils.cpu import bf16_units
+
     rows.append(("cpu", f"{os.cpu_count()} cores, torch threads {torch.get_num_threads()}", True))
+    units = bf16_units()
+    rows.append(
+        (
+            "cpu bf16",
+            f"matrix units: {', '.join(units)} (--precision bf16 is fast)"
+            if units
+            else "no bf16 matrix units: bf16 would be emulated, use fp32 on this CPU",
+            True,
+        )
+    )
     if torch.cuda.is_available():
         name = torch.cuda.get_device_name(0)
         bf16 = torch.cuda.is_bf16_supported()

@@ -51,14 +51,19 @@ def predict(
     runtime: str = typer.Option(
         "torch", "--runtime", help="torch, or onnxruntime (the model exported to ONNX, run on the CPU)."
     ),
+    precision: str = typer.Option(
+        "fp32", "--precision", help="fp32, or bf16 (torch runtime: fast on GPUs and CPUs with bf16 units)."
+    ),
 ) -> None:
     """Predict per window and per video with a fine-tuned model, using its training preprocessing."""
     from avf.predict.inputs import expand_inputs
-    from avf.predict.predictor import RUNTIMES
+    from avf.predict.predictor import PRECISIONS, RUNTIMES
 
     common.quiet_stage("predict")
     if runtime not in RUNTIMES:
         common.fail(f"--runtime {runtime}: one of {', '.join(RUNTIMES)}", common.EXIT_USAGE)
+    if precision not in PRECISIONS:
+        common.fail(f"--precision {precision}: one of {', '.join(PRECISIONS)}", common.EXIT_USAGE)
     params = _params()
     try:
         paths = expand_inputs(inputs, params.predict.extensions)
@@ -71,15 +76,15 @@ def predict(
     if card is not None:
         common.require_file(card, "card")
     if ray:
-        if runtime != "torch":
-            common.fail("--runtime is not available with --ray (run without --ray)", common.EXIT_USAGE)
+        if runtime != "torch" or precision != "fp32":
+            common.fail("--runtime and --precision are not available with --ray (run without --ray)", common.EXIT_USAGE)
         if plot or render:
             common.fail(
                 "--plot/--render are not available with --ray (run without --ray for pictures)", common.EXIT_USAGE
             )
         _predict_ray(model, paths, out, params, card, dataset)
         return
-    _predict_local(model, paths, out, params, card, plot, render, dataset, runtime)
+    _predict_local(model, paths, out, params, card, plot, render, dataset, runtime, precision)
 
 
 def _head(dataset: str | None) -> DatasetHead | None:
@@ -88,14 +93,21 @@ def _head(dataset: str | None) -> DatasetHead | None:
 
 
 def _load(
-    model: str, params: Params, card: Path | None, dataset: str | None = None, runtime: str = "torch"
+    model: str,
+    params: Params,
+    card: Path | None,
+    dataset: str | None = None,
+    runtime: str = "torch",
+    precision: str = "fp32",
 ) -> Predictor:
     from avf.predict import Predictor
     from avf.tracking import TrackingUnavailableError
 
     head = _head(dataset)
     try:
-        return Predictor.from_uri(model, params.predict, card=card, data=params.data, head=head, runtime=runtime)
+        return Predictor.from_uri(
+            model, params.predict, card=card, data=params.data, head=head, runtime=runtime, precision=precision
+        )
     except FileNotFoundError as e:
         common.fail(str(e), common.EXIT_MISSING)
     except TrackingUnavailableError as e:
@@ -114,12 +126,13 @@ def _predict_local(
     render: bool,
     dataset: str | None,
     runtime: str,
+    precision: str,
 ) -> None:
     from avf.predict.outputs import PredictionWriter, video_ids
     from avf.predict.plot import timeline_png
     from avf.predict.render import render_video
 
-    predictor = _load(model, params, card, dataset, runtime)
+    predictor = _load(model, params, card, dataset, runtime, precision)
     ids = dict(zip(paths, video_ids(paths), strict=True))
     t0 = time.perf_counter()
     seconds = 0.0

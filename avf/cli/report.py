@@ -114,3 +114,23 @@ def compare(
     except tracking.TrackingUnavailableError as e:
         common.fail(f"report written, but not logged to MLflow: {e}", common.EXIT_MISSING)
     common.console.print(f"logged to MLflow: run {run.run_id}")
+
+
+@app.command("readme")
+def readme(
+    path: Path = typer.Option(Path("README.md"), "--readme", help="The file with avf-report blocks."),
+    project: Path = typer.Option(Path("."), "--project", help="The folder whose reports/ the tables come from."),
+    check: bool = typer.Option(False, "--check", help="Change nothing; exit 1 when a table differs from the reports."),
+) -> None:
+    """Write the README's results tables from the committed report files (demo stages, ablation batch)."""
+    from avf.report.readme import stale_blocks, update
+
+    try:
+        stale = stale_blocks(path.read_text(), project) if check else update(path, project)
+    except FileNotFoundError as e:
+        common.fail(str(e), common.EXIT_MISSING)
+    except ValueError as e:
+        common.fail(str(e), common.EXIT_USAGE)
+    if check and stale:
+        common.fail(f"{path}: the tables {', '.join(stale)} differ from the reports; run `avf report readme`")
+    common.console.print(f"{path}: {'up to date' if not stale else 'rewrote ' + ', '.join(stale)}", highlight=False)

@@ -37,12 +37,15 @@ from avf.data.video import MediaError
 from avf.predict.heads import DatasetHead
 from avf.predict.prepare import PreparedVideo, WindowInput, plan_windows, prepare_video, window_input
 from avf.predict.source import ModelSpec, load_model
+from avf.utils.cpu import BF16_FLAGS, bf16_units
 from avf.utils.device import resolve_device
 
-__all__ = ["RUNTIMES", "Predictor", "VideoPrediction", "WindowPrediction"]
+__all__ = ["PRECISIONS", "RUNTIMES", "Predictor", "VideoPrediction", "WindowPrediction"]
 
 # torch: the model in PyTorch, on predict.device; onnxruntime: exported to ONNX and run by ONNX Runtime on the CPU
 RUNTIMES = ("torch", "onnxruntime")
+# fp32, or bf16 autocast of the torch runtime (matmuls in bf16 on GPUs and on CPUs with bf16 units)
+PRECISIONS = ("fp32", "bf16")
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +104,7 @@ class Predictor:
         detector: FaceDetector | None = None,
         landmarks: LandmarkModel | None = None,
         runtime: str = "torch",
+        precision: str = "fp32",
     ) -> None:
         self.settings = settings or PredictConfig()
         self.device = resolve_device(self.settings.device)
@@ -109,6 +113,7 @@ class Predictor:
         if runtime not in RUNTIMES:
             raise ValueError(f"unknown runtime {runtime!r} (one of {', '.join(RUNTIMES)})")
         self.runtime = runtime
+        self.precision = self._check_precision(precision)
         self._session = self._onnx_session() if runtime == "onnxruntime" else None
         if self.settings.threads:
             torch.set_num_threads(self.settings.threads)  # process-wide, as for any PyTorch program
@@ -128,10 +133,11 @@ class Predictor:
         detector: FaceDetector | None = None,
         head: DatasetHead | None = None,
         runtime: str = "torch",
+        precision: str = "fp32",
     ) -> Predictor:
         """Load any model source of :func:`avf.predict.source.load_model`."""
         model, spec = load_model(uri, card=card, data=data, head=head)
-        return cls(model, spec, settings, detector=detector, runtime=runtime)
+        return cls(model, spec, settings, detector=detector, runtime=runtime, precision=precision)
 
     @property
     def views(self) -> int:
@@ -182,6 +188,17 @@ class Predictor:
             yield window_input(prep, i, span, spec.clip, spec.audio, self.views, s.min_face_share, self._transform)
 
     # -- model ---------------------------------------------------------------------------------
+    def _check_precision(self, precision: str) -> str:
+        if precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {precision!r} (one of {', '.join(PRECISIONS)})")
+        if precision == "bf16" and self.runtime != "torch":
+            raise ValueError(f"bf16 runs in the torch runtime, not {self.runtime}")
+        if precision == "bf16" and self.device.type == "cpu" and not bf16_units():
+            log.warning(
+                "this CPU has no bf16 matrix units (%s): bf16 is emulated, slower than fp32", "/".join(BF16_FLAGS)
+            )
+        return precision
+
     def _onnx_session(self) -> Any:
         """The model in an ONNX Runtime session on the CPU (:func:`avf.predict.export.onnx_session`)."""
         from avf.predict.export import onnx_session
@@ -199,7 +216,8 @@ class Predictor:
             inputs = {"video": video.flatten(0, 1).numpy(), "audio": audio.flatten(0, 1).numpy()}
             out = torch.from_numpy(self._session.run(["logits"], inputs)[0]).float()
         else:
-            out = self.model(video.flatten(0, 1).to(dev), audio.flatten(0, 1).to(dev)).float()
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+                out = self.model(video.flatten(0, 1).to(dev), audio.flatten(0, 1).to(dev)).float()
         if not self.regression:
             out = out.softmax(-1)
         return out.view(b, v, -1).mean(1).cpu()

@@ -154,6 +154,19 @@ def _jsonable(summary: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def from_json(payload: dict[str, Any]) -> dict[str, Any]:
+    """A summary read back from ``compare.json`` (the inverse of what :func:`write_report` writes)."""
+
+    def cell(v: Any) -> Any:
+        return Interval(v["value"], v["low"], v["high"], v["runs"]) if isinstance(v, dict) and "low" in v else v
+
+    return {
+        **payload,
+        "arms": {a: {k: cell(v) for k, v in c.items()} for a, c in payload["arms"].items()},
+        "differences": {a: {k: cell(v) for k, v in c.items()} for a, c in payload["differences"].items()},
+    }
+
+
 def write_report(
     out: Path, summary: dict[str, Any], arms: Mapping[str, Sequence[str]], metrics: Sequence[str] = ("uar", "war")
 ) -> dict[str, Path]:

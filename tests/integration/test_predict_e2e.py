@@ -105,6 +105,22 @@ def test_onnx_runtime_predicts_what_pytorch_predicts(cli_out: Path, workspace: d
     assert bad.exit_code == 2 and "--runtime tensorrt: one of torch, onnxruntime" in bad.output
 
 
+def test_bf16_predicts_what_fp32_predicts(cli_out: Path, workspace: dict[str, Path]) -> None:
+    out = workspace["root"] / "out-bf16"
+    videos = [str(workspace["videos"] / n) for n in ("talk.mp4", "nested/mute.mkv")]
+    model = ["--model", str(workspace["model"])]
+    _avf(workspace, "predict", *videos, *model, "--out", str(out), "--precision", "bf16")
+    fp32 = {v["video_id"]: v for v in read_jsonl(cli_out / "videos.jsonl")}
+    for rec in read_jsonl(out / "videos.jsonl"):
+        ref = fp32[rec["video_id"]]
+        assert rec["ok"] and rec["num_windows"] == ref["num_windows"]
+        for c in CLASSES:
+            assert rec["probabilities"][c] == pytest.approx(ref["probabilities"][c], abs=0.02)
+    bad = invoke("--params", str(workspace["root"] / "params.yaml"), "predict", videos[0], *model, "--out", str(out),
+                 "--precision", "fp8")  # fmt: skip
+    assert bad.exit_code == 2 and "--precision fp8: one of fp32, bf16" in bad.output
+
+
 def test_cli_exports_a_package_and_onnx_that_agree(workspace: dict[str, Path]) -> None:
     import onnxruntime as ort
 

@@ -40,6 +40,8 @@ def test_entry_point_runs_tiny_once(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert 0 < ours["saved_for_backward_mib_per_clip"] <= mem["activations_mib_per_clip"] * 1.05
     assert sec["inference"]["cases"]["ours tiny (2 views)"]["views"] == 2
     assert sec["inference"]["cases"]["ours tiny ONNX Runtime (2 views)"]["clips_per_s"] > 0  # --runtime onnxruntime
+    bf16_row = "ours tiny (2 views) bf16 autocast" in sec["inference"]["cases"]  # --precision bf16
+    assert bf16_row == bool(saved["machine"]["cpu_bf16_units"]), "the row is measured exactly where bf16 is native"
     # every rate comes from the steps and the matmul probe timed in this run's rotation
     for kind in ("pretrain", "finetune", "inference"):
         res = sec[kind]

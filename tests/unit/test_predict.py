@@ -235,6 +235,42 @@ def test_every_model_source_loads_the_same_model(predictor: Predictor, model_dir
     assert sources["imported"].spec.outputs == CLASSES and sources["file"].spec.outputs == CLASSES
 
 
+def test_bf16_runs_the_matmuls_in_bf16_and_predicts_what_fp32_predicts(
+    model_dir: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fp32 = Predictor.from_uri(model_dir, SETTINGS)
+    bf16 = Predictor.from_uri(model_dir, SETTINGS, precision="bf16")
+    video, audio = example_inputs(fp32.spec, batch=3, seed=4)
+    dtypes: list[torch.dtype] = []
+    for m in bf16.model.modules():
+        if isinstance(m, torch.nn.Linear):
+            m.register_forward_hook(lambda _m, _i, out: dtypes.append(out.dtype))
+    ref, low = fp32.forward(video[:, None], audio[:, None]), bf16.forward(video[:, None], audio[:, None])
+    assert dtypes and set(dtypes) == {torch.bfloat16}
+    assert low.dtype == torch.float32 and torch.allclose(low.sum(-1), torch.ones(3))
+    assert (low - ref).abs().max() < 0.02  # probabilities; bf16 keeps 8 bits of mantissa
+    with pytest.raises(ValueError, match="bf16 runs in the torch runtime, not onnxruntime"):
+        Predictor.from_uri(model_dir, SETTINGS, runtime="onnxruntime", precision="bf16")
+    with pytest.raises(ValueError, match="unknown precision 'fp8'"):
+        Predictor.from_uri(model_dir, SETTINGS, precision="fp8")
+    monkeypatch.setattr("avf.predict.predictor.bf16_units", lambda: ())
+    with caplog.at_level("WARNING", logger="avf.predict.predictor"):
+        Predictor.from_uri(model_dir, SETTINGS, precision="bf16")
+    assert "no bf16 matrix units" in caplog.text
+
+
+def test_cpu_bf16_units_come_from_the_cpu_flags(tmp_path: Path) -> None:
+    from avf.utils.cpu import bf16_units
+
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16\n\nflags\t: fpu\n")
+    assert bf16_units(info) == ("avx512_bf16",)
+    info.write_text("flags\t: fpu sse2 avx2 amx_tile amx_bf16 avx512_bf16\n")
+    assert bf16_units(info) == ("amx_bf16", "avx512_bf16")
+    info.write_text("flags\t: fpu sse2 avx2\n")
+    assert bf16_units(info) == () and bf16_units(tmp_path / "absent") == ()
+
+
 def _with_card(model_dir: Path, out: Path, **changes: Any) -> Path:
     """A copy of a stage folder whose card has ``changes`` (None removes a key)."""
     shutil.copytree(model_dir, out)
