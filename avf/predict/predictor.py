@@ -197,6 +197,14 @@ class Predictor:
             log.warning(
                 "this CPU has no bf16 matrix units (%s): bf16 is emulated, slower than fp32", "/".join(BF16_FLAGS)
             )
+        if (
+            precision == "bf16"
+            and self.device.type == "cuda"
+            and not torch.cuda.is_bf16_supported(including_emulation=False)
+        ):
+            log.warning(
+                "%s has no native bf16: it is emulated, slower than fp32", torch.cuda.get_device_name(self.device)
+            )
         return precision
 
     def _onnx_session(self) -> Any:

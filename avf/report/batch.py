@@ -40,7 +40,7 @@ class Batch(BaseModel):
 def load_batch(path: Path) -> Batch:
     try:
         return Batch.model_validate(yaml.safe_load(path.read_text()) or {})
-    except ValidationError as e:
+    except (ValidationError, yaml.YAMLError) as e:
         raise ValueError(f"{path}: {e}") from None
 
 
@@ -67,9 +67,19 @@ def arms(batch: Batch) -> dict[str, list[str]]:
 
 
 def _apply(raw: dict[str, Any], override: str) -> None:
-    key, sep, value = override.partition("=")
-    if not sep:
-        raise ValueError(f"override {override!r}: expected KEY=VALUE")
+    """Apply one ``-S`` override as DVC does (Hydra's override grammar), to existing keys only."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    if "=" not in override or override.startswith(("+", "~")):
+        raise ValueError(f"override {override!r}: expected KEY=VALUE of an existing key")
+    try:
+        (parsed,) = OverridesParser.create().parse_overrides([override])
+    except HydraException as e:
+        raise ValueError(f"override {override!r}: {e}") from None
+    if parsed.is_sweep_override():
+        raise ValueError(f"override {override!r} is a sweep: list each value as its own arm, fold or seed")
+    key, value = parsed.key_or_group, parsed.value()
     *parents, leaf = key.split(".")
     node = raw
     for part in parents:
@@ -78,7 +88,7 @@ def _apply(raw: dict[str, Any], override: str) -> None:
         node = node[part]
     if leaf not in node:
         raise ValueError(f"override {override!r}: params.yaml has no key {key!r}")
-    node[leaf] = yaml.safe_load(value)  # DVC parses -S values as YAML too
+    node[leaf] = value
 
 
 def validate(batch: Batch, params_file: Path) -> None:

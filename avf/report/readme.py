@@ -72,12 +72,19 @@ RENDERERS: dict[str, Callable[[Path], str]] = {"demo": demo, "ablations": ablati
 
 def render(readme: str, root: Path) -> str:
     """``readme`` with every generated block re-rendered from the reports under ``root``."""
+    opened = readme.count("<!-- avf-report:")
+    if opened != len(BLOCK.findall(readme)):
+        raise ValueError(f"{opened} avf-report blocks open but only {len(BLOCK.findall(readme))} close properly")
 
     def block(m: re.Match[str]) -> str:
         name = m["name"]
         if name not in RENDERERS:
             raise ValueError(f"README block avf-report:{name}: unknown (known: {', '.join(RENDERERS)})")
-        return f"{m.group(1)}{RENDERERS[name](root)}{m.group(4)}"
+        try:
+            body = RENDERERS[name](root)
+        except KeyError as e:
+            raise ValueError(f"README block avf-report:{name}: the reports lack {e}") from None
+        return f"{m.group(1)}{body}{m.group(4)}"
 
     return BLOCK.sub(block, readme)
 

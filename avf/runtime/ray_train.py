@@ -109,7 +109,7 @@ class RaySession:
 
 @dataclass
 class RunResult:
-    checkpoint: Path  # the newest reported checkpoint (holds model, best weights and loop state)
+    checkpoint: Path  # the newest reported checkpoint (holds model, selected weights and loop state)
     metrics: dict[str, Any]
 
 

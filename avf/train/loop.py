@@ -2,8 +2,9 @@
 
 A stage supplies a :class:`Task` (model, batches, step and evaluation); :func:`fit` runs epochs with
 AMP, gradient accumulation (DDP ``no_sync`` on inner micro-batches), gradient clipping, a per-step
-cosine schedule, optional EMA, per-epoch evaluation and best-epoch tracking, and reports a resumable
-checkpoint through the :class:`~avf.train.session.Session` every epoch.
+cosine schedule, optional EMA, per-epoch evaluation and the choice of the exported weights
+(:mod:`avf.train.selection`), and reports a resumable checkpoint through the
+:class:`~avf.train.session.Session` every epoch.
 """
 
 from __future__ import annotations
@@ -195,10 +196,10 @@ def fit(task: Task, session: Session, log_fn: LogFn | None = None) -> dict[str, 
 
 def _evaluate_weights(
     task: Task, model: torch.nn.Module, weights: dict[str, torch.Tensor] | None, amp_ctx: Any, epoch: int
-) -> dict[str, float] | None:
+) -> dict[str, float]:
     """Metrics of ``model``'s architecture with ``weights`` (a copy is evaluated; the training model is untouched)."""
-    if weights is None:
-        return None
+    if weights is None:  # every rank must take part in the evaluation's gathers
+        raise RuntimeError("the averaged weights are missing on this rank")
     twin = copy.deepcopy(model)
     twin.load_state_dict(weights)
     twin.eval()

@@ -13,6 +13,7 @@ The test-selected epoch of the official code is reported apart by the stage (nev
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Any
 
@@ -22,6 +23,7 @@ from avf.artifacts.weights import state_dict_tensors
 from avf.config.train import SelectRule
 
 Weights = dict[str, torch.Tensor]
+log = logging.getLogger(__name__)
 
 
 def _is_better(value: float, best: float | None, mode: str) -> bool:
@@ -40,7 +42,8 @@ class Selection:
     def __init__(self, rule: SelectRule, metric: str | None, mode: str, epochs: int, mean_epochs: int, rank: int):
         if rule == "best" and metric is None:
             rule = "last"  # a stage without a validation metric (pretraining) exports its last weights
-        self.rule, self.metric, self.mode, self.rank = rule, metric, mode, rank
+        self.rule: SelectRule = rule
+        self.metric, self.mode, self.rank = metric, mode, rank
         self.first_mean_epoch = max(0, epochs - mean_epochs)
         self.last_epoch = epochs - 1
         self.weights: Weights | None = None
@@ -53,7 +56,13 @@ class Selection:
 
     def observe(self, state: dict[str, Any], epoch: int, metrics: dict[str, float], model: torch.nn.Module) -> None:
         """Update after evaluating ``epoch`` (``model``: the weights just evaluated)."""
-        if self.rule == "best" and self.metric in metrics:
+        if self.rule == "best" and self.metric not in metrics:
+            known = sorted(k for k in metrics if k.startswith("val/"))
+            if known:
+                raise ValueError(f"select_metric {self.metric} is not a validation metric of this task: {known}")
+            log.warning("select: best without a validation split: the last epoch's weights are exported")
+            self.rule = "last"
+        if self.rule == "best":
             value = float(metrics[self.metric])
             if _is_better(value, state["best_value"], self.mode):
                 state["best_value"], state["best_epoch"] = value, epoch
@@ -73,15 +82,16 @@ class Selection:
                 self.weights[k] = w
 
     def averaged_model_due(self, epoch: int) -> bool:
-        """Whether the mean is complete after ``epoch`` and must be evaluated now."""
-        return self.rule == "mean_last" and epoch == self.last_epoch
+        """Whether the mean is complete after ``epoch`` and must be evaluated now (a mean of one epoch is
+        that epoch, already evaluated)."""
+        return self.rule == "mean_last" and epoch == self.last_epoch and self.first_mean_epoch < self.last_epoch
 
     def summary(self, state: dict[str, Any], averaged_metrics: dict[str, float] | None) -> dict[str, Any]:
         """The rule, the epochs whose weights are exported and their metrics (kept in the loop state)."""
         history = state["history"]
-        if self.rule == "mean_last" and averaged_metrics is not None:
+        if self.rule == "mean_last":
             epochs = list(range(self.first_mean_epoch, self.last_epoch + 1))
-            return {"rule": self.rule, "epochs": epochs, "metrics": averaged_metrics}
+            return {"rule": self.rule, "epochs": epochs, "metrics": averaged_metrics or history[-1]}
         if self.rule == "best" and state["best_epoch"] is not None:
             chosen = next(h for h in history if h["epoch"] == state["best_epoch"])
         else:

@@ -259,11 +259,9 @@ def run_supervised(
         inputs += [init] if init else []
         ckpt, state, run_dir = _execute(params, stage, config, inputs, storage)
         summary = _selection_summary(stage, state, splits)
-        weights = (
-            load_weights(ckpt / "selected.safetensors")
-            if (ckpt / "selected.safetensors").exists()
-            else load_weights(ckpt / "model.safetensors")
-        )
+        # the selection's weights, else the last epoch's: the EMA's when the run keeps one (what was evaluated)
+        kept = [ckpt / n for n in ("selected.safetensors", "ema.safetensors", "model.safetensors")]
+        weights = load_weights(next(p for p in kept if p.exists()))
         card = {
             "stage": stage,
             "kind": "multihead" if stage == "intermediate" else "finetune",

@@ -162,6 +162,8 @@ class SupervisedTask:
         self.is_regression = first.task == "regression"
         self.select_metric = cfg.select_metric if "/" in cfg.select_metric else f"val/{cfg.select_metric}"
         self.select_rule, self.select_epochs = cfg.select, cfg.select_epochs
+        if self.select_metric.rsplit("/", 1)[-1].startswith(("mae", "mse")):  # errors: lower is better
+            self.select_mode = "min"
         self.micro = _per_rank_micro(cfg.batch_size, cfg.accum_steps, session.world_size)
         # stage 2's epoch length may be set (intermediate.steps_per_epoch); stage 3's is one pass
         self._steps: int | None = getattr(cfg, "steps_per_epoch", None)

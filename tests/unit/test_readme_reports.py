@@ -53,8 +53,10 @@ def test_a_hand_edit_of_a_table_is_caught(tmp_path: Path) -> None:
     assert stale_blocks(readme.read_text(), root) == ["demo"]
 
 
-def test_an_unknown_block_or_a_missing_report_is_an_error(tmp_path: Path) -> None:
+def test_an_unknown_or_unclosed_block_or_a_missing_report_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="avf-report:nope"):
         render("<!-- avf-report:nope -->\n<!-- /avf-report:nope -->", ROOT)
+    with pytest.raises(ValueError, match="1 avf-report blocks open but only 0 close"):
+        render("<!-- avf-report:demo -->\n| old |\n", ROOT)
     with pytest.raises(FileNotFoundError, match=r"reports/pretrain/metrics\.json"):
         render("<!-- avf-report:demo -->\n<!-- /avf-report:demo -->", tmp_path)

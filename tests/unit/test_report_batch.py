@@ -35,6 +35,9 @@ def test_the_papers_batch_is_five_arms_over_three_folds_and_two_seeds_for_the_ma
         ("finetun.init_from=scratch", "no section 'finetun'"),
         ("finetune.init_from=nowhere", "init_from"),
         ("masking.decoder_masking", "expected KEY=VALUE"),
+        ("+masking.extra=1", "expected KEY=VALUE of an existing key"),
+        ("data.split.fold=1,2", "is a sweep"),
+        ("finetune.init_from=yes", "init_from"),  # DVC's grammar: yes is a string, not a boolean
     ],
 )
 def test_a_bad_override_fails_before_anything_is_queued(override: str, message: str) -> None:

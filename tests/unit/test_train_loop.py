@@ -26,7 +26,8 @@ def test_loop_learns_and_reports_every_epoch(tmp_path: Path) -> None:
     assert len(vals) == 4 and state["step"] == 4 * 8
     assert vals[-1] < 0.5 * vals[0]
     assert state["best_epoch"] == int(np.argmin(vals))
-    assert state["selected"] == {"rule": "best", "epochs": [state["best_epoch"]], "metrics": state["history"][-1]}
+    best = state["history"][state["best_epoch"]]
+    assert state["selected"] == {"rule": "best", "epochs": [state["best_epoch"]], "metrics": best}
     assert set(state["selected_weights"]) == set(state["last_weights"])
     assert [c["step"] for c in state["curve"]] == list(range(1, 33))
 
@@ -236,3 +237,24 @@ def test_progress_reaches_the_driver_without_changing_the_training(tmp_path: Pat
     assert shown[-1][2]["epoch"] == "2/2" and "val/loss" in shown[-1][2]  # the epoch's evaluation
     for k in plain["last_weights"]:
         torch.testing.assert_close(state["last_weights"][k], plain["last_weights"][k], rtol=0, atol=0)
+
+
+def test_best_needs_a_metric_the_task_computes() -> None:
+    from avf.train.selection import Selection
+
+    sel = Selection("best", "val/uar", "max", epochs=4, mean_epochs=3, rank=0)
+    state = {"best_value": None, "best_epoch": None, "history": [{"epoch": 0, "val/ccc": 0.5}]}
+    with pytest.raises(ValueError, match=r"select_metric val/uar is not a validation metric.*val/ccc"):
+        sel.observe(state, 0, state["history"][0], torch.nn.Linear(1, 1))
+    no_val = Selection("best", "val/uar", "max", epochs=4, mean_epochs=3, rank=0)
+    no_val.observe(state, 0, {"epoch": 0, "test/uar": 50.0}, torch.nn.Linear(1, 1))
+    assert no_val.rule == "last" and no_val.exported({"w": torch.zeros(1)})["w"].shape == (1,)
+
+
+def test_a_mean_of_one_epoch_is_the_last_epoch_evaluated_once(tmp_path: Path) -> None:
+    state, _ = run_local(toy_config(epochs=3, select_rule="mean_last", select_epochs=1), tmp_path / "one")
+    assert state["selected"] == {"rule": "mean_last", "epochs": [2], "metrics": state["history"][-1]}
+    for k, w in state["selected_weights"].items():
+        torch.testing.assert_close(w, state["last_weights"][k])
+    everything, _ = run_local(toy_config(epochs=3, select_rule="mean_last", select_epochs=9), tmp_path / "all")
+    assert everything["selected"]["epochs"] == [0, 1, 2]  # select_epochs >= epochs: every epoch
