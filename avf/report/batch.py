@@ -105,28 +105,38 @@ def validate(batch: Batch, params_file: Path) -> None:
                 raise ValueError(f"experiment {name}: {e}") from None
 
 
+def queue_order(batch: Batch) -> list[str]:
+    """Experiment names in queue order: the first fold of every arm (each seed), then the other folds."""
+    names = experiments(batch)
+    first = [n for arm in names for n in list(names[arm])[: len(batch.arms[arm].seeds or batch.seeds)]]
+    return first + [n for arm in names for n in names[arm] if n not in first]
+
+
 def queue(project: Path, batch: Batch, on_queued: Callable[[str, bool], None] | None = None) -> list[str]:
     """Queue every experiment not already present (by name) in ``dvc exp show``; returns the queued names.
 
-    Already finished experiments of the batch are kept, so a batch can be extended or re-queued after a failure.
+    Already finished experiments of the current commit are kept, so a batch can be extended or re-queued
+    after a failure. The first fold of every arm is queued first: those experiments train the upstream
+    stages each arm needs, so that its other folds find them in DVC's run-cache instead of training them
+    again side by side.
     """
     validate(batch, project / "params.yaml")
     existing = {e.name for e in load_experiments(project)}
+    overrides = {n: o for exps in experiments(batch).values() for n, o in exps.items()}
     queued = []
-    for exps in experiments(batch).values():
-        for name, overrides in exps.items():
-            if name in existing:
-                if on_queued:
-                    on_queued(name, False)
-                continue
-            cmd = [dvc_executable(), "exp", "run", "--queue", "-n", name]
-            for o in overrides:
-                cmd += ["-S", o]
-            cmd += [batch.target] if batch.target else []
-            out = subprocess.run(cmd, cwd=project, capture_output=True, text=True)
-            if out.returncode != 0:
-                raise RuntimeError(f"dvc exp run --queue -n {name} failed: {out.stderr.strip() or out.stdout.strip()}")
-            queued.append(name)
+    for name in queue_order(batch):
+        if name in existing:
             if on_queued:
-                on_queued(name, True)
+                on_queued(name, False)
+            continue
+        cmd = [dvc_executable(), "exp", "run", "--queue", "-n", name]
+        for o in overrides[name]:
+            cmd += ["-S", o]
+        cmd += [batch.target] if batch.target else []
+        out = subprocess.run(cmd, cwd=project, capture_output=True, text=True)
+        if out.returncode != 0:
+            raise RuntimeError(f"dvc exp run --queue -n {name} failed: {out.stderr.strip() or out.stdout.strip()}")
+        queued.append(name)
+        if on_queued:
+            on_queued(name, True)
     return queued

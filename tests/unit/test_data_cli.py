@@ -160,6 +160,28 @@ def test_reruns_skip_done_clips_and_redo_them_when_params_change(tmp_path: Path,
     assert not list(out.glob(".*"))  # no temporary files left behind
 
 
+def test_outputs_depend_on_input_content_not_modification_times(
+    tmp_path: Path, raw: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same inputs give byte-identical outputs in another checkout (DVC experiment workspaces, clones):
+    a copy of the raw data with other modification times yields the same sidecars, so DVC's run-cache hits
+    downstream."""
+    import os
+
+    sidecars = {}
+    for name, stamp in (("checkout", None), ("workspace", (1, 1))):
+        ws = tmp_path / name
+        shutil.copytree(raw, ws / "raw")
+        if stamp:
+            for f in (ws / "raw").rglob("*"):
+                os.utime(f, ns=stamp)
+        monkeypatch.chdir(ws)
+        p = _params(ws, Path("raw"))
+        avf(p, "faces", "-d", "demo", "--out", Path("faces"), "--reports", Path("reports"))
+        sidecars[name] = {f.name: f.read_bytes() for f in (ws / "faces").glob("*.json")}
+    assert sidecars["checkout"] and sidecars["checkout"] == sidecars["workspace"]
+
+
 def test_failure_share_above_the_threshold_exits_1(tmp_path: Path, raw: Path) -> None:
     p = _params(tmp_path, raw, max_fail_frac=0.1)
     r = avf(p, "faces", "-d", "demo", "--out", tmp_path / "faces", "--reports", tmp_path / "reports")

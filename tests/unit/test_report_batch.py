@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from avf.report.batch import Batch, arms, experiments, load_batch, validate
+from avf.report.batch import Batch, arms, experiments, load_batch, queue_order, validate
 
 ROOT = Path(__file__).resolve().parents[2]
 PAPER = ROOT / "pipelines" / "ablations" / "paper.yaml"
@@ -20,6 +20,17 @@ def test_the_papers_batch_is_five_arms_over_three_folds_and_two_seeds_for_the_ma
     assert list(names) == ["full", "scratch", "no-stage2", "no-iavcl", "no-decoder-masking"]
     assert names["full"] == ["full-f1-s0", "full-f1-s1", "full-f2-s0", "full-f2-s1", "full-f3-s0", "full-f3-s1"]
     assert len(names["no-iavcl"]) == 3 and sum(map(len, names.values())) == 21
+    order = queue_order(batch)  # each arm's upstream stages are trained once, by its first-fold experiments
+    assert order[:7] == [
+        "full-f1-s0",
+        "full-f1-s1",
+        "scratch-f1-s0",
+        "scratch-f1-s1",
+        "no-stage2-f1-s0",
+        "no-iavcl-f1-s0",
+        "no-decoder-masking-f1-s0",
+    ]
+    assert sorted(order) == sorted(n for exps in names.values() for n in exps)
     assert experiments(batch)["scratch"]["scratch-f2-s1"] == [
         "finetune.init_from=scratch",
         "data.split.fold=2",

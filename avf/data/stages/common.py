@@ -18,15 +18,24 @@ def digest(payload: Any) -> str:
 
 
 def file_stamp(path: str | Path | None) -> list[Any]:
-    """``[path, size, mtime_ns]`` of an input (``[path, None]`` when unreadable, ``[]`` for no path)."""
+    """``[path, size, sha256]`` of an input (``[path, None]`` when unreadable, ``[]`` for no path).
+
+    The content, not the modification time: fingerprints are written into the outputs, so a time would give
+    the same inputs different output bytes in every checkout, DVC experiment workspace or machine, and DVC's
+    run-cache would then miss every stage downstream. Each stage reads its inputs anyway; hashing them costs
+    about 1 s per GB.
+    """
     if path is None:
         return []
     p = Path(path)
+    if p.is_dir():
+        return [str(p), "dir"]
     try:
-        st = p.stat()
+        with p.open("rb") as f:
+            sha = hashlib.file_digest(f, "sha256").hexdigest()[:16]
     except OSError:
         return [str(p), None]
-    return [str(p), st.st_size, st.st_mtime_ns]
+    return [str(p), p.stat().st_size, sha]
 
 
 def read_sidecar(path: Path) -> dict[str, Any] | None:
