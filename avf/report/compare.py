@@ -14,6 +14,7 @@ import html
 import io
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,15 +22,29 @@ import numpy as np
 import pandas as pd
 
 from avf.report.ablations import Experiment, _git_show, _png, by_name, load_experiments
-from avf.report.folds import FOLD_PARAM, PREDICTIONS_FILE
-from avf.report.intervals import Interval, Run, arm_interval, paired_difference
+from avf.report.folds import FOLD_PARAM, METRICS_FILE, PREDICTIONS_FILE
+from avf.report.intervals import Interval, Run, arm_interval, paired_difference, uar
 from avf.utils.io import atomic_path
 
 SEED_PARAM = "seed"
 METRIC_NAMES = {"uar": "UAR", "war": "WAR"}
 
-# arm name -> [(fold, seed), experiment name, its predictions]
-Arms = dict[str, list[tuple[tuple[int, int], str, pd.DataFrame]]]
+EPOCHS_FILE = "reports/finetune/epochs.csv"
+
+
+@dataclass
+class ArmRun:
+    """One experiment of an arm: its fold and seed, test predictions, and (when it wrote them) the last
+    epoch's test UAR and the mean test UAR over its epochs."""
+
+    key: tuple[int, int]
+    name: str
+    predictions: pd.DataFrame
+    last_uar: float | None = None
+    epochs_mean_uar: float | None = None
+
+
+Arms = dict[str, list[ArmRun]]
 
 
 def parse_arms(specs: Sequence[str]) -> dict[str, list[str]]:
@@ -60,33 +75,40 @@ def load_arms(
         for name in names:
             e = named[name]
             key = (int(e.params.get(FOLD_PARAM, 1)), int(e.params.get(SEED_PARAM, 0)))
-            if key in {k for k, *_ in runs}:
+            if key in {r.key for r in runs}:
                 raise ValueError(f"arm {arm}: two experiments are fold {key[0]}, seed {key[1]}")
             text = _git_show(project, e.rev, PREDICTIONS_FILE)
             if not text:
                 raise FileNotFoundError(f"{name}: no {PREDICTIONS_FILE} in its commit {e.rev[:12]}")
-            runs.append((key, name, pd.read_csv(io.StringIO(text))))
+            run = ArmRun(key, name, pd.read_csv(io.StringIO(text)))
+            metrics = json.loads(_git_show(project, e.rev, METRICS_FILE) or "{}")
+            run.last_uar = metrics.get("last/test/uar")
+            epochs = _git_show(project, e.rev, EPOCHS_FILE)
+            if epochs and "test/uar" in (curve := pd.read_csv(io.StringIO(epochs))):
+                run.epochs_mean_uar = float(curve["test/uar"].mean())
+            runs.append(run)
         out[arm] = runs
     return out
 
 
 def _runs(arms: Arms) -> dict[str, dict[tuple[int, int], Run]]:
-    frames = [f for runs in arms.values() for *_, f in runs]
-    missing = [n for runs in arms.values() for _, n, f in runs if not {"key", "actual", "predicted"} <= set(f.columns)]
+    frames = [r.predictions for runs in arms.values() for r in runs]
+    needed = {"key", "actual", "predicted"}
+    missing = [r.name for runs in arms.values() for r in runs if not needed <= set(r.predictions.columns)]
     if missing:
         raise ValueError(f"{missing}: predictions without key/actual/predicted columns (a regression task?)")
     labels = sorted(set().union(*(set(f["actual"]) | set(f["predicted"]) for f in frames)))
     index = {name: i for i, name in enumerate(labels)}
     return {
         arm: {
-            key: Run(
-                name,
-                f["key"].astype(str).to_numpy(),
-                f["actual"].map(index).to_numpy(np.int64),
-                f["predicted"].map(index).to_numpy(np.int64),
+            r.key: Run(
+                r.name,
+                r.predictions["key"].astype(str).to_numpy(),
+                r.predictions["actual"].map(index).to_numpy(np.int64),
+                r.predictions["predicted"].map(index).to_numpy(np.int64),
                 len(labels),
             )
-            for key, name, f in runs
+            for r in runs
         }
         for arm, runs in arms.items()
     }
@@ -106,7 +128,40 @@ def summarize(arms: Arms, metrics: Sequence[str] = ("uar", "war"), n_boot: int =
             raise ValueError(f"{arm} and {baseline} share no fold and seed: nothing to pair")
         pairs = [(runs[arm][k], runs[baseline][k]) for k in shared]
         out["differences"][arm] = {"pairs": shared, **{m: paired_difference(pairs, m, n_boot, seed) for m in metrics}}
+    out["per_run"] = {
+        arm: {
+            f"f{r.key[0]}-s{r.key[1]}": {
+                "uar": uar(runs[arm][r.key].actual, runs[arm][r.key].predicted, runs[arm][r.key].num_classes),
+                "last_uar": r.last_uar,
+                "epochs_mean_uar": r.epochs_mean_uar,
+            }
+            for r in sorted(arm_runs, key=lambda r: r.key)
+        }
+        for arm, arm_runs in arms.items()
+    }
     return out
+
+
+PER_RUN_ROWS = {
+    "uar": "exported model",
+    "last_uar": "last epoch",
+    "epochs_mean_uar": "mean over epochs",
+}
+
+
+def per_run_markdown(summary: dict[str, Any]) -> str:
+    """Test UAR of every run (fold, seed) by arm: the exported model, the last epoch, the mean over epochs."""
+    per_run = summary.get("per_run") or {}
+    cols = sorted({c for runs in per_run.values() for c in runs}, key=lambda c: tuple(int(x[1:]) for x in c.split("-")))
+    lines = ["| arm | test UAR of | " + " | ".join(c.replace("-", " ") for c in cols) + " |"]
+    lines.append("|---|---|" + "---|" * len(cols))
+    for arm, runs in per_run.items():
+        for field, label in PER_RUN_ROWS.items():
+            if all(runs[c].get(field) is None for c in runs):
+                continue
+            cells = [f"{v:.2f}" if (v := runs.get(c, {}).get(field)) is not None else "" for c in cols]
+            lines.append(f"| {arm} | {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def to_markdown(summary: dict[str, Any], metrics: Sequence[str] = ("uar", "war")) -> str:
@@ -184,7 +239,10 @@ def write_report(
     with atomic_path(paths["png"]) as tmp:
         tmp.write_bytes(png)
     with atomic_path(paths["md"]) as tmp:
-        tmp.write_text(f"# Arms compared with 95% intervals\n\n{members}\n\n{table}\n\n{note}\n")
+        tmp.write_text(
+            f"# Arms compared with 95% intervals\n\n{members}\n\n{table}\n\n{note}\n\n"
+            f"## Every run\n\n{per_run_markdown(summary)}\n"
+        )
     with atomic_path(paths["json"]) as tmp:
         tmp.write_text(json.dumps({"experiments": dict(arms), **_jsonable(summary)}, indent=2))
     rows = "".join(

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from avf.report.compare import from_json, to_markdown
+from avf.report.compare import from_json, per_run_markdown, to_markdown
 from avf.utils.io import atomic_path
 
 BLOCK = re.compile(r"(<!-- avf-report:(?P<name>[a-z-]+) -->\n)(?P<body>.*?)(<!-- /avf-report:(?P=name) -->)", re.S)
@@ -63,7 +63,7 @@ def ablations(root: Path) -> str:
     members = ", ".join(f"{arm} ({len(exps)})" for arm, exps in names.items())
     return (
         f"{to_markdown(summary)}\n\nExperiments per arm: {members}; {summary['n_boot']} bootstrap replicates "
-        f"(`{ABLATIONS}`).\n"
+        f"(`{ABLATIONS}`). Every run's test UAR:\n\n{per_run_markdown(summary)}\n"
     )
 
 

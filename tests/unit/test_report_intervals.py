@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from avf.eval.metrics import classification_metrics
-from avf.report.compare import parse_arms, summarize, to_markdown, write_report
+from avf.report.compare import ArmRun, parse_arms, per_run_markdown, summarize, to_markdown, write_report
 from avf.report.intervals import Run, arm_interval, paired_difference, uar, war
 
 
@@ -84,14 +84,20 @@ def _frame(rng: np.random.Generator, p: float, classes: list[str], clips: int = 
     return pd.DataFrame({"key": [f"ravdess__{i:03d}" for i in range(clips)], "actual": actual, "predicted": predicted})
 
 
+def uar_of(frame: pd.DataFrame) -> float:
+    from sklearn.metrics import balanced_accuracy_score  # the mean recall over the classes present
+
+    return 100.0 * float(balanced_accuracy_score(frame["actual"], frame["predicted"]))
+
+
 def test_arms_over_folds_are_summarised_paired_and_written(tmp_path: Path) -> None:
     rng = np.random.default_rng(5)
     classes = ["angry", "calm", "happy", "sad"]
     full = {(f, 0): _frame(rng, 0.8, classes) for f in (1, 2, 3)}
     scratch = {k: f.assign(predicted=np.where(rng.random(len(f)) < 0.5, f["actual"], "sad")) for k, f in full.items()}
     arms = {
-        "full": [(k, f"full-f{k[0]}", f) for k, f in full.items()],
-        "scratch": [(k, f"scratch-f{k[0]}", f) for k, f in scratch.items()],
+        "full": [ArmRun(k, f"full-f{k[0]}", f, last_uar=70.0 + k[0]) for k, f in full.items()],
+        "scratch": [ArmRun(k, f"scratch-f{k[0]}", f) for k, f in scratch.items()],
     }
     summary = summarize(arms, n_boot=300)
     assert summary["baseline"] == "full" and summary["arms"]["full"]["runs"] == [(1, 0), (2, 0), (3, 0)]
@@ -104,7 +110,12 @@ def test_arms_over_folds_are_summarised_paired_and_written(tmp_path: Path) -> No
     assert "<img src='data:image/png;base64," in paths["html"].read_text()
     assert paths["png"].read_bytes().startswith(b"\x89PNG")
 
-    arms["scratch"] = [((9, 9), "x", scratch[(1, 0)])]
+    per_run = per_run_markdown(summary)  # each run's own UAR, and the last epoch's where the run wrote it
+    assert per_run.splitlines()[0] == "| arm | test UAR of | f1 s0 | f2 s0 | f3 s0 |"
+    assert "| full | last epoch | 71.00 | 72.00 | 73.00 |" in per_run and "| scratch | last epoch |" not in per_run
+    assert summary["per_run"]["full"]["f2-s0"]["uar"] == pytest.approx(uar_of(full[(2, 0)]))
+
+    arms["scratch"] = [ArmRun((9, 9), "x", scratch[(1, 0)])]
     with pytest.raises(ValueError, match="share no fold and seed"):
         summarize(arms, n_boot=100)
 
