@@ -41,3 +41,18 @@ def test_the_faces_stage_tracks_the_pinned_models_by_their_checksums() -> None:
     with Repo(str(ROOT)) as repo:
         faces = [s for s in repo.index.stages if s.addressing.startswith("faces@")]
     assert faces and all("models/assets/SHA256SUMS" in {d.def_path for d in s.deps} for s in faces)
+
+
+def test_every_stage_but_register_is_kept_by_the_run_cache() -> None:
+    """DVC saves a stage to its run-cache only when no plain output is ``cache: false`` (metrics and plots may
+    be): with ``mlflow_run.json`` as such an output, every DVC experiment trained stages 1 and 2 again, even
+    where another experiment had trained them with the same inputs and params (an ablation batch of 21
+    experiments would train them 21 times instead of 4). ``register`` is left out on purpose: restoring it
+    from the cache would skip registering the model in the MLflow server."""
+    with Repo(str(ROOT)) as repo:
+        blocked = sorted(
+            s.addressing
+            for s in repo.index.stages
+            if any(not o.use_cache for o in s.outs if not (o.is_metric or o.is_plot))  # DVC's own rule
+        )
+    assert blocked == ["register"]
