@@ -15,6 +15,7 @@ app = typer.Typer(no_args_is_help=True)
 def queue(
     batch: Path = typer.Argument(..., help="Batch file: arms of params overrides, folds and seeds."),
     project: Path = typer.Option(Path("."), "--project", help="The DVC project folder."),
+    arms: str | None = typer.Option(None, "--arms", help="Comma-separated arms to queue (default: all)."),
 ) -> None:
     """Queue every arm x fold x seed of BATCH with `dvc exp run --queue` (those already present are kept);
     run them with `dvc queue start -j N`, compare them with `avf report compare --batch BATCH`."""
@@ -25,7 +26,8 @@ def queue(
         common.console.print(f"{'queued' if new else 'present'}  {name}", highlight=False)
 
     try:
-        queued = queue_batch(project, load_batch(batch), on_queued=show)
+        only = [a.strip() for a in arms.split(",") if a.strip()] if arms else None
+        queued = queue_batch(project, load_batch(batch), on_queued=show, only=only)
     except (ValueError, RuntimeError) as e:
         common.fail(str(e), common.EXIT_USAGE)
     except FileNotFoundError as e:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -112,14 +112,24 @@ def queue_order(batch: Batch) -> list[str]:
     return first + [n for arm in names for n in names[arm] if n not in first]
 
 
-def queue(project: Path, batch: Batch, on_queued: Callable[[str, bool], None] | None = None) -> list[str]:
+def queue(
+    project: Path,
+    batch: Batch,
+    on_queued: Callable[[str, bool], None] | None = None,
+    only: Sequence[str] | None = None,
+) -> list[str]:
     """Queue every experiment not already present (by name) in ``dvc exp show``; returns the queued names.
 
     Already finished experiments of the current commit are kept, so a batch can be extended or re-queued
     after a failure. The first fold of every arm is queued first: those experiments train the upstream
     stages each arm needs, so that its other folds find them in DVC's run-cache instead of training them
-    again side by side.
+    again side by side. ``only`` queues those arms alone (the others can follow in a later call).
     """
+    unknown = sorted(set(only or ()) - set(batch.arms))
+    if unknown:
+        raise ValueError(f"unknown arms {unknown}; the batch has {list(batch.arms)}")
+    if only:
+        batch = batch.model_copy(update={"arms": {a: arm for a, arm in batch.arms.items() if a in only}})
     validate(batch, project / "params.yaml")
     existing = {e.name for e in load_experiments(project)}
     overrides = {n: o for exps in experiments(batch).values() for n, o in exps.items()}

@@ -66,3 +66,10 @@ def test_a_batch_file_is_strict(tmp_path: Path) -> None:
     path.write_text(yaml.safe_dump({"folds": [1], "arms": {"a": {}}}))
     with pytest.raises(ValueError, match="arms"):  # one arm compares with nothing
         load_batch(path)
+
+
+def test_queueing_some_arms_names_the_unknown_ones(tmp_path: Path) -> None:
+    from avf.report.batch import queue
+
+    with pytest.raises(ValueError, match=r"unknown arms \['scrach'\]"):
+        queue(tmp_path, load_batch(PAPER), only=["full", "scrach"])
