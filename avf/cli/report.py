@@ -66,6 +66,7 @@ def compare(
         help="NAME=EXP[,EXP...]: an arm's DVC experiments, one per fold and seed. The first is the baseline.",
     ),
     batch: Path | None = typer.Option(None, "--batch", help="Take the arms from this `avf exp queue` batch file."),
+    batch_arms: str | None = typer.Option(None, "--arms", help="With --batch: only these arms (comma-separated)."),
     out: Path = typer.Option(Path("reports/compare"), "--out"),
     project: Path = typer.Option(Path("."), "--project", help="The DVC project folder."),
     boot: int = typer.Option(2000, "--boot", min=100, help="Bootstrap replicates."),
@@ -77,14 +78,13 @@ def compare(
 ) -> None:
     """Test UAR / WAR of each arm with 95% intervals, and each arm's paired difference from the baseline."""
     from avf import tracking
-    from avf.report.batch import arms as batch_arms
-    from avf.report.batch import load_batch
+    from avf.report.batch import arms_of_batch, load_batch
     from avf.report.compare import load_arms, parse_arms, summarize, to_markdown, write_report
 
     try:
         if (batch is None) == (not arm):
             raise ValueError("give the arms either with --arm (twice or more) or with --batch")
-        arms = batch_arms(load_batch(batch)) if batch is not None else parse_arms(arm)
+        arms = arms_of_batch(load_batch(batch), batch_arms) if batch is not None else parse_arms(arm)
         summary = summarize(load_arms(project, arms, all_commits=all_commits), n_boot=boot, seed=seed)
     except (ValueError, RuntimeError) as e:
         common.fail(str(e), common.EXIT_USAGE)

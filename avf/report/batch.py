@@ -66,6 +66,21 @@ def arms(batch: Batch) -> dict[str, list[str]]:
     return {arm: list(exps) for arm, exps in experiments(batch).items()}
 
 
+def pick_arms(batch: Batch, only: Sequence[str] | None) -> Batch:
+    """The batch restricted to the arms ``only`` (all when None), in the batch's order."""
+    if not only:
+        return batch
+    unknown = sorted(set(only) - set(batch.arms))
+    if unknown:
+        raise ValueError(f"unknown arms {unknown}; the batch has {list(batch.arms)}")
+    return batch.model_copy(update={"arms": {a: arm for a, arm in batch.arms.items() if a in only}})
+
+
+def arms_of_batch(batch: Batch, only: str | None = None) -> dict[str, list[str]]:
+    """:func:`arms` of the comma-separated arms ``only`` (all when None; the first is the baseline)."""
+    return arms(pick_arms(batch, [a.strip() for a in only.split(",") if a.strip()] if only else None))
+
+
 def _apply(raw: dict[str, Any], override: str) -> None:
     """Apply one ``-S`` override as DVC does (Hydra's override grammar), to existing keys only."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -125,11 +140,7 @@ def queue(
     stages each arm needs, so that its other folds find them in DVC's run-cache instead of training them
     again side by side. ``only`` queues those arms alone (the others can follow in a later call).
     """
-    unknown = sorted(set(only or ()) - set(batch.arms))
-    if unknown:
-        raise ValueError(f"unknown arms {unknown}; the batch has {list(batch.arms)}")
-    if only:
-        batch = batch.model_copy(update={"arms": {a: arm for a, arm in batch.arms.items() if a in only}})
+    batch = pick_arms(batch, only)
     validate(batch, project / "params.yaml")
     existing = {e.name for e in load_experiments(project)}
     overrides = {n: o for exps in experiments(batch).values() for n, o in exps.items()}

@@ -73,3 +73,14 @@ def test_queueing_some_arms_names_the_unknown_ones(tmp_path: Path) -> None:
 
     with pytest.raises(ValueError, match=r"unknown arms \['scrach'\]"):
         queue(tmp_path, load_batch(PAPER), only=["full", "scrach"])
+
+
+def test_a_report_can_take_some_arms_of_a_batch() -> None:
+    from avf.report.batch import arms_of_batch
+
+    batch = load_batch(PAPER)
+    picked = arms_of_batch(batch, "scratch, full")
+    assert list(picked) == ["full", "scratch"] and len(picked["scratch"]) == 6  # the batch's order: full first
+    assert arms_of_batch(batch) == arms(batch)
+    with pytest.raises(ValueError, match=r"unknown arms \['nope'\]"):
+        arms_of_batch(batch, "full,nope")
