@@ -95,6 +95,7 @@ def compare(
     common.console.print(f"wrote {paths['md']}, {paths['html']} and {paths['png']}")
     if not log_mlflow:
         return
+    common.quiet_stage("report")  # MLflow's own logging goes to runs/logs/report.log
     params = common.load()
     cells = {**summary["arms"], **{f"{a}-minus-{summary['baseline']}": c for a, c in summary["differences"].items()}}
     metrics = {
