@@ -29,6 +29,7 @@ from tests.support.tiny_project import AVF, PARAMS, PRETRAIN, avf, env
 pytestmark = [pytest.mark.reliability, pytest.mark.slow, pytest.mark.timeout(1200)]
 
 SIGNAL_EXIT_S = 90  # a signalled stage must be gone within this (a loaded 2-core CI box)
+LONG_EPOCHS = 24
 
 
 def _interrupt(
@@ -72,6 +73,10 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "params-pool.yaml").write_text(yaml.safe_dump(with_pool, sort_keys=False))
     on_ray = {**PARAMS, "ray": {"num_workers": 1}, "pretrain": {**PARAMS["pretrain"], "epochs": 4}}
     (root / "params-ray.yaml").write_text(yaml.safe_dump(on_ray, sort_keys=False))
+    # enough one-step epochs after the awaited checkpoint that the signal lands before the run ends, even
+    # when a busy machine delays the test's polling by seconds
+    long = {**PARAMS, "pretrain": {**PARAMS["pretrain"], "epochs": LONG_EPOCHS}}
+    (root / "params-long.yaml").write_text(yaml.safe_dump(long, sort_keys=False))
     return tiny_project.prepare(root, PARAMS)
 
 
@@ -108,7 +113,7 @@ def test_signals_during_pretraining_leave_no_output_end_the_run_killed_and_resum
     base_cmd = [*PRETRAIN, "--out", "base/model", "--reports", "base/reports", "--storage", "runs/ray-uninterrupted"]
     with (project / "baseline.log").open("w") as base_log:
         baseline = subprocess.Popen(
-            [AVF, "-p", "params.yaml", *base_cmd], cwd=project, env=env(project, "baseline"), stdout=base_log,
+            [AVF, "-p", "params-long.yaml", *base_cmd], cwd=project, env=env(project, "baseline"), stdout=base_log,
             stderr=base_log,
         )  # fmt: skip
     try:
@@ -120,7 +125,7 @@ def test_signals_during_pretraining_leave_no_output_end_the_run_killed_and_resum
             baseline.wait()
     uninterrupted = json.loads((project / "base/reports/metrics.json").read_text())
     resumed = json.loads((project / "reports/pretrain/metrics.json").read_text())
-    assert uninterrupted["steps"] == 3
+    assert uninterrupted["steps"] == LONG_EPOCHS
     assert resumed["steps"] == uninterrupted["steps"] and resumed["epochs"] == uninterrupted["epochs"]
 
 
@@ -129,7 +134,7 @@ def _interrupted_then_resumed(project: Path) -> None:
     cmd = [*PRETRAIN, "--out", "models/pretrain", "--reports", "reports/pretrain", "--storage", str(storage)]
 
     # SIGTERM once epoch 1's checkpoint exists: exit 128 + 15, nothing exported, run KILLED
-    rc, log, took, _ = _interrupt(project, cmd, _checkpoint(storage, 1), signal.SIGTERM)
+    rc, log, took, _ = _interrupt(project, cmd, _checkpoint(storage, 1), signal.SIGTERM, "params-long.yaml")
     assert rc == 128 + signal.SIGTERM, log[-3000:]
     print(f"SIGTERM: exited {took:.1f} s after the signal")
     _assert_no_output(out)
@@ -137,7 +142,7 @@ def _interrupted_then_resumed(project: Path) -> None:
     assert _status(project, _run_id(log)) == "KILLED"
 
     # the same command resumes from epoch 1; SIGINT (Ctrl-C) once epoch 2's checkpoint exists
-    rc, log, took, _ = _interrupt(project, cmd, _checkpoint(storage, 2), signal.SIGINT)
+    rc, log, took, _ = _interrupt(project, cmd, _checkpoint(storage, 2), signal.SIGINT, "params-long.yaml")
     assert re.search(r"resumed from \S+checkpoint_000000001 at epoch 1 step 1", log), log[-3000:]
     assert rc != 0, log[-3000:]
     print(f"SIGINT: exited {took:.1f} s after the signal (code {rc})")
@@ -145,7 +150,7 @@ def _interrupted_then_resumed(project: Path) -> None:
     assert _status(project, _run_id(log)) == "KILLED"
 
     # and again: it finishes from epoch 2 (the step count is compared with the uninterrupted run)
-    log = avf(project, *cmd)
+    log = avf(project, *cmd, params="params-long.yaml")
     assert re.search(r"resumed from \S+checkpoint_000000002 at epoch 2 step 2", log), log[-3000:]
     assert sorted(p.name for p in out.iterdir()) == ["card.json", "model.safetensors"]
     assert [p.name for p in out.parent.iterdir() if p.name.startswith(".pretrain")] == []
