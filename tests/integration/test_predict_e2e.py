@@ -82,14 +82,21 @@ def test_cli_predicts_a_folder_with_pictures(cli_out: Path, workspace: dict[str,
     assert len(windows) == sum(v["num_windows"] for v in videos)
 
 
-def test_onnx_runtime_predicts_what_pytorch_predicts(cli_out: Path, workspace: dict[str, Path]) -> None:
-    out = workspace["root"] / "out-onnx"
+def _predict_again(
+    cli_out: Path, workspace: dict[str, Path], out: Path, *flags: str
+) -> tuple[list[str], list[str], list[tuple[dict, dict]]]:
+    """``avf predict`` of two videos with ``flags``: (videos, model args, [(video record, the default run's)])."""
     videos = [str(workspace["videos"] / n) for n in ("talk.mp4", "nested/mute.mkv")]
     model = ["--model", str(workspace["model"])]
-    _avf(workspace, "predict", *videos, *model, "--out", str(out), "--runtime", "onnxruntime")
-    torch_run = {v["video_id"]: v for v in read_jsonl(cli_out / "videos.jsonl")}
-    for rec in read_jsonl(out / "videos.jsonl"):
-        ref = torch_run[rec["video_id"]]
+    _avf(workspace, "predict", *videos, *model, "--out", str(out), *flags)
+    default = {v["video_id"]: v for v in read_jsonl(cli_out / "videos.jsonl")}
+    return videos, model, [(rec, default[rec["video_id"]]) for rec in read_jsonl(out / "videos.jsonl")]
+
+
+def test_onnx_runtime_predicts_what_pytorch_predicts(cli_out: Path, workspace: dict[str, Path]) -> None:
+    out = workspace["root"] / "out-onnx"
+    videos, model, pairs = _predict_again(cli_out, workspace, out, "--runtime", "onnxruntime")
+    for rec, ref in pairs:
         assert rec["ok"] and rec["label"] == ref["label"]
         for c in CLASSES:
             assert rec["probabilities"][c] == pytest.approx(ref["probabilities"][c], abs=2e-6)  # written to 6 places
@@ -107,12 +114,8 @@ def test_onnx_runtime_predicts_what_pytorch_predicts(cli_out: Path, workspace: d
 
 def test_bf16_predicts_what_fp32_predicts(cli_out: Path, workspace: dict[str, Path]) -> None:
     out = workspace["root"] / "out-bf16"
-    videos = [str(workspace["videos"] / n) for n in ("talk.mp4", "nested/mute.mkv")]
-    model = ["--model", str(workspace["model"])]
-    _avf(workspace, "predict", *videos, *model, "--out", str(out), "--precision", "bf16")
-    fp32 = {v["video_id"]: v for v in read_jsonl(cli_out / "videos.jsonl")}
-    for rec in read_jsonl(out / "videos.jsonl"):
-        ref = fp32[rec["video_id"]]
+    videos, model, pairs = _predict_again(cli_out, workspace, out, "--precision", "bf16")
+    for rec, ref in pairs:
         assert rec["ok"] and rec["num_windows"] == ref["num_windows"]
         for c in CLASSES:
             assert rec["probabilities"][c] == pytest.approx(ref["probabilities"][c], abs=0.02)
