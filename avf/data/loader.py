@@ -61,6 +61,8 @@ __all__ = [
     "ClipDataset",
     "PretrainStream",
     "Sample",
+    "SharedEpoch",
+    "item_bytes",
     "pretrain_stream",
     "train_indices",
     "unpack_sample",
@@ -183,8 +185,27 @@ def _audio(sample: Sample, start: float, end: float, cfg: AudioConfig, gain: flo
     return window_from_waveform(sample.pcm.astype(np.float32) / 32768.0, start, end, cfg, gain)
 
 
+def item_bytes(clip: ClipConfig, audio: AudioConfig) -> int:
+    """Bytes of one training item as the loaders yield it (float32 video [3, T, S, S] + audio [1, F, M])."""
+    return 4 * (3 * clip.num_frames * clip.image_size**2 + audio.target_frames * audio.num_mel_bins)
+
+
 def _key_rng(seed: int, epoch: int, key: str) -> np.random.Generator:
     return np.random.default_rng([seed, epoch, zlib.crc32(key.encode())])
+
+
+class SharedEpoch:
+    """An epoch number in shared memory: persistent DataLoader workers (forked or spawned) hold a copy of
+    the dataset made once, and read the number the main process set before each epoch's iterator."""
+
+    def __init__(self) -> None:
+        self._value = torch.zeros((), dtype=torch.int64).share_memory_()
+
+    def get(self) -> int:
+        return int(self._value)
+
+    def set(self, epoch: int) -> None:
+        self._value.fill_(epoch)
 
 
 # ------------------------------------------------------------------------------------------ indexed
@@ -220,17 +241,21 @@ class ClipDataset(Dataset[dict[str, Any]]):
         self.clip = clip
         self.audio = audio
         self.seed = seed
-        self.epoch = 0
+        self._epoch = SharedEpoch()
         self.augment = augment or AugmentConfig()
         self.transform = ClipTransform(clip.image_size, self.augment)
 
     def __len__(self) -> int:
         return len(self.keys)
 
+    @property
+    def epoch(self) -> int:
+        return self._epoch.get()
+
     def set_epoch(self, epoch: int) -> None:
-        """Re-seed train-time randomness: call before creating each epoch's DataLoader iterator
-        (workers receive a copy of the dataset then; ``persistent_workers=True`` would keep the old epoch)."""
-        self.epoch = epoch
+        """Re-seed train-time randomness: call before each epoch's DataLoader iterator starts (persistent
+        workers included: the epoch lives in shared memory)."""
+        self._epoch.set(epoch)
 
     def load(self, key: str) -> Sample:
         shard_no, offset, size = self._loc[key]
@@ -317,7 +342,7 @@ class PretrainStream(IterableDataset[dict[str, Any]]):
                 f"samples_per_epoch={self.samples_per_epoch} gives each of {world_size} rank(s) fewer samples "
                 f"than one batch of {self.batch_size}"
             )
-        self.epoch = 0
+        self._epoch = SharedEpoch()
         self.skipped = 0
         if num_workers is not None:
             self.check_readers(max(1, num_workers))
@@ -326,8 +351,13 @@ class PretrainStream(IterableDataset[dict[str, Any]]):
         """Samples this rank yields per epoch (equal on every rank)."""
         return self.samples_per_epoch // self.world_size
 
+    @property
+    def epoch(self) -> int:
+        return self._epoch.get()
+
     def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+        """Select the epoch's shard order and draws; persistent DataLoader workers see it (shared memory)."""
+        self._epoch.set(epoch)
 
     def check_readers(self, num_workers: int) -> None:
         readers = self.world_size * num_workers
@@ -380,7 +410,8 @@ class PretrainStream(IterableDataset[dict[str, Any]]):
         self.check_readers(num_workers)
         shards = self.assigned_shards(worker, num_workers)
         quota = self._quota(worker, num_workers)
-        rng = np.random.default_rng([self.seed, self.epoch, self.rank, worker])
+        epoch = self.epoch
+        rng = np.random.default_rng([self.seed, epoch, self.rank, worker])
         c = self.clip
         produced = 0
         consecutive_bad = 0
@@ -389,7 +420,7 @@ class PretrainStream(IterableDataset[dict[str, Any]]):
                 return
             try:
                 sample = unpack_sample(members, key, shard)
-                srng = _key_rng(self.seed, self.epoch, key)
+                srng = _key_rng(self.seed, epoch, key)
                 idx = train_indices(len(sample.frames), c.num_frames, c.sampling_rate, srng)
                 video = self.transform.pretrain(sample.decode(idx), srng)
                 gain = audio_gain(srng, self.augment.gain_beta) if self.augment.audio_gain else None

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -37,16 +38,61 @@ def _per_rank_micro(global_batch: int, accum: int, world: int) -> int:
     return micro // world
 
 
-def _loader(
-    dataset: torch.utils.data.Dataset, batch_sampler: Any, num_workers: int, device: torch.device
+PREFETCH = 4  # batches each DataLoader worker holds ahead: keeps the step fed
+
+
+def shared_memory_free() -> int | None:
+    """Free bytes of ``/dev/shm``, where DataLoader workers put their batches (None where there is none)."""
+    return shutil.disk_usage("/dev/shm").free if Path("/dev/shm").is_dir() else None
+
+
+def fitting_prefetch(num_workers: int, batch_bytes: int, free_bytes: int | None) -> int:
+    """Batches per worker to prefetch: :data:`PREFETCH` where ``num_workers`` x that many batches take at
+    most half the free shared memory (the rest is headroom for pinning and the batch being trained), fewer
+    with a warning otherwise. Raises ``ValueError`` where even one batch per worker does not fit: workers
+    would otherwise die of SIGBUS halfway through an epoch."""
+    if free_bytes is None:
+        return PREFETCH
+    fit = free_bytes // 2 // (num_workers * batch_bytes)
+    need = f"{num_workers} DataLoader workers x {{}} batch(es) of {batch_bytes / 2**30:.2f} GiB"
+    if fit < 1:
+        raise ValueError(
+            f"shared memory too small: {need.format(1)} need {num_workers * batch_bytes / 2**30:.1f} GiB, more than "
+            f"half of the {free_bytes / 2**30:.1f} GiB free in /dev/shm. Use more accum_steps (smaller "
+            "micro-batches), fewer num_workers, or a larger /dev/shm (docker --shm-size)."
+        )
+    if fit < PREFETCH:
+        log.warning(
+            "prefetching %d batch(es) per DataLoader worker instead of %d: %s fit in half the %.1f GiB free in "
+            "/dev/shm",
+            fit,
+            PREFETCH,
+            need.format(fit),
+            free_bytes / 2**30,
+        )
+    return int(min(fit, PREFETCH))
+
+
+def persistent_loader(
+    dataset: torch.utils.data.Dataset,
+    num_workers: int,
+    device: torch.device,
+    seed: int,
+    batch_bytes: int,
+    **kw: Any,
 ) -> torch.utils.data.DataLoader:
+    """One loader for the whole run: its workers persist across epochs (the datasets read the epoch from
+    shared memory), its prefetch fits in shared memory (:func:`fitting_prefetch`), and its own generator
+    keeps it off the global torch RNG that dropout draws from, so the number of workers and iterators
+    never changes a result."""
     return torch.utils.data.DataLoader(
         dataset,
-        batch_sampler=batch_sampler,
         num_workers=num_workers,
         pin_memory=device.type == "cuda",
-        persistent_workers=False,
-        prefetch_factor=4 if num_workers else None,
+        persistent_workers=num_workers > 0,
+        prefetch_factor=fitting_prefetch(num_workers, batch_bytes, shared_memory_free()) if num_workers else None,
+        generator=torch.Generator().manual_seed(seed),
+        **kw,
     )
 
 
@@ -60,6 +106,8 @@ class PretrainTask:
     select_epochs = 1
 
     def __init__(self, params: Params, shard_dirs: Sequence[Path], num_samples: int, session: Session) -> None:
+        from avf.data.loader import item_bytes, pretrain_stream
+
         self.params, self.cfg, self.session = params, params.pretrain, session
         self.compile_model = params.model.compile  # loop.fit compiles the training model
         self.shard_dirs = [Path(p) for p in shard_dirs]
@@ -71,6 +119,28 @@ class PretrainTask:
         )
         if self.samples_per_epoch < self.cfg.batch_size:
             raise ValueError(f"{num_samples} pretraining clips are fewer than one batch of {self.cfg.batch_size}")
+        d = params.data
+        self.stream = pretrain_stream(
+            self.shard_dirs,
+            clip=d.clip,
+            audio=d.audio,
+            augment=d.augment,
+            seed=derive_seed(params.seed, "pretrain"),
+            rank=session.rank,
+            world_size=session.world_size,
+            samples_per_epoch=self.samples_per_epoch,
+            num_workers=max(1, self.cfg.num_workers),
+            batch_size=self.micro,
+        )
+        self.loader = persistent_loader(
+            self.stream,
+            self.cfg.num_workers,
+            session.device,
+            derive_seed(params.seed, "loader", session.rank),
+            self.micro * item_bytes(d.clip, d.audio),
+            batch_size=self.micro,
+            drop_last=True,
+        )
 
     def build_model(self) -> nn.Module:
         from avf.models.factory import pretrain_model
@@ -84,31 +154,9 @@ class PretrainTask:
         return self.cfg.batch_size
 
     def train_batches(self, epoch: int, start_micro_step: int) -> Iterable[Any]:
-        from avf.data.loader import pretrain_stream
-
-        d = self.params.data
-        stream = pretrain_stream(
-            self.shard_dirs,
-            clip=d.clip,
-            audio=d.audio,
-            augment=d.augment,
-            seed=derive_seed(self.params.seed, "pretrain", epoch),
-            rank=self.session.rank,
-            world_size=self.session.world_size,
-            samples_per_epoch=self.samples_per_epoch,
-            num_workers=max(1, self.cfg.num_workers),
-            batch_size=self.micro,
-        )
-        loader = torch.utils.data.DataLoader(
-            stream,
-            batch_size=self.micro,
-            num_workers=self.cfg.num_workers,
-            drop_last=True,
-            pin_memory=self.session.device.type == "cuda",
-            prefetch_factor=4 if self.cfg.num_workers else None,  # keeps the step fed
-        )
+        self.stream.set_epoch(epoch)
         n_micro = self.steps_per_epoch() * self.cfg.accum_steps
-        for i, batch in enumerate(loader):
+        for i, batch in enumerate(self.loader):
             if i >= n_micro:
                 break
             if i < start_micro_step:
@@ -150,7 +198,7 @@ class SupervisedTask:
         init_weights: dict[str, torch.Tensor] | None,
         multi_head: bool,
     ) -> None:
-        from avf.data.loader import ClipDataset
+        from avf.data.loader import ClipDataset, item_bytes
 
         self.params, self.cfg, self.session = params, cfg, session
         self.compile_model = params.model.compile  # loop.fit compiles the training model
@@ -189,6 +237,14 @@ class SupervisedTask:
             seed=params.seed,
             weights=weights,
             draws=self._steps * cfg.batch_size if self._steps else None,
+        )
+        self.loader = persistent_loader(
+            self.train_set,
+            cfg.num_workers,
+            session.device,
+            derive_seed(params.seed, "loader", session.rank),
+            self.micro * item_bytes(d.clip, d.audio),
+            batch_sampler=self.sampler,
         )
         self.mixup = AVMixup(cfg.mixup, cfg.cutmix, first.num_outputs, cfg.label_smoothing, mix_audio=cfg.mixup_audio)
         if multi_head and self.mixup.active:
@@ -243,7 +299,7 @@ class SupervisedTask:
             s.set_epoch(epoch)
         self.sampler.set_epoch(epoch, start_micro_step)
         n_micro = self.steps_per_epoch() * self.cfg.accum_steps
-        for i, batch in enumerate(_loader(self.train_set, self.sampler, self.cfg.num_workers, self.session.device)):
+        for i, batch in enumerate(self.loader):
             if start_micro_step + i >= n_micro:
                 break
             yield batch

@@ -25,6 +25,8 @@ from avf.data.loader import (
 from avf.data.shards import INDEX_NAME, CorruptSampleError, ShardIndex, ShardWriter, npy_bytes
 from avf.data.transforms import ClipTransform, multi_scale_crop_params, rrc_params
 from avf.data.video import encode_jpeg
+from avf.train.sampling import GlobalBatchSampler
+from avf.train.tasks import persistent_loader
 from tests.support import media
 
 AUDIO = AudioConfig()
@@ -283,3 +285,67 @@ def test_a_frame_that_decodes_to_another_size_is_a_corrupt_sample() -> None:
         sample.decode(np.array([0, 1]))
     with pytest.raises(CorruptSampleError, match="frame 1: decoded to 48x32 px, not a square crop"):
         sample.decode(np.array([1]))  # crops are square
+
+
+Epochs = tuple[list[list[str]], list[torch.Tensor], set[int]]
+
+
+def _epochs(loader: DataLoader, set_epoch: Any, epochs: int = 2) -> Epochs:
+    """Keys and videos of each epoch through ``loader``, and the pids of its workers over all epochs."""
+    keys, videos, pids = [], [], set()
+    for epoch in range(epochs):
+        set_epoch(epoch)
+        batches = list(loader)
+        keys.append([k for b in batches for k in b["key"]])
+        videos.append(torch.cat([b["video"] for b in batches]))
+        if loader.num_workers:
+            pids |= {w.pid for w in loader._iterator._workers}  # type: ignore[union-attr]
+    return keys, videos, pids
+
+
+def test_persistent_workers_see_every_epoch_of_the_indexed_dataset(shard_dir: Path) -> None:
+    # workers hold a copy of the dataset made once; the epoch they draw with must still follow set_epoch
+    def run(workers: int) -> Epochs:
+        ds = ClipDataset(shard_dir, None, train=True, clip=SMALL, audio=AUDIO, seed=3)
+        sampler = GlobalBatchSampler(len(ds), 2, seed=3)
+        loader = DataLoader(ds, batch_sampler=sampler, num_workers=workers, persistent_workers=workers > 0)
+
+        def set_epoch(e: int) -> None:
+            ds.set_epoch(e)
+            sampler.set_epoch(e)
+
+        return _epochs(loader, set_epoch)
+
+    keys, videos, pids = run(2)
+    ref_keys, ref_videos, _ = run(0)
+    assert len(pids) == 2  # the same two workers served both epochs
+    assert keys == ref_keys and all(torch.equal(a, b) for a, b in zip(videos, ref_videos, strict=True))
+    assert keys[0] != keys[1] or not torch.equal(videos[0], videos[1])
+
+
+def test_persistent_workers_see_every_epoch_of_the_stream(stream_dir: Path) -> None:
+    def stream() -> Any:
+        return pretrain_stream(
+            [stream_dir], clip=SMALL, audio=AUDIO, seed=4, rank=0, world_size=1, samples_per_epoch=8, batch_size=2
+        )
+
+    persistent = stream()
+    loader = DataLoader(persistent, batch_size=2, num_workers=2, drop_last=True, persistent_workers=True)
+    keys, videos, pids = _epochs(loader, persistent.set_epoch)
+    assert len(pids) == 2 and keys[0] != keys[1]
+    for epoch in range(2):  # each epoch equals a fresh loader's (new workers, new copies of the stream)
+        fresh = stream()
+        fresh.set_epoch(epoch)
+        batches = list(DataLoader(fresh, batch_size=2, num_workers=2, drop_last=True))
+        assert [k for b in batches for k in b["key"]] == keys[epoch]
+        assert torch.equal(torch.cat([b["video"] for b in batches]), videos[epoch])
+
+
+def test_the_training_loader_keeps_its_workers_and_leaves_the_global_rng_alone(shard_dir: Path) -> None:
+    ds = ClipDataset(shard_dir, None, train=True, clip=SMALL, audio=AUDIO, seed=3)
+    sampler = GlobalBatchSampler(len(ds), 2, seed=3)
+    loader = persistent_loader(ds, 2, torch.device("cpu"), 9, 1 << 20, batch_sampler=sampler)
+    state = torch.get_rng_state()
+    _, _, pids = _epochs(loader, sampler.set_epoch, epochs=3)
+    assert len(pids) == 2  # two workers for three epochs
+    assert torch.equal(torch.get_rng_state(), state)  # dropout's stream does not depend on the loader
