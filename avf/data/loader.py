@@ -3,14 +3,17 @@
 Contract (the training code relies on these names and shapes)::
 
     ds = ClipDataset(shard_dir, keys, *, train, clip, audio, seed=0, augment=None)
-    ds[i] -> {"video": f32[3, T, S, S], "audio": f32[1, 256, 128], "label": int64 scalar
+    ds[i] -> {"video": u8[3, T, S, S], "erase": int64[5], "audio": f32[1, 256, 128], "label": int64 scalar
               (f32[D] targets for regression, -1 when unlabelled), "key": str, "dataset": str}
-    train=False: "video": f32[V, 3, T, S, S], "audio": f32[V, 1, 256, 128], V = clip.test_views
+    train=False: "video": f32[V, 3, T, S, S], "audio": f32[V, 1, 256, 128], V = clip.test_views (no "erase")
     ds.keys (index order), ds.set_epoch(e)
 
     it = pretrain_stream(shard_dirs, *, clip, audio, seed, rank, world_size, samples_per_epoch,
                          augment=None, num_workers=None, shuffle_buffer=256, batch_size=1)
-    -> IterableDataset yielding {"video": f32[3, T, S, S], "audio": f32[1, 256, 128], "key": str}
+    -> IterableDataset yielding {"video": u8[3, T, S, S], "audio": f32[1, 256, 128], "key": str}
+
+Training video stays uint8 until the device: the training step turns a batch into the model's normalized
+float input with :func:`avf.data.transforms.to_model_input` (``erase``: the clip's random-erasing box).
 
 Frame windows (T = ``clip.num_frames`` frames every ``clip.sampling_rate`` frames, a span of
 W = T * stride frames): in training one window at a uniformly random start; a clip shorter than W
@@ -186,8 +189,8 @@ def _audio(sample: Sample, start: float, end: float, cfg: AudioConfig, gain: flo
 
 
 def item_bytes(clip: ClipConfig, audio: AudioConfig) -> int:
-    """Bytes of one training item as the loaders yield it (float32 video [3, T, S, S] + audio [1, F, M])."""
-    return 4 * (3 * clip.num_frames * clip.image_size**2 + audio.target_frames * audio.num_mel_bins)
+    """Bytes of one training item as the loaders yield it (uint8 video [3, T, S, S] + float32 audio [1, F, M])."""
+    return 3 * clip.num_frames * clip.image_size**2 + 4 * audio.target_frames * audio.num_mel_bins
 
 
 def _key_rng(seed: int, epoch: int, key: str) -> np.random.Generator:
@@ -270,7 +273,8 @@ class ClipDataset(Dataset[dict[str, Any]]):
         if self.train:
             rng = _key_rng(self.seed, self.epoch, key)
             idx = train_indices(n, c.num_frames, c.sampling_rate, rng)
-            video = self.transform.finetune(sample.decode(idx), rng)
+            video, erase = self.transform.finetune(sample.decode(idx), rng)
+            extra = {"erase": erase}
             gain = audio_gain(rng, self.augment.gain_beta) if self.augment.audio_gain else None
             audio = _audio(sample, *window_span(sample.times, idx, c.sampling_rate), self.audio, gain)
         else:
@@ -279,12 +283,14 @@ class ClipDataset(Dataset[dict[str, Any]]):
             audio = torch.stack(
                 [_audio(sample, *window_span(sample.times, v, c.sampling_rate), self.audio, None) for v in views]
             )
+            extra = {}
         return {
             "video": video,
             "audio": audio,
             "label": sample.label(),
             "key": key,
             "dataset": str(sample.meta.get("dataset", self.index.dataset)),
+            **extra,
         }
 
 

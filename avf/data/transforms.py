@@ -8,12 +8,17 @@ video op draws its parameters once per clip and applies them to all frames:
   default ``rand-m7-n4-mstd0.5-inc1``; the Python/NumPy RNGs timm uses are re-seeded identically for
   each frame, so every frame gets the same ops and magnitudes), random-resized crop (scale
   ``data.augment.rrc_scale``, default the official (0.08, 1)), horizontal flip, then one random-pixel
-  erasing box per clip (the official code draws one per frame: a flickering occlusion);
+  erasing box per clip (the official code draws one per frame: a flickering occlusion), drawn here and
+  applied by :func:`to_model_input`;
 - pretraining (:meth:`ClipTransform.pretrain`): VideoMAE's multi-scale crop (scales 1, .875, .75, .66,
   fixed corner/centre offsets), then resize; no flip, no colour;
 - evaluation (:meth:`ClipTransform.eval`): resize only.
 
-Output is ImageNet-normalized ``f32 [3, T, S, S]``. :func:`audio_gain` draws the train-time
+Training clips stay ``uint8 [3, T, S, S]`` until the device: crops, resizes (torch's uint8 bilinear with
+antialiasing on channels-last frames: within 1 level of the float resize, about 9x faster) and flips run
+on bytes, so DataLoader workers pass a quarter of the float32 bytes through shared memory, and
+:func:`to_model_input` converts, normalises and erases a whole batch where the model runs. Evaluation
+clips are ImageNet-normalized ``f32 [3, T, S, S]``. :func:`audio_gain` draws the train-time
 ``Beta(b, b) + 0.5`` amplitude gain (the surviving part of the official ``roll_mag_aug``).
 """
 
@@ -33,9 +38,10 @@ from avf.config.data import AugmentConfig
 __all__ = [
     "ClipTransform",
     "audio_gain",
+    "erase_box",
     "multi_scale_crop_params",
-    "random_erase",
     "rrc_params",
+    "to_model_input",
 ]
 
 _MEAN255 = torch.tensor(IMAGENET_DEFAULT_MEAN).view(3, 1, 1, 1) * 255.0
@@ -82,24 +88,39 @@ def multi_scale_crop_params(
     return oy * hs, ox * ws, ch, cw
 
 
-def random_erase(frames: torch.Tensor, rng: np.random.Generator, prob: float) -> torch.Tensor:
-    """timm-style random erasing (pixel mode, 1 box, area 2-33 %, aspect 0.3-3.3), one box per clip.
+NO_ERASE = (0, 0, 0, 0, 0)
 
-    ``frames`` is a normalized clip ``[C, T, H, W]``; the box gets N(0, 1) noise (independent per frame).
-    """
+
+def erase_box(rng: np.random.Generator, prob: float, height: int, width: int) -> tuple[int, int, int, int, int]:
+    """timm-style random erasing (pixel mode, 1 box, area 2-33 %, aspect 0.3-3.3), one box per clip:
+    ``(top, left, h, w, noise seed)``, or :data:`NO_ERASE` (h = 0). :func:`to_model_input` fills the box with
+    N(0, 1) noise (independent per frame) after normalisation."""
     if prob <= 0 or rng.random() >= prob:
-        return frames
-    c, t, h, w = frames.shape
+        return NO_ERASE
     for _ in range(10):
-        target = h * w * rng.uniform(0.02, 1 / 3)
+        target = height * width * rng.uniform(0.02, 1 / 3)
         aspect = math.exp(rng.uniform(math.log(0.3), math.log(1 / 0.3)))
         eh, ew = round(math.sqrt(target * aspect)), round(math.sqrt(target / aspect))
-        if ew < w and eh < h:
-            top, left = int(rng.integers(0, h - eh + 1)), int(rng.integers(0, w - ew + 1))
-            gen = torch.Generator().manual_seed(int(rng.integers(2**31)))
-            frames[:, :, top : top + eh, left : left + ew] = torch.randn((c, t, eh, ew), generator=gen)
-            break
-    return frames
+        if ew < width and eh < height:
+            top, left = int(rng.integers(0, height - eh + 1)), int(rng.integers(0, width - ew + 1))
+            return top, left, eh, ew, int(rng.integers(2**31))
+    return NO_ERASE
+
+
+def to_model_input(video: torch.Tensor, erase: torch.Tensor | None = None) -> torch.Tensor:
+    """``uint8 [B, 3, T, S, S]`` training clips (on the device they train on) -> normalized ``f32`` model input;
+    ``erase`` (``int64 [B, 5]`` of :func:`erase_box`) fills each clip's box with seeded N(0, 1) noise."""
+    mean, std = _MEAN255.to(video.device), _STD255.to(video.device)
+    x = video.float().sub_(mean).div_(std)
+    if erase is None:
+        return x
+    for b, (top, left, h, w, seed) in enumerate(erase.tolist()):
+        if h:
+            gen = torch.Generator(device=x.device).manual_seed(seed)
+            x[b, :, :, top : top + h, left : left + w] = torch.randn(
+                (x.shape[1], x.shape[2], h, w), generator=gen, device=x.device
+            )
+    return x
 
 
 def audio_gain(rng: np.random.Generator, beta: float = 10.0) -> float:
@@ -160,24 +181,31 @@ class ClipTransform:
             np.random.set_state(state[1])
         return np.stack(out)
 
-    def finetune(self, frames: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
+    def _crop_resized(self, frames: np.ndarray, top: int, left: int, h: int, w: int) -> torch.Tensor:
+        """Crop ``uint8 [T, H, W, 3]`` frames and resize them to ``uint8 [3, T, S, S]``."""
+        x = torch.from_numpy(np.ascontiguousarray(frames))[:, top : top + h, left : left + w].permute(0, 3, 1, 2)
+        if (h, w) != (self.size, self.size):  # [T, 3, h, w] in channels-last memory: torch's uint8 AVX path
+            size = (self.size, self.size)
+            x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
+        return x.permute(1, 0, 2, 3)
+
+    def finetune(self, frames: np.ndarray, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """Augmented ``uint8 [3, T, S, S]`` and its erasing box ``int64 [5]`` (for :func:`to_model_input`)."""
         a = self.augment
         if frames.shape[1:3] != (self.size, self.size):  # the official loaders resize to 160 first
             frames = np.stack([cv2.resize(f, (self.size, self.size), interpolation=cv2.INTER_LINEAR) for f in frames])
         seed = int(rng.integers(2**31))
-        x = self._to_tensor(self.rand_augment(frames, seed))
-        top, left, h, w = rrc_params(rng, x.shape[-2], x.shape[-1], a.rrc_scale, a.rrc_ratio)
-        x = _resized(x[..., top : top + h, left : left + w], self.size)
+        frames = self.rand_augment(frames, seed)
+        top, left, h, w = rrc_params(rng, frames.shape[1], frames.shape[2], a.rrc_scale, a.rrc_ratio)
+        x = self._crop_resized(frames, top, left, h, w)
         if rng.random() < a.hflip:
             x = x.flip(-1)
-        x = self._normalize(x.contiguous())
-        return random_erase(x, rng, a.erase_prob)
+        return x.contiguous(), torch.tensor(erase_box(rng, a.erase_prob, self.size, self.size))
 
     def pretrain(self, frames: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
+        """Multi-scale crop, resized: ``uint8 [3, T, S, S]`` (for :func:`to_model_input`)."""
         a = self.augment
-        x = self._to_tensor(frames)
         top, left, h, w = multi_scale_crop_params(
-            rng, x.shape[-2], x.shape[-1], self.size, a.pretrain_scales, a.pretrain_max_distort
+            rng, frames.shape[1], frames.shape[2], self.size, a.pretrain_scales, a.pretrain_max_distort
         )
-        x = _resized(x[..., top : top + h, left : left + w], self.size)
-        return self._normalize(x.contiguous())
+        return self._crop_resized(frames, top, left, h, w).contiguous()

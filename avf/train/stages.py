@@ -159,6 +159,7 @@ def _pretrain_picture(params: Params, model_dir: Path, shard_dirs: list[Path], r
     import torch
 
     from avf.data.loader import pretrain_stream
+    from avf.data.transforms import to_model_input
     from avf.eval.plots import reconstruction_png
     from avf.models.factory import pretrain_model
     from avf.models.masking import sample_masks
@@ -176,14 +177,15 @@ def _pretrain_picture(params: Params, model_dir: Path, shard_dirs: list[Path], r
         samples_per_epoch=2,
     )
     batch = next(iter(torch.utils.data.DataLoader(stream, batch_size=2)))
+    video = to_model_input(batch["video"])
     model = pretrain_model(params.model, params.pretrain, params.masking, training=False)
     model.load_state_dict(load_weights(model_dir / "model.safetensors"))
     model.eval()
     masks = sample_masks(2, params.masking, torch.Generator().manual_seed(params.seed))
     with torch.no_grad():
-        out = model(batch["video"], batch["audio"], masks)
+        out = model(video, batch["audio"], masks)
     path = report_dir / "reconstruction.png"
-    reconstruction_png(reconstruct(batch["video"], batch["audio"], masks, out), path)
+    reconstruction_png(reconstruct(video, batch["audio"], masks, out), path)
     run.log_artifact(str(path), "plots")
 
 

@@ -22,6 +22,7 @@ from torch import nn
 from avf.config import FinetuneConfig, Params
 from avf.config.train import SelectRule
 from avf.data.splits import DatasetSplits
+from avf.data.transforms import to_model_input
 from avf.train.loop import StepLogs
 from avf.train.objectives import AVMixup, classification_loss, multi_head_loss, regression_loss
 from avf.train.sampling import GlobalBatchSampler, shard_indices
@@ -167,7 +168,7 @@ class PretrainTask:
         from avf.models.masking import sample_masks
 
         dev = self.session.device
-        video = batch["video"].to(dev, non_blocking=True)
+        video = to_model_input(batch["video"].to(dev, non_blocking=True))
         audio = batch["audio"].to(dev, non_blocking=True)
         gen = torch.Generator().manual_seed(derive_seed(self.params.seed, "masks", step, self.session.rank))
         masks = sample_masks(video.shape[0], self.params.masking, gen)  # the model moves what it needs
@@ -306,7 +307,7 @@ class SupervisedTask:
 
     def train_step(self, model: nn.Module, batch: dict[str, Any], step: int) -> tuple[torch.Tensor, StepLogs]:
         dev = self.session.device
-        video = batch["video"].to(dev, non_blocking=True)
+        video = to_model_input(batch["video"].to(dev, non_blocking=True), batch["erase"].to(dev, non_blocking=True))
         audio = batch["audio"].to(dev, non_blocking=True)
         labels = batch["label"].to(dev, non_blocking=True)
         if self.multi_head:

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -23,7 +24,7 @@ from avf.data.loader import (
     window_span,
 )
 from avf.data.shards import INDEX_NAME, CorruptSampleError, ShardIndex, ShardWriter, npy_bytes
-from avf.data.transforms import ClipTransform, multi_scale_crop_params, rrc_params
+from avf.data.transforms import ClipTransform, erase_box, multi_scale_crop_params, rrc_params, to_model_input
 from avf.data.video import encode_jpeg
 from avf.train.sampling import GlobalBatchSampler
 from avf.train.tasks import persistent_loader
@@ -153,6 +154,7 @@ def test_default_collate_batches_train_items(shard_dir: Path) -> None:
     ds = ClipDataset(shard_dir, None, train=True, clip=CLIP, audio=AUDIO)
     batch = next(iter(DataLoader(ds, batch_size=2)))
     assert batch["video"].shape == (2, 3, 16, 160, 160) and batch["audio"].shape == (2, 1, 256, 128)
+    assert batch["video"].dtype == torch.uint8 and batch["erase"].shape == (2, 5)
     assert batch["label"].shape == (2,) and len(batch["key"]) == 2
 
 
@@ -246,23 +248,76 @@ def test_stream_skips_and_counts_corrupt_samples(tmp_path: Path) -> None:
 # ---------------------------------------------------------------------------------------- transforms
 
 
+def _float_reference(t: ClipTransform, frames: np.ndarray, rng: np.random.Generator, stage: str) -> torch.Tensor:
+    """The clip as a float pipeline makes it (crop and resize in float32, normalise, then erase), drawing from
+    ``rng`` in the same order as :class:`ClipTransform`: what the uint8 path must reproduce."""
+    a = t.augment
+    x = torch.from_numpy(frames).permute(3, 0, 1, 2).float()  # [3, T, H, W]
+    if stage == "finetune":  # the official pre-resize to S x S and RandAugment work on bytes in both paths
+        frames = np.stack([cv2.resize(f, (t.size, t.size), interpolation=cv2.INTER_LINEAR) for f in frames])
+        x = torch.from_numpy(t.rand_augment(frames, int(rng.integers(2**31)))).permute(3, 0, 1, 2).float()
+        top, left, h, w = rrc_params(rng, x.shape[-2], x.shape[-1], a.rrc_scale, a.rrc_ratio)
+    else:
+        top, left, h, w = multi_scale_crop_params(
+            rng, x.shape[-2], x.shape[-1], t.size, a.pretrain_scales, a.pretrain_max_distort
+        )
+    x = x[..., top : top + h, left : left + w]
+    if (h, w) != (t.size, t.size):
+        x = torch.nn.functional.interpolate(x, size=(t.size, t.size), mode="bilinear", antialias=True)
+    if stage == "finetune" and rng.random() < a.hflip:
+        x = x.flip(-1)
+    x = (x - torch.tensor(IMAGENET_DEFAULT_MEAN).view(3, 1, 1, 1) * 255) / (
+        torch.tensor(IMAGENET_DEFAULT_STD).view(3, 1, 1, 1) * 255
+    )
+    if stage == "finetune":
+        top, left, h, w, seed = erase_box(rng, a.erase_prob, t.size, t.size)
+        if h:
+            noise = torch.randn((3, x.shape[1], h, w), generator=torch.Generator().manual_seed(seed))
+            x[:, :, top : top + h, left : left + w] = noise
+    return x
+
+
+@pytest.mark.parametrize("stage", ["finetune", "pretrain"])
+def test_uint8_clips_give_the_float_pipelines_model_input_within_one_level(stage: str) -> None:
+    # uint8 until the device: the model input may differ from a float pipeline's only by the rounding of the
+    # resized bytes, one level of 255 (1 / (255 * std) after normalisation); the erased noise is identical
+    frames = np.stack(media.face_frames(8, (176, 150)))
+    t = ClipTransform(160, AugmentConfig(erase_prob=1.0 if stage == "finetune" else 0.0))
+    one_level = 1 / (255 * torch.tensor(IMAGENET_DEFAULT_STD).view(1, 3, 1, 1, 1)) + 1e-5
+    for seed in range(6):
+        if stage == "finetune":
+            video, erase = t.finetune(frames, np.random.default_rng(seed))
+            x = to_model_input(video[None], erase[None])
+        else:
+            video = t.pretrain(frames, np.random.default_rng(seed))
+            x = to_model_input(video[None])
+        assert video.dtype == torch.uint8 and video.shape == (3, 8, 160, 160)
+        ref = _float_reference(t, frames, np.random.default_rng(seed), stage)[None]
+        assert ((x - ref).abs() <= one_level).all(), f"seed {seed}"
+        if stage == "finetune" and erase[2]:
+            top, left, h, w, _ = erase.tolist()
+            box = (..., slice(top, top + h), slice(left, left + w))
+            assert torch.equal(x[box], ref[box]), f"seed {seed}: the erased noise differs"
+
+
 def test_finetune_augmentation_is_identical_for_every_frame() -> None:
     frame = media.face_frames(1, (160, 160))[0]
     frames = np.stack([frame] * 4)
     t = ClipTransform(160, AugmentConfig(erase_prob=0.0))
     for seed in range(5):
-        out = t.finetune(frames, np.random.default_rng(seed))
-        assert out.shape == (3, 4, 160, 160)
+        out, erase = t.finetune(frames, np.random.default_rng(seed))
+        assert out.shape == (3, 4, 160, 160) and erase.tolist() == [0, 0, 0, 0, 0]
         assert all(torch.equal(out[:, 0], out[:, k]) for k in range(1, 4)), f"seed {seed}"
     plain = ClipTransform(160, AugmentConfig(rand_augment="", erase_prob=0.0, hflip=0.0, rrc_scale=(1.0, 1.0)))
-    torch.testing.assert_close(plain.finetune(frames, np.random.default_rng(0)), plain.eval(frames))
+    out, erase = plain.finetune(frames, np.random.default_rng(0))
+    torch.testing.assert_close(to_model_input(out[None], erase[None])[0], plain.eval(frames))
 
 
 def test_erasing_is_one_box_per_clip() -> None:
     frames = np.stack([np.full((64, 64, 3), 128, np.uint8)] * 3)
     t = ClipTransform(64, AugmentConfig(rand_augment="", erase_prob=1.0, rrc_scale=(1.0, 1.0), hflip=0.0))
-    out = t.finetune(frames, np.random.default_rng(0))
-    changed = (out - t.eval(frames)).abs().sum(0) > 1e-6  # [T, H, W]
+    out, erase = t.finetune(frames, np.random.default_rng(0))
+    changed = (to_model_input(out[None], erase[None])[0] - t.eval(frames)).abs().sum(0) > 1e-6  # [T, H, W]
     assert changed[0].any() and all(torch.equal(changed[0], changed[k]) for k in (1, 2))
 
 

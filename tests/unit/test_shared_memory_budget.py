@@ -44,11 +44,12 @@ def test_the_readme_gpu_recipe_prefetches_fully_within_each_workers_shared_memor
     cfg = params.pretrain
     micro = cfg.batch_size // cfg.accum_steps // params.ray.num_workers
     batch = micro * item_bytes(params.data.clip, params.data.audio)
-    assert micro == 41 and batch / GiB == pytest.approx(0.193, abs=1e-3)  # the README's arithmetic
+    assert micro == 164 and batch / GiB == pytest.approx(0.208, abs=1e-3)  # the README's arithmetic
     gpu_worker_shm = min(s for s in _shm_sizes() if s >= 16 * GiB)
     assert fitting_prefetch(cfg.num_workers, batch, gpu_worker_shm) == PREFETCH
-    # without accum_steps the 164-clip batches would not fit 4 deep: fewer, with a warning, not a crash
-    assert fitting_prefetch(cfg.num_workers, batch * cfg.accum_steps, gpu_worker_shm) == 1
+    # the same clips as float32 (the model input) would not fit 4 deep: fewer, with a warning, not a crash
+    as_float = micro * 4 * (3 * 16 * 160 * 160 + 256 * 128)
+    assert fitting_prefetch(cfg.num_workers, as_float, gpu_worker_shm) == 1
 
 
 def test_a_smaller_budget_prefetches_less_and_says_so(caplog: pytest.LogCaptureFixture) -> None:
