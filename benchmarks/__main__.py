@@ -363,8 +363,8 @@ def run_scaling_section(args: argparse.Namespace, report: Report) -> None:
 
     loader = None
     runs = report.data.get("data", {}).get("runs") or []
-    if runs:  # the shard loader's clips/s on one core (preprocess.py runs single-threaded)
-        loader = min(r["loader"]["shards_clips_per_s"] for r in runs)
+    if runs:  # the shard loader's uint8 clips/s on one core (a GPU normalises them; preprocess.py: 1 thread)
+        loader = min(r["loader"]["shards_uint8_clips_per_s"] for r in runs)
     try:
         res = scaling.run(quick=args.quick, device=args.device, loader_clips_per_core=loader)
     except Exception as exc:  # Ray missing or refusing to start here: report it, keep the other results
