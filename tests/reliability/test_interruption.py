@@ -24,6 +24,7 @@ from mlflow import MlflowClient
 
 from avf.data.video import read_jpeg_clip
 from tests.support import tiny_project
+from tests.support.signals import default_sigint
 from tests.support.tiny_project import AVF, PARAMS, PRETRAIN, avf, env
 
 pytestmark = [pytest.mark.reliability, pytest.mark.slow, pytest.mark.timeout(1200)]
@@ -44,9 +45,7 @@ def _interrupt(
             env=env(project),
             stdout=out,
             stderr=out,
-            # a test run started in the background (`make test &`) inherits SIGINT ignored, and Python then
-            # keeps ignoring it: give the stage the default disposition a user's terminal gives it
-            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+            preexec_fn=default_sigint,
         )
     try:
         deadline = time.monotonic() + 600

@@ -27,6 +27,7 @@ from avf import services, tracking
 from avf.config import Params, parse_params, section_hash
 from avf.runtime.lifecycle import StageTerminated
 from avf.tracking.buffer import WriteAheadLog, batches, now_ms, read_entries
+from tests.support.signals import default_sigint
 
 pytestmark = pytest.mark.timeout(180)
 ROOT = Path(__file__).resolve().parents[2]
@@ -99,6 +100,7 @@ def _child(tmp_path: Path, store: dict[str, Any], body: str) -> subprocess.Popen
         text=True,
         env=env,
         cwd=tmp_path,
+        preexec_fn=default_sigint,
     )
 
 
