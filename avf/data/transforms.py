@@ -109,7 +109,8 @@ def erase_box(rng: np.random.Generator, prob: float, height: int, width: int) ->
 
 def to_model_input(video: torch.Tensor, erase: torch.Tensor | None = None) -> torch.Tensor:
     """``uint8 [B, 3, T, S, S]`` training clips (on the device they train on) -> normalized ``f32`` model input;
-    ``erase`` (``int64 [B, 5]`` of :func:`erase_box`) fills each clip's box with seeded N(0, 1) noise."""
+    ``erase`` (``int64 [B, 5]`` of :func:`erase_box`, on the host: reading it needs no device sync) fills each
+    clip's box with N(0, 1) noise from its seed, drawn on the clips' device."""
     mean, std = _MEAN255.to(video.device), _STD255.to(video.device)
     x = video.float().sub_(mean).div_(std)
     if erase is None:

@@ -307,7 +307,7 @@ class SupervisedTask:
 
     def train_step(self, model: nn.Module, batch: dict[str, Any], step: int) -> tuple[torch.Tensor, StepLogs]:
         dev = self.session.device
-        video = to_model_input(batch["video"].to(dev, non_blocking=True), batch["erase"].to(dev, non_blocking=True))
+        video = to_model_input(batch["video"].to(dev, non_blocking=True), batch["erase"])  # boxes stay on the host
         audio = batch["audio"].to(dev, non_blocking=True)
         labels = batch["label"].to(dev, non_blocking=True)
         if self.multi_head:
