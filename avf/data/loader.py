@@ -188,9 +188,11 @@ def _audio(sample: Sample, start: float, end: float, cfg: AudioConfig, gain: flo
     return window_from_waveform(sample.pcm.astype(np.float32) / 32768.0, start, end, cfg, gain)
 
 
-def item_bytes(clip: ClipConfig, audio: AudioConfig) -> int:
-    """Bytes of one training item as the loaders yield it (uint8 video [3, T, S, S] + float32 audio [1, F, M])."""
-    return 3 * clip.num_frames * clip.image_size**2 + 4 * audio.target_frames * audio.num_mel_bins
+def item_bytes(clip: ClipConfig, audio: AudioConfig, train: bool = True) -> int:
+    """Tensor bytes of one item as :class:`ClipDataset` yields it: for training uint8 video [3, T, S, S] and
+    float32 audio [1, F, M] (the 5 erase numbers aside), for evaluation both float32 for each of V views."""
+    video, spec = 3 * clip.num_frames * clip.image_size**2, audio.target_frames * audio.num_mel_bins
+    return video + 4 * spec if train else clip.test_views * 4 * (video + spec)
 
 
 def _key_rng(seed: int, epoch: int, key: str) -> np.random.Generator:
@@ -380,10 +382,11 @@ class PretrainStream(IterableDataset[dict[str, Any]]):
         batches = self.samples_per_epoch // self.world_size // self.batch_size
         return self.batch_size * (batches // num_workers + (1 if worker < batches % num_workers else 0))
 
-    def assigned_shards(self, worker: int, num_workers: int) -> list[Path]:
-        """This reader's shards for the current epoch (a seeded permutation, dealt round-robin)."""
+    def assigned_shards(self, worker: int, num_workers: int, epoch: int | None = None) -> list[Path]:
+        """This reader's shards for ``epoch`` (default: the current one): a seeded permutation, dealt round-robin."""
         readers = self.world_size * num_workers
-        order = np.random.default_rng([self.seed, self.epoch]).permutation(len(self.shards))
+        epoch = self.epoch if epoch is None else epoch
+        order = np.random.default_rng([self.seed, epoch]).permutation(len(self.shards))
         reader = self.rank * num_workers + worker
         return [self.shards[i][0] for i in order[reader::readers]]
 
@@ -414,9 +417,9 @@ class PretrainStream(IterableDataset[dict[str, Any]]):
         info = get_worker_info()
         worker, num_workers = (info.id, info.num_workers) if info is not None else (0, 1)
         self.check_readers(num_workers)
-        shards = self.assigned_shards(worker, num_workers)
-        quota = self._quota(worker, num_workers)
         epoch = self.epoch
+        shards = self.assigned_shards(worker, num_workers, epoch)
+        quota = self._quota(worker, num_workers)
         rng = np.random.default_rng([self.seed, epoch, self.rank, worker])
         c = self.clip
         produced = 0

@@ -110,7 +110,8 @@ def erase_box(rng: np.random.Generator, prob: float, height: int, width: int) ->
 def to_model_input(video: torch.Tensor, erase: torch.Tensor | None = None) -> torch.Tensor:
     """``uint8 [B, 3, T, S, S]`` training clips (on the device they train on) -> normalized ``f32`` model input;
     ``erase`` (``int64 [B, 5]`` of :func:`erase_box`, on the host: reading it needs no device sync) fills each
-    clip's box with N(0, 1) noise from its seed, drawn on the clips' device."""
+    clip's box with N(0, 1) noise from its seed, drawn on the clips' device (a CUDA generator draws other
+    numbers than the CPU's for the same seed: the noise, not its distribution, depends on the device)."""
     mean, std = _MEAN255.to(video.device), _STD255.to(video.device)
     x = video.float().sub_(mean).div_(std)
     if erase is None:
@@ -137,7 +138,9 @@ def _resized(x: torch.Tensor, size: int, antialias: bool = True) -> torch.Tensor
 
 
 class ClipTransform:
-    """Turns decoded frames ``uint8 [T, H, W, 3]`` into the model's ``f32 [3, T, S, S]``."""
+    """Turns decoded frames ``uint8 [T, H, W, 3]`` into clips: ``uint8 [3, T, S, S]`` for training
+    (:meth:`finetune`, :meth:`pretrain`; :func:`to_model_input` finishes them), the model's normalized
+    ``f32 [3, T, S, S]`` for evaluation (:meth:`eval`)."""
 
     def __init__(self, size: int, augment: AugmentConfig | None = None) -> None:
         self.size = size

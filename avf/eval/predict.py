@@ -13,6 +13,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from avf.data.loader import item_bytes
+from avf.data.shm import fitting_prefetch, shared_memory_free
 from avf.eval.metrics import classification_metrics, regression_metrics
 
 
@@ -33,14 +35,18 @@ def predict_views(
     regression: bool = False,
     head: str | None = None,
     num_workers: int = 0,
+    ranks_per_node: int = 1,
 ) -> dict[str, np.ndarray]:
-    """Outputs for ``dataset[i]`` for ``i`` in ``indices``: ``scores [N,K]``, ``labels``, ``keys``.
+    """Outputs for ``dataset[i]`` (a :class:`~avf.data.loader.ClipDataset`) for ``i`` in ``indices``:
+    ``scores [N,K]``, ``labels``, ``keys``.
 
-    ``num_workers`` DataLoader processes decode the clips while the model runs (0: in this process).
+    ``num_workers`` DataLoader processes decode the clips while the model runs (0: in this process), with as
+    many batches prefetched as fit in this rank's share of ``/dev/shm`` (``ranks_per_node`` share it).
     """
     was_training = model.training
     model.eval()
     scores, labels, keys = [], [], []
+    batch_bytes = batch_size * item_bytes(dataset.clip, dataset.audio, train=False)
     loader = torch.utils.data.DataLoader(
         torch.utils.data.Subset(dataset, list(indices)),
         batch_size=batch_size,
@@ -48,6 +54,9 @@ def predict_views(
         collate_fn=list,
         pin_memory=device.type == "cuda",
         generator=torch.Generator(),  # the iterator draws its base seed here, not from the training's global RNG
+        prefetch_factor=fitting_prefetch(num_workers, batch_bytes, shared_memory_free(), ranks_per_node)
+        if num_workers
+        else None,
     )
     for items in loader:
         video = torch.stack([it["video"] for it in items]).to(device)  # [B,V,3,T,S,S]

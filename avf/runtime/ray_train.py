@@ -56,6 +56,7 @@ class RaySession:
         ctx = ray.train.get_context()
         self.rank = ctx.get_world_rank()
         self.world_size = ctx.get_world_size()
+        self.local_world_size = ctx.get_local_world_size()
         self.device = ray.train.torch.get_device()
         if isinstance(self.device, list):
             self.device = self.device[0]

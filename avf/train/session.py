@@ -19,6 +19,7 @@ import torch
 class Session(Protocol):
     rank: int
     world_size: int
+    local_world_size: int  # ranks on this node (they share its /dev/shm)
     device: torch.device
 
     def prepare_model(self, model: torch.nn.Module) -> torch.nn.Module: ...
@@ -36,6 +37,7 @@ class LocalSession:
 
     rank = 0
     world_size = 1
+    local_world_size = 1
 
     def __init__(self, checkpoint_root: Path | None = None, device: str | torch.device = "cpu", keep: int = 2) -> None:
         self.device = torch.device(device)

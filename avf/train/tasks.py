@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import logging
-import shutil
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from torch import nn
 
 from avf.config import FinetuneConfig, Params
 from avf.config.train import SelectRule
+from avf.data.shm import fitting_prefetch, shared_memory_free
 from avf.data.splits import DatasetSplits
 from avf.data.transforms import to_model_input
 from avf.train.loop import StepLogs
@@ -39,59 +39,26 @@ def _per_rank_micro(global_batch: int, accum: int, world: int) -> int:
     return micro // world
 
 
-PREFETCH = 4  # batches each DataLoader worker holds ahead: keeps the step fed
-
-
-def shared_memory_free() -> int | None:
-    """Free bytes of ``/dev/shm``, where DataLoader workers put their batches (None where there is none)."""
-    return shutil.disk_usage("/dev/shm").free if Path("/dev/shm").is_dir() else None
-
-
-def fitting_prefetch(num_workers: int, batch_bytes: int, free_bytes: int | None) -> int:
-    """Batches per worker to prefetch: :data:`PREFETCH` where ``num_workers`` x that many batches take at
-    most half the free shared memory (the rest is headroom for pinning and the batch being trained), fewer
-    with a warning otherwise. Raises ``ValueError`` where even one batch per worker does not fit: workers
-    would otherwise die of SIGBUS halfway through an epoch."""
-    if free_bytes is None:
-        return PREFETCH
-    fit = free_bytes // 2 // (num_workers * batch_bytes)
-    need = f"{num_workers} DataLoader workers x {{}} batch(es) of {batch_bytes / 2**30:.2f} GiB"
-    if fit < 1:
-        raise ValueError(
-            f"shared memory too small: {need.format(1)} need {num_workers * batch_bytes / 2**30:.1f} GiB, more than "
-            f"half of the {free_bytes / 2**30:.1f} GiB free in /dev/shm. Use more accum_steps (smaller "
-            "micro-batches), fewer num_workers, or a larger /dev/shm (docker --shm-size)."
-        )
-    if fit < PREFETCH:
-        log.warning(
-            "prefetching %d batch(es) per DataLoader worker instead of %d: %s fit in half the %.1f GiB free in "
-            "/dev/shm",
-            fit,
-            PREFETCH,
-            need.format(fit),
-            free_bytes / 2**30,
-        )
-    return int(min(fit, PREFETCH))
-
-
 def persistent_loader(
     dataset: torch.utils.data.Dataset,
     num_workers: int,
     device: torch.device,
     seed: int,
     batch_bytes: int,
+    ranks_per_node: int = 1,
     **kw: Any,
 ) -> torch.utils.data.DataLoader:
     """One loader for the whole run: its workers persist across epochs (the datasets read the epoch from
-    shared memory), its prefetch fits in shared memory (:func:`fitting_prefetch`), and its own generator
-    keeps it off the global torch RNG that dropout draws from, so the number of workers and iterators
-    never changes a result."""
+    shared memory), its prefetch fits in this rank's share of shared memory (:func:`fitting_prefetch`), and
+    its own generator keeps it off the global torch RNG that dropout draws from, so starting an epoch's
+    iterator never moves a result."""
+    free = shared_memory_free()
     return torch.utils.data.DataLoader(
         dataset,
         num_workers=num_workers,
         pin_memory=device.type == "cuda",
         persistent_workers=num_workers > 0,
-        prefetch_factor=fitting_prefetch(num_workers, batch_bytes, shared_memory_free()) if num_workers else None,
+        prefetch_factor=fitting_prefetch(num_workers, batch_bytes, free, ranks_per_node) if num_workers else None,
         generator=torch.Generator().manual_seed(seed),
         **kw,
     )
@@ -139,6 +106,7 @@ class PretrainTask:
             session.device,
             derive_seed(params.seed, "loader", session.rank),
             self.micro * item_bytes(d.clip, d.audio),
+            session.local_world_size,
             batch_size=self.micro,
             drop_last=True,
         )
@@ -237,7 +205,7 @@ class SupervisedTask:
             session.world_size,
             seed=params.seed,
             weights=weights,
-            draws=self._steps * cfg.batch_size if self._steps else None,
+            draws=self.steps_per_epoch() * cfg.batch_size,  # whole steps: no micro-batch is loaded and dropped
         )
         self.loader = persistent_loader(
             self.train_set,
@@ -245,6 +213,7 @@ class SupervisedTask:
             session.device,
             derive_seed(params.seed, "loader", session.rank),
             self.micro * item_bytes(d.clip, d.audio),
+            session.local_world_size,
             batch_sampler=self.sampler,
         )
         self.mixup = AVMixup(cfg.mixup, cfg.cutmix, first.num_outputs, cfg.label_smoothing, mix_audio=cfg.mixup_audio)
@@ -347,6 +316,7 @@ class SupervisedTask:
             regression=self.is_regression,
             head=head,
             num_workers=self.cfg.num_workers,
+            ranks_per_node=self.session.local_world_size,
         )
         parts = self.session.all_gather_object(local)
         return {k: np.concatenate([p[k] for p in parts]) for k in local}

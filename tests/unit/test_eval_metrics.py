@@ -8,6 +8,7 @@ import torch
 from scipy.stats import pearsonr
 from sklearn.metrics import balanced_accuracy_score, f1_score
 
+from avf.config.data import AudioConfig, ClipConfig
 from avf.eval.metrics import ccc, classification_metrics, confusion, mean_over_folds, pcc, regression_metrics
 from avf.eval.predict import predict_views, score
 
@@ -56,6 +57,9 @@ def test_mean_over_folds() -> None:
 
 class _Views(torch.utils.data.Dataset):
     """Clips whose two views point to different classes; the average decides."""
+
+    clip = ClipConfig(num_frames=2, image_size=32, test_views=2)  # what the shared-memory budget reads
+    audio = AudioConfig()
 
     def __len__(self) -> int:
         return 3

@@ -18,6 +18,7 @@ from avf.data import audio as audio_mod
 from avf.data.loader import (
     ClipDataset,
     Sample,
+    item_bytes,
     pretrain_stream,
     train_indices,
     view_indices,
@@ -156,6 +157,10 @@ def test_default_collate_batches_train_items(shard_dir: Path) -> None:
     assert batch["video"].shape == (2, 3, 16, 160, 160) and batch["audio"].shape == (2, 1, 256, 128)
     assert batch["video"].dtype == torch.uint8 and batch["erase"].shape == (2, 5)
     assert batch["label"].shape == (2,) and len(batch["key"]) == 2
+    # the shared-memory budget's estimate is what the batches really hold (the 5 erase numbers aside)
+    assert batch["video"].nbytes + batch["audio"].nbytes == 2 * item_bytes(CLIP, AUDIO)
+    test = next(iter(DataLoader(ClipDataset(shard_dir, None, train=False, clip=CLIP, audio=AUDIO), batch_size=2)))
+    assert test["video"].nbytes + test["audio"].nbytes == 2 * item_bytes(CLIP, AUDIO, train=False)
 
 
 def test_corrupt_frames_raise_in_the_indexed_reader(tmp_path: Path) -> None:
@@ -358,12 +363,15 @@ def _epochs(loader: DataLoader, set_epoch: Any, epochs: int = 2) -> Epochs:
     return keys, videos, pids
 
 
-def test_persistent_workers_see_every_epoch_of_the_indexed_dataset(shard_dir: Path) -> None:
-    # workers hold a copy of the dataset made once; the epoch they draw with must still follow set_epoch
+@pytest.mark.parametrize("start", ["fork", "spawn"])
+def test_persistent_workers_see_every_epoch_of_the_indexed_dataset(shard_dir: Path, start: str) -> None:
+    # workers hold a copy of the dataset made once (inherited or pickled); the epoch they draw with must
+    # still follow set_epoch
     def run(workers: int) -> Epochs:
         ds = ClipDataset(shard_dir, None, train=True, clip=SMALL, audio=AUDIO, seed=3)
         sampler = GlobalBatchSampler(len(ds), 2, seed=3)
-        loader = DataLoader(ds, batch_sampler=sampler, num_workers=workers, persistent_workers=workers > 0)
+        extra: dict[str, Any] = {"persistent_workers": True, "multiprocessing_context": start} if workers else {}
+        loader = DataLoader(ds, batch_sampler=sampler, num_workers=workers, **extra)
 
         def set_epoch(e: int) -> None:
             ds.set_epoch(e)
