@@ -14,10 +14,11 @@ video op draws its parameters once per clip and applies them to all frames:
   fixed corner/centre offsets), then resize; no flip, no colour;
 - evaluation (:meth:`ClipTransform.eval`): resize only.
 
-Training clips stay ``uint8 [3, T, S, S]`` until the device: crops, resizes (torch's uint8 bilinear with
-antialiasing on channels-last frames: within 1 level of the float resize, about 9x faster) and flips run
-on bytes, so DataLoader workers pass a quarter of the float32 bytes through shared memory, and
-:func:`to_model_input` converts, normalises and erases a whole batch where the model runs. Evaluation
+Training clips stay ``uint8 [T, S, S, 3]`` frames (the decoder's layout) until the device: crops,
+resizes (torch's uint8 bilinear with antialiasing on channels-last frames: within 1 level of the float
+resize, about 9x faster) and flips run on bytes, so DataLoader workers pass a quarter of the float32
+bytes through shared memory, and :func:`to_model_input` transposes, converts, normalises and erases a
+whole batch where the model runs. Evaluation
 clips are ImageNet-normalized ``f32 [3, T, S, S]``. :func:`audio_gain` draws the train-time
 ``Beta(b, b) + 0.5`` amplitude gain (the surviving part of the official ``roll_mag_aug``).
 """
@@ -108,12 +109,14 @@ def erase_box(rng: np.random.Generator, prob: float, height: int, width: int) ->
 
 
 def to_model_input(video: torch.Tensor, erase: torch.Tensor | None = None) -> torch.Tensor:
-    """``uint8 [B, 3, T, S, S]`` training clips (on the device they train on) -> normalized ``f32`` model input;
+    """``uint8 [B, T, S, S, 3]`` training clips (on the device they train on) -> the model's normalized
+    ``f32 [B, 3, T, S, S]``;
     ``erase`` (``int64 [B, 5]`` of :func:`erase_box`, on the host: reading it needs no device sync) fills each
     clip's box with N(0, 1) noise from its seed, drawn on the clips' device (a CUDA generator draws other
     numbers than the CPU's for the same seed: the noise, not its distribution, depends on the device)."""
     mean, std = _MEAN255.to(video.device), _STD255.to(video.device)
-    x = video.float().sub_(mean).div_(std)
+    b, t, h, w, c = video.shape
+    x = torch.empty((b, c, t, h, w), device=video.device).copy_(video.permute(0, 4, 1, 2, 3)).sub_(mean).div_(std)
     if erase is None:
         return x
     for b, (top, left, h, w, seed) in enumerate(erase.tolist()):
@@ -138,7 +141,7 @@ def _resized(x: torch.Tensor, size: int, antialias: bool = True) -> torch.Tensor
 
 
 class ClipTransform:
-    """Turns decoded frames ``uint8 [T, H, W, 3]`` into clips: ``uint8 [3, T, S, S]`` for training
+    """Turns decoded frames ``uint8 [T, H, W, 3]`` into clips: ``uint8 [T, S, S, 3]`` for training
     (:meth:`finetune`, :meth:`pretrain`; :func:`to_model_input` finishes them), the model's normalized
     ``f32 [3, T, S, S]`` for evaluation (:meth:`eval`)."""
 
@@ -186,15 +189,15 @@ class ClipTransform:
         return np.stack(out)
 
     def _crop_resized(self, frames: np.ndarray, top: int, left: int, h: int, w: int) -> torch.Tensor:
-        """Crop ``uint8 [T, H, W, 3]`` frames and resize them to ``uint8 [3, T, S, S]``."""
+        """Crop ``uint8 [T, H, W, 3]`` frames and resize them to ``uint8 [T, S, S, 3]``."""
         x = torch.from_numpy(np.ascontiguousarray(frames))[:, top : top + h, left : left + w].permute(0, 3, 1, 2)
         if (h, w) != (self.size, self.size):  # [T, 3, h, w] in channels-last memory: torch's uint8 AVX path
             size = (self.size, self.size)
             x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
-        return x.permute(1, 0, 2, 3)
+        return x.permute(0, 2, 3, 1)
 
     def finetune(self, frames: np.ndarray, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """Augmented ``uint8 [3, T, S, S]`` and its erasing box ``int64 [5]`` (for :func:`to_model_input`)."""
+        """Augmented ``uint8 [T, S, S, 3]`` and its erasing box ``int64 [5]`` (for :func:`to_model_input`)."""
         a = self.augment
         if frames.shape[1:3] != (self.size, self.size):  # the official loaders resize to 160 first
             frames = np.stack([cv2.resize(f, (self.size, self.size), interpolation=cv2.INTER_LINEAR) for f in frames])
@@ -203,11 +206,11 @@ class ClipTransform:
         top, left, h, w = rrc_params(rng, frames.shape[1], frames.shape[2], a.rrc_scale, a.rrc_ratio)
         x = self._crop_resized(frames, top, left, h, w)
         if rng.random() < a.hflip:
-            x = x.flip(-1)
+            x = x.flip(2)
         return x.contiguous(), torch.tensor(erase_box(rng, a.erase_prob, self.size, self.size))
 
     def pretrain(self, frames: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
-        """Multi-scale crop, resized: ``uint8 [3, T, S, S]`` (for :func:`to_model_input`)."""
+        """Multi-scale crop, resized: ``uint8 [T, S, S, 3]`` (for :func:`to_model_input`)."""
         a = self.augment
         top, left, h, w = multi_scale_crop_params(
             rng, frames.shape[1], frames.shape[2], self.size, a.pretrain_scales, a.pretrain_max_distort

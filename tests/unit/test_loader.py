@@ -126,7 +126,7 @@ def test_view_audio_is_cut_at_the_views_timestamps(tmp_path: Path) -> None:
 def test_train_items_are_seeded_per_key_and_epoch(shard_dir: Path) -> None:
     ds = ClipDataset(shard_dir, None, train=True, clip=CLIP, audio=AUDIO, seed=1)
     a = ds[0]
-    assert a["video"].shape == (3, 16, 160, 160) and a["audio"].shape == (1, 256, 128)
+    assert a["video"].shape == (16, 160, 160, 3) and a["audio"].shape == (1, 256, 128)
     assert torch.equal(a["video"], ds[0]["video"]) and torch.equal(a["audio"], ds[0]["audio"])
     subset = ClipDataset(shard_dir, [ds.keys[0]], train=True, clip=CLIP, audio=AUDIO, seed=1)
     assert torch.equal(subset[0]["video"], a["video"])  # independent of which other keys are loaded
@@ -154,7 +154,7 @@ def test_regression_targets_and_unlabelled_clips(tmp_path: Path) -> None:
 def test_default_collate_batches_train_items(shard_dir: Path) -> None:
     ds = ClipDataset(shard_dir, None, train=True, clip=CLIP, audio=AUDIO)
     batch = next(iter(DataLoader(ds, batch_size=2)))
-    assert batch["video"].shape == (2, 3, 16, 160, 160) and batch["audio"].shape == (2, 1, 256, 128)
+    assert batch["video"].shape == (2, 16, 160, 160, 3) and batch["audio"].shape == (2, 1, 256, 128)
     assert batch["video"].dtype == torch.uint8 and batch["erase"].shape == (2, 5)
     assert batch["label"].shape == (2,) and len(batch["key"]) == 2
     # the shared-memory budget's estimate is what the batches really hold (the 5 erase numbers aside)
@@ -228,7 +228,7 @@ def test_stream_items_and_equal_quota_with_resampling(stream_dir: Path) -> None:
     assert counts == [6, 6, 6]
     item = items[0]
     assert set(item) == {"video", "audio", "key"}
-    assert item["video"].shape == (3, 4, 32, 32) and item["audio"].shape == (1, 256, 128)
+    assert item["video"].shape == (4, 32, 32, 3) and item["audio"].shape == (1, 256, 128)
     stream.set_epoch(1)
     assert [i["key"] for i in stream] != [i["key"] for i in items]  # reshuffled per epoch
 
@@ -296,7 +296,7 @@ def test_uint8_clips_give_the_float_pipelines_model_input_within_one_level(stage
         else:
             video = t.pretrain(frames, np.random.default_rng(seed))
             x = to_model_input(video[None])
-        assert video.dtype == torch.uint8 and video.shape == (3, 8, 160, 160)
+        assert video.dtype == torch.uint8 and video.shape == (8, 160, 160, 3)
         ref = _float_reference(t, frames, np.random.default_rng(seed), stage)[None]
         assert ((x - ref).abs() <= one_level).all(), f"seed {seed}"
         if stage == "finetune" and erase[2]:
@@ -311,8 +311,8 @@ def test_finetune_augmentation_is_identical_for_every_frame() -> None:
     t = ClipTransform(160, AugmentConfig(erase_prob=0.0))
     for seed in range(5):
         out, erase = t.finetune(frames, np.random.default_rng(seed))
-        assert out.shape == (3, 4, 160, 160) and erase.tolist() == [0, 0, 0, 0, 0]
-        assert all(torch.equal(out[:, 0], out[:, k]) for k in range(1, 4)), f"seed {seed}"
+        assert out.shape == (4, 160, 160, 3) and erase.tolist() == [0, 0, 0, 0, 0]
+        assert all(torch.equal(out[0], out[k]) for k in range(1, 4)), f"seed {seed}"
     plain = ClipTransform(160, AugmentConfig(rand_augment="", erase_prob=0.0, hflip=0.0, rrc_scale=(1.0, 1.0)))
     out, erase = plain.finetune(frames, np.random.default_rng(0))
     torch.testing.assert_close(to_model_input(out[None], erase[None])[0], plain.eval(frames))
