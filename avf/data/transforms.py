@@ -25,6 +25,7 @@ clips are ImageNet-normalized ``f32 [3, T, S, S]``. :func:`audio_gain` draws the
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 
@@ -108,13 +109,19 @@ def erase_box(rng: np.random.Generator, prob: float, height: int, width: int) ->
     return NO_ERASE
 
 
+@functools.cache
+def _normalisation(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """ImageNet mean and std (x 255) on ``device``, copied there once: a copy per step would wait for the GPU."""
+    return _MEAN255.to(device), _STD255.to(device)
+
+
 def to_model_input(video: torch.Tensor, erase: torch.Tensor | None = None) -> torch.Tensor:
     """``uint8 [B, T, S, S, 3]`` training clips (on the device they train on) -> the model's normalized
     ``f32 [B, 3, T, S, S]``;
     ``erase`` (``int64 [B, 5]`` of :func:`erase_box`, on the host: reading it needs no device sync) fills each
     clip's box with N(0, 1) noise from its seed, drawn on the clips' device (a CUDA generator draws other
     numbers than the CPU's for the same seed: the noise, not its distribution, depends on the device)."""
-    mean, std = _MEAN255.to(video.device), _STD255.to(video.device)
+    mean, std = _normalisation(video.device)
     b, t, h, w, c = video.shape
     x = torch.empty((b, c, t, h, w), device=video.device).copy_(video.permute(0, 4, 1, 2, 3)).sub_(mean).div_(std)
     if erase is None:
