@@ -18,9 +18,9 @@ Training clips stay ``uint8 [T, S, S, 3]`` frames (the decoder's layout) until t
 resizes (torch's uint8 bilinear with antialiasing on channels-last frames: within 1 level of the float
 resize, about 9x faster) and flips run on bytes, so DataLoader workers pass a quarter of the float32
 bytes through shared memory, and :func:`to_model_input` transposes, converts, normalises and erases a
-whole batch where the model runs. Evaluation
-clips are ImageNet-normalized ``f32 [3, T, S, S]``. :func:`audio_gain` draws the train-time
-``Beta(b, b) + 0.5`` amplitude gain (the surviving part of the official ``roll_mag_aug``).
+whole batch where the model runs. Evaluation clips are ImageNet-normalized ``f32 [3, T, S, S]``.
+:func:`audio_gain` draws the train-time ``Beta(b, b) + 0.5`` amplitude gain (the surviving part of the
+official ``roll_mag_aug``).
 """
 
 from __future__ import annotations
@@ -117,21 +117,19 @@ def _normalisation(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
 
 def to_model_input(video: torch.Tensor, erase: torch.Tensor | None = None) -> torch.Tensor:
     """``uint8 [B, T, S, S, 3]`` training clips (on the device they train on) -> the model's normalized
-    ``f32 [B, 3, T, S, S]``;
-    ``erase`` (``int64 [B, 5]`` of :func:`erase_box`, on the host: reading it needs no device sync) fills each
-    clip's box with N(0, 1) noise from its seed, drawn on the clips' device (a CUDA generator draws other
-    numbers than the CPU's for the same seed: the noise, not its distribution, depends on the device)."""
+    ``f32 [B, 3, T, S, S]``. ``erase`` (``int64 [B, 5]`` of :func:`erase_box`, on the host: reading it needs
+    no device sync) fills each clip's box with N(0, 1) noise from its seed, drawn on the clips' device (a
+    CUDA generator draws other numbers than the CPU's for the same seed: the noise, not its distribution,
+    depends on the device)."""
     mean, std = _normalisation(video.device)
     b, t, h, w, c = video.shape
     x = torch.empty((b, c, t, h, w), device=video.device).copy_(video.permute(0, 4, 1, 2, 3)).sub_(mean).div_(std)
     if erase is None:
         return x
-    for b, (top, left, h, w, seed) in enumerate(erase.tolist()):
-        if h:
+    for i, (top, left, eh, ew, seed) in enumerate(erase.tolist()):
+        if eh:
             gen = torch.Generator(device=x.device).manual_seed(seed)
-            x[b, :, :, top : top + h, left : left + w] = torch.randn(
-                (x.shape[1], x.shape[2], h, w), generator=gen, device=x.device
-            )
+            x[i, :, :, top : top + eh, left : left + ew] = torch.randn((c, t, eh, ew), generator=gen, device=x.device)
     return x
 
 
