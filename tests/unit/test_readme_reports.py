@@ -46,7 +46,7 @@ def test_a_changed_report_makes_the_check_fail_until_the_readme_is_rewritten(tmp
     failed = invoke(*args, "--check")
     assert failed.exit_code == 1 and "demo" in failed.output and "ablations" not in failed.output
     assert invoke(*args).exit_code == 0
-    assert "| **12.50** |" in (root / "README.md").read_text()
+    assert "| **12.50** [" in (root / "README.md").read_text()
     assert invoke(*args, "--check").exit_code == 0
 
 
