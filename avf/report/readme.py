@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from avf.report.compare import from_json, per_run_markdown, to_markdown
-from avf.report.intervals import Interval, Run, arm_interval
+from avf.report.compare import ArmRun, from_json, per_run_markdown, summarize, to_markdown
+from avf.report.intervals import Interval
 from avf.utils.io import atomic_path
 
 BLOCK = re.compile(r"(<!-- avf-report:(?P<name>[a-z-]+) -->\n)(?P<body>.*?)(<!-- /avf-report:(?P=name) -->)", re.S)
@@ -61,17 +61,8 @@ def demo(root: Path) -> str:
 
 def _clip_interval(predictions: Path) -> Interval:
     """The test UAR of one run with its 95% bootstrap interval over the run's test clips."""
-    table = pd.read_csv(predictions)
-    classes = sorted(set(table["actual"]) | set(table["predicted"]))
-    index = {c: i for i, c in enumerate(classes)}
-    run = Run(
-        "demo",
-        table["key"].to_numpy(),
-        table["actual"].map(index).to_numpy(),
-        table["predicted"].map(index).to_numpy(),
-        len(classes),
-    )
-    return arm_interval([run], "uar")
+    demo_run = ArmRun((0, 0), "demo", pd.read_csv(predictions))
+    return summarize({"demo": [demo_run]}, ("uar",))["arms"]["demo"]["uar"]
 
 
 def ablations(root: Path) -> str:
