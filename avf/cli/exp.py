@@ -19,15 +19,14 @@ def queue(
 ) -> None:
     """Queue every arm x fold x seed of BATCH with `dvc exp run --queue` (those already present are kept);
     run them with `dvc queue start -j N`, compare them with `avf report compare --batch BATCH`."""
-    from avf.report.batch import load_batch
+    from avf.report.batch import load_batch, split_arms
     from avf.report.batch import queue as queue_batch
 
     def show(name: str, new: bool) -> None:
         common.console.print(f"{'queued' if new else 'present'}  {name}", highlight=False)
 
     try:
-        only = [a.strip() for a in arms.split(",") if a.strip()] if arms else None
-        queued = queue_batch(project, load_batch(batch), on_queued=show, only=only)
+        queued = queue_batch(project, load_batch(batch), on_queued=show, only=split_arms(arms))
     except (ValueError, RuntimeError) as e:
         common.fail(str(e), common.EXIT_USAGE)
     except FileNotFoundError as e:

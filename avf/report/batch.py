@@ -76,9 +76,14 @@ def pick_arms(batch: Batch, only: Sequence[str] | None) -> Batch:
     return batch.model_copy(update={"arms": {a: arm for a, arm in batch.arms.items() if a in only}})
 
 
+def split_arms(text: str | None) -> list[str] | None:
+    """Arm names from a comma-separated option (None when not given)."""
+    return [a.strip() for a in text.split(",") if a.strip()] if text else None
+
+
 def arms_of_batch(batch: Batch, only: str | None = None) -> dict[str, list[str]]:
     """:func:`arms` of the comma-separated arms ``only`` (all when None; the first is the baseline)."""
-    return arms(pick_arms(batch, [a.strip() for a in only.split(",") if a.strip()] if only else None))
+    return arms(pick_arms(batch, split_arms(only)))
 
 
 def _apply(raw: dict[str, Any], override: str) -> None:
