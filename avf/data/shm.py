@@ -39,3 +39,9 @@ def fitting_prefetch(num_workers: int, batch_bytes: int, free_bytes: int | None,
     if fit < PREFETCH:
         log.warning("prefetching %d batch(es) per DataLoader worker instead of %d: %s fit in %s", fit, PREFETCH, need.format(fit), share)
     return int(min(fit, PREFETCH))
+
+
+def prefetch_factor(num_workers: int, batch_bytes: int, ranks: int = 1) -> int | None:
+    """A DataLoader's ``prefetch_factor``: None without worker processes, else :func:`fitting_prefetch` on
+    the shared memory free now."""
+    return fitting_prefetch(num_workers, batch_bytes, shared_memory_free(), ranks) if num_workers else None

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from avf.data.loader import item_bytes
-from avf.data.shm import fitting_prefetch, shared_memory_free
+from avf.data.shm import prefetch_factor
 from avf.eval.metrics import classification_metrics, regression_metrics
 
 
@@ -54,9 +54,7 @@ def predict_views(
         collate_fn=list,
         pin_memory=device.type == "cuda",
         generator=torch.Generator(),  # the iterator draws its base seed here, not from the training's global RNG
-        prefetch_factor=fitting_prefetch(num_workers, batch_bytes, shared_memory_free(), ranks_per_node)
-        if num_workers
-        else None,
+        prefetch_factor=prefetch_factor(num_workers, batch_bytes, ranks_per_node),
     )
     for items in loader:
         video = torch.stack([it["video"] for it in items]).to(device)  # [B,V,3,T,S,S]

@@ -20,7 +20,7 @@ from torch import nn
 
 from avf.config import FinetuneConfig, Params
 from avf.config.train import SelectRule
-from avf.data.shm import fitting_prefetch, shared_memory_free
+from avf.data.shm import prefetch_factor
 from avf.data.splits import DatasetSplits
 from avf.data.transforms import to_model_input
 from avf.train.loop import StepLogs
@@ -52,13 +52,12 @@ def persistent_loader(
     shared memory), its prefetch fits in this rank's share of shared memory (:func:`fitting_prefetch`), and
     its own generator keeps it off the global torch RNG that dropout draws from, so starting an epoch's
     iterator never moves a result."""
-    free = shared_memory_free()
     return torch.utils.data.DataLoader(
         dataset,
         num_workers=num_workers,
         pin_memory=device.type == "cuda",
         persistent_workers=num_workers > 0,
-        prefetch_factor=fitting_prefetch(num_workers, batch_bytes, free, ranks_per_node) if num_workers else None,
+        prefetch_factor=prefetch_factor(num_workers, batch_bytes, ranks_per_node),
         generator=torch.Generator().manual_seed(seed),
         **kw,
     )
