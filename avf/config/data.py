@@ -218,6 +218,10 @@ class DataConfig(Section):
     # Where per-clip work runs: a local process pool, or Ray tasks (``ray.address``) for large corpora.
     executor: Literal["process", "ray"] = "process"
     max_fail_frac: float = Field(0.2, ge=0.0, le=1.0)  # a stage exits non-zero above this failure share
+    # Where training batches are decoded: ``loader`` (DataLoader workers beside each trainer) or ``ray`` (Ray
+    # tasks of one CPU anywhere in the cluster, CPU-only nodes included; ``avf.data.remote_batches``).
+    ingest: Literal["loader", "ray"] = "loader"
+    ingest_tasks: int = Field(8, ge=1)  # ray: micro-batches each trainer keeps decoding at once
 
     @model_validator(mode="before")
     @classmethod

@@ -2,11 +2,12 @@
 
 Contract (the training code relies on these names and shapes)::
 
-    ds = ClipDataset(shard_dir, keys, *, train, clip, audio, seed=0, augment=None)
+    ds = ClipDataset(shard_dir, keys, *, train, clip, audio, seed=0, augment=None, pretrain=False)
     ds[i] -> {"video": u8[T, S, S, 3], "erase": int64[5], "audio": f32[1, 256, 128], "label": int64 scalar
               (f32[D] targets for regression, -1 when unlabelled), "key": str, "dataset": str}
     train=False: "video": f32[V, 3, T, S, S], "audio": f32[V, 1, 256, 128], V = clip.test_views (no "erase")
-    ds.keys (index order), ds.set_epoch(e)
+    pretrain=True: the stream's items below, by key
+    ds.keys (index order), ds.set_epoch(e), ds.item(key, epoch) (any key of the index, any epoch)
 
     it = pretrain_stream(shard_dirs, *, clip, audio, seed, rank, world_size, samples_per_epoch,
                          augment=None, num_workers=None, shuffle_buffer=256, batch_size=1)
@@ -66,6 +67,7 @@ __all__ = [
     "Sample",
     "SharedEpoch",
     "item_bytes",
+    "pretrain_item",
     "pretrain_stream",
     "train_indices",
     "unpack_sample",
@@ -199,6 +201,25 @@ def _key_rng(seed: int, epoch: int, key: str) -> np.random.Generator:
     return np.random.default_rng([seed, epoch, zlib.crc32(key.encode())])
 
 
+def pretrain_item(
+    sample: Sample,
+    seed: int,
+    epoch: int,
+    clip: ClipConfig,
+    audio: AudioConfig,
+    augment: AugmentConfig,
+    transform: ClipTransform,
+) -> dict[str, Any]:
+    """A pretraining item ``{"video": u8[T, S, S, 3], "audio": f32[1, F, M], "key"}``: a random window, a
+    multi-scale crop and an audio gain, all drawn from ``(seed, epoch, key)``."""
+    rng = _key_rng(seed, epoch, sample.key)
+    idx = train_indices(len(sample.frames), clip.num_frames, clip.sampling_rate, rng)
+    video = transform.pretrain(sample.decode(idx), rng)
+    gain = audio_gain(rng, augment.gain_beta) if augment.audio_gain else None
+    spec = _audio(sample, *window_span(sample.times, idx, clip.sampling_rate), audio, gain)
+    return {"video": video, "audio": spec, "key": sample.key}
+
+
 class SharedEpoch:
     """An epoch number in shared memory: persistent DataLoader workers (forked or spawned) hold a copy of
     the dataset made once, and read the number the main process set before each epoch's iterator."""
@@ -229,7 +250,10 @@ class ClipDataset(Dataset[dict[str, Any]]):
         audio: AudioConfig,
         seed: int = 0,
         augment: AugmentConfig | None = None,
+        pretrain: bool = False,
     ) -> None:
+        if pretrain and not train:
+            raise ValueError("pretrain items are training items: pretrain=True needs train=True")
         self.shard_dir = Path(shard_dir)
         self.index = ShardIndex.load(self.shard_dir)
         _check_index(self.index, audio, self.shard_dir)
@@ -242,7 +266,7 @@ class ClipDataset(Dataset[dict[str, Any]]):
                 raise KeyError(f"{len(missing)} key(s) not in {self.shard_dir / 'index.json'}, e.g. {missing[:3]}")
             wanted = set(keys)
             self.keys = [k for k in self.index.keys if k in wanted]
-        self.train = train
+        self.train, self.pretrain = train, pretrain
         self.clip = clip
         self.audio = audio
         self.seed = seed
@@ -268,12 +292,19 @@ class ClipDataset(Dataset[dict[str, Any]]):
         return unpack_sample(read_sample(path, offset, size, key), key, path)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        key = self.keys[i]
+        return self.item(self.keys[i], self.epoch)
+
+    def item(self, key: str, epoch: int) -> dict[str, Any]:
+        """The item of ``key`` (any key of the shard index) with the draws of ``epoch``."""
+        if key not in self._loc:
+            raise KeyError(f"{key!r} is not in {self.shard_dir / 'index.json'}")
         sample = self.load(key)
+        if self.pretrain:
+            return pretrain_item(sample, self.seed, epoch, self.clip, self.audio, self.augment, self.transform)
         c = self.clip
         n = len(sample.frames)
         if self.train:
-            rng = _key_rng(self.seed, self.epoch, key)
+            rng = _key_rng(self.seed, epoch, key)
             idx = train_indices(n, c.num_frames, c.sampling_rate, rng)
             video, erase = self.transform.finetune(sample.decode(idx), rng)
             extra = {"erase": erase}
@@ -421,7 +452,6 @@ class PretrainStream(IterableDataset[dict[str, Any]]):
         shards = self.assigned_shards(worker, num_workers, epoch)
         quota = self._quota(worker, num_workers)
         rng = np.random.default_rng([self.seed, epoch, self.rank, worker])
-        c = self.clip
         produced = 0
         consecutive_bad = 0
         for key, shard, members in self._raw(shards, rng):
@@ -429,11 +459,7 @@ class PretrainStream(IterableDataset[dict[str, Any]]):
                 return
             try:
                 sample = unpack_sample(members, key, shard)
-                srng = _key_rng(self.seed, epoch, key)
-                idx = train_indices(len(sample.frames), c.num_frames, c.sampling_rate, srng)
-                video = self.transform.pretrain(sample.decode(idx), srng)
-                gain = audio_gain(srng, self.augment.gain_beta) if self.augment.audio_gain else None
-                audio = _audio(sample, *window_span(sample.times, idx, c.sampling_rate), self.audio, gain)
+                item = pretrain_item(sample, self.seed, epoch, self.clip, self.audio, self.augment, self.transform)
             except CorruptSampleError as e:
                 self.skipped += 1
                 consecutive_bad += 1
@@ -443,7 +469,7 @@ class PretrainStream(IterableDataset[dict[str, Any]]):
                 continue
             consecutive_bad = 0
             produced += 1
-            yield {"video": video, "audio": audio, "key": key}
+            yield item
 
 
 def pretrain_stream(

@@ -55,19 +55,23 @@ def run_tasks(
     executor: Executor = "process",
     ordered: bool = False,
     ray_address: str | None = None,
+    in_flight: int | None = None,
+    retries: int = 0,
 ) -> Generator[tuple[T, R | BaseException], None, None]:
     """Run ``fn`` on every item; yield ``(item, result or exception)`` (input order if ``ordered``).
     Closing the generator early ends the workers (see ``_stop_on_exit``).
 
     ``workers == 1`` runs inline in this process (debuggable, and what tests use). ``fn`` must be a
-    module-level function for the process and Ray executors.
+    module-level function for the process and Ray executors. ``in_flight`` and ``retries``: Ray executor only
+    (:func:`avf.runtime.ray_tasks.run_ray_tasks`).
     """
     if not items:
         return
     if executor == "ray":
         from avf.runtime.ray_tasks import run_ray_tasks
 
-        yield from run_ray_tasks(functools.partial(_call_limited, fn), items, workers, ordered, ray_address)
+        limited = functools.partial(_call_limited, fn)
+        yield from run_ray_tasks(limited, items, workers, ordered, ray_address, in_flight, retries)
     elif workers <= 1:
         for item in items:
             try:

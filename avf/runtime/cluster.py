@@ -21,6 +21,7 @@ from avf.runtime.lifecycle import keep_python_signal_handlers
 __all__ = [
     "LOOPBACK_ENV",
     "STATE_API_NOISE",
+    "check_decode_cpus",
     "ensure_cluster",
     "loopback_only",
     "quiet_private_cluster_logs",
@@ -33,8 +34,12 @@ LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 STATE_API_NOISE = "State API may be temporarily unavailable"
 
 
-def ensure_cluster(cfg: RayConfig, temp_dir: Path | None = None) -> None:
-    """Connect to ``RAY_ADDRESS`` / ``cfg.address`` or start a private local cluster on 127.0.0.1."""
+def ensure_cluster(cfg: RayConfig, temp_dir: Path | None = None, decode_tasks: int = 0) -> None:
+    """Connect to ``RAY_ADDRESS`` / ``cfg.address`` or start a private local cluster on 127.0.0.1.
+
+    ``decode_tasks``: the Ray tasks that decode training batches beside the trainers (``data.ingest: ray``);
+    a private cluster gets CPUs for up to one per core of this machine on top of the trainers' CPUs.
+    """
     import ray
 
     if ray.is_initialized():
@@ -45,7 +50,8 @@ def ensure_cluster(cfg: RayConfig, temp_dir: Path | None = None) -> None:
         with keep_python_signal_handlers():
             ray.init(address=address, log_to_driver=True)
         return
-    cpus = max(int(cfg.num_workers * cfg.cpus_per_worker + 0.999), os.cpu_count() or 1)
+    cores = os.cpu_count() or 1
+    cpus = max(int(cfg.num_workers * cfg.cpus_per_worker + 0.999) + min(decode_tasks, cores), cores)
     log.info("starting a local Ray cluster (%d CPUs, 127.0.0.1)", cpus)
     kwargs: dict[str, Any] = {}
     if temp_dir is not None:
@@ -62,6 +68,20 @@ def ensure_cluster(cfg: RayConfig, temp_dir: Path | None = None) -> None:
             logging_level=logging.WARNING,
             runtime_env={"worker_process_setup_hook": f"{__name__}.quiet_private_cluster_logs"},
             **kwargs,
+        )
+
+
+def check_decode_cpus(cfg: RayConfig) -> None:
+    """Fail early, not hang, when the cluster has no CPU left for a decode task once the trainers hold theirs."""
+    import ray
+
+    total = ray.cluster_resources().get("CPU", 0.0)
+    trainers = cfg.num_workers * cfg.cpus_per_worker
+    if total < trainers + 1:
+        raise ValueError(
+            f"data.ingest: ray needs at least one CPU for decoding beside the {cfg.num_workers} trainer(s)' "
+            f"{trainers:g}, but the Ray cluster has {total:g}: add CPU nodes, lower ray.cpus_per_worker or use "
+            "data.ingest: loader"
         )
 
 

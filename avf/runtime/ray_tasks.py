@@ -1,4 +1,5 @@
-"""Fan-out of independent calls ``fn(item)`` as Ray tasks, with at most ``4 * CPUs`` of them in flight."""
+"""Fan-out of independent calls ``fn(item)`` as Ray tasks, with at most ``4 * CPUs`` of them in flight (or a
+given number: training batches bound the object store memory they hold)."""
 
 from __future__ import annotations
 
@@ -18,9 +19,18 @@ __all__ = ["run_ray_tasks"]
 
 
 def run_ray_tasks(
-    fn: Callable[[T], R], items: Sequence[T], workers: int, ordered: bool, address: str | None
+    fn: Callable[[T], R],
+    items: Sequence[T],
+    workers: int,
+    ordered: bool,
+    address: str | None,
+    in_flight: int | None = None,
+    retries: int = 0,
 ) -> Iterator[tuple[T, R | BaseException]]:
     """Yield ``(item, fn(item) or the exception it raised)`` (input order if ``ordered``), one CPU per task.
+
+    ``in_flight`` tasks at most (default ``4 * max(workers, free CPUs)``); ``retries``: how often Ray reruns a
+    task whose worker process or node died (an exception raised by ``fn`` is never retried).
 
     Joins ``address`` / ``RAY_ADDRESS`` or starts a private cluster on 127.0.0.1. Interrupted or abandoned,
     the queued tasks are dropped and the running ones killed.
@@ -36,8 +46,8 @@ def run_ray_tasks(
     def task(item: T) -> R:  # ray.remote takes functions only, fn may be any callable (a partial)
         return fn(item)
 
-    remote = ray.remote(num_cpus=1, max_retries=0)(task)
-    limit = 4 * max(workers, int(ray.available_resources().get("CPU", workers)))
+    remote = ray.remote(num_cpus=1, max_retries=retries)(task)
+    limit = in_flight or 4 * max(workers, int(ray.available_resources().get("CPU", workers)))
     pending: deque[tuple[T, ray.ObjectRef]] = deque()
     it = iter(items)
 

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from avf.config import RayConfig
-from avf.runtime.cluster import ensure_cluster
+from avf.runtime.cluster import check_decode_cpus, ensure_cluster
 from avf.runtime.lifecycle import StageTerminated, received_signal
 
 __all__ = ["PROGRESS_KEY", "RAY_TMP_ENV", "ProgressFn", "RaySession", "RunResult", "fit"]
@@ -153,15 +153,19 @@ def fit(
     name: str,
     storage: Path,
     progress: ProgressFn | None = None,
+    decode_tasks: int = 0,
 ) -> RunResult:
     """Run ``train_func(config)`` on ``cfg.num_workers`` Ray Train workers; the run lives in ``storage / name``.
 
     ``train_func`` must be a module-level function (Ray pickles it by reference). Joins ``RAY_ADDRESS`` /
     ``cfg.address`` or starts a private cluster on 127.0.0.1 (its temp folder: ``$AVF_RAY_TMP`` if set).
     With ``progress``, ``config[PROGRESS_KEY]`` is the queue that :class:`RaySession` puts progress on.
+    ``decode_tasks``: the workers decode their batches in Ray tasks (``data.ingest: ray``), which need CPUs too.
     """
     tmp = os.environ.get(RAY_TMP_ENV)
-    ensure_cluster(cfg, Path(tmp) if tmp else None)
+    ensure_cluster(cfg, Path(tmp) if tmp else None, decode_tasks)
+    if decode_tasks:
+        check_decode_cpus(cfg)
     resources = {"CPU": cfg.cpus_per_worker}
     if cfg.use_gpu:
         resources["GPU"] = cfg.gpus_per_worker or 1.0

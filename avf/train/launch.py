@@ -30,9 +30,10 @@ FORWARDED_ENV = (
 )
 
 
-def run(config: dict[str, Any], cfg: RayConfig, name: str, storage: Path) -> RunResult:
+def run(config: dict[str, Any], cfg: RayConfig, name: str, storage: Path, decode_tasks: int = 0) -> RunResult:
     """Run the training worker function (in-process or under Ray Train) and return its newest checkpoint; its
-    progress (steps, epoch, loss) is shown here, in the driver."""
+    progress (steps, epoch, loss) is shown here, in the driver. ``decode_tasks``: Ray tasks decode the training
+    batches (``data.ingest: ray``)."""
     storage = storage.resolve()
     config = {
         **config,
@@ -57,4 +58,4 @@ def run(config: dict[str, Any], cfg: RayConfig, name: str, storage: Path) -> Run
         from avf.runtime.ray_train import fit
         from avf.train.worker import train_func
 
-        return fit(train_func, config, cfg, name, storage, progress=show)
+        return fit(train_func, config, cfg, name, storage, progress=show, decode_tasks=decode_tasks)

@@ -82,7 +82,8 @@ def _execute(
         "in-process" if params.ray.num_workers == 0 else f"{params.ray.num_workers} Ray workers",
         resuming,
     )
-    result = launch.run(config, params.ray, name, storage)
+    decode_tasks = params.data.ingest_tasks if params.data.ingest == "ray" else 0
+    result = launch.run(config, params.ray, name, storage, decode_tasks)
     state = json.loads((result.checkpoint / "state.json").read_text())["loop"]
     return result.checkpoint, state, storage / name
 

@@ -5,6 +5,11 @@
 * :class:`SupervisedTask` (stage 2 and 3): indexed shards with exact global batches. Stage 3 trains the
   fine-tuning model on one dataset; stage 2 trains one shared backbone with one head per dataset
   (label spaces are never merged) on a weighted mixture of labelled datasets.
+
+With ``data.ingest: ray`` both decode their training batches in Ray tasks (:mod:`avf.data.remote_batches`)
+instead of DataLoader workers: stage 1 then reads an epoch as seeded global batches over the shard indexes
+(every clip once per epoch across ranks) instead of a stream, stages 2 and 3 the same global batches as their
+DataLoader. Evaluation always uses a DataLoader.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from torch import nn
 
 from avf.config import FinetuneConfig, Params
 from avf.config.train import SelectRule
+from avf.data.remote_batches import BatchRequest, BatchSource, RemoteBatches
 from avf.data.shm import prefetch_factor
 from avf.data.splits import DatasetSplits
 from avf.data.transforms import to_model_input
@@ -63,6 +69,16 @@ def persistent_loader(
     )
 
 
+def _remote_epoch(
+    remote: RemoteBatches, sampler: GlobalBatchSampler, refs: list[tuple[int, str]], epoch: int, start_micro: int
+) -> Iterable[dict[str, Any]]:
+    """This rank's micro-batches of ``epoch`` from ``start_micro`` on, decoded by Ray tasks."""
+    sampler.set_epoch(epoch, start_micro)
+    yield from remote([BatchRequest(epoch, tuple(refs[i] for i in idx)) for idx in sampler])
+    if remote.skipped:
+        log.warning("%d corrupt training sample(s) skipped so far", remote.skipped)
+
+
 class PretrainTask:
     """Stage 1: self-supervised audio-visual masked autoencoding on unlabelled shards."""
 
@@ -73,8 +89,6 @@ class PretrainTask:
     select_epochs = 1
 
     def __init__(self, params: Params, shard_dirs: Sequence[Path], num_samples: int, session: Session) -> None:
-        from avf.data.loader import item_bytes, pretrain_stream
-
         self.params, self.cfg, self.session = params, params.pretrain, session
         self.compile_model = params.model.compile  # loop.fit compiles the training model
         self.shard_dirs = [Path(p) for p in shard_dirs]
@@ -86,13 +100,37 @@ class PretrainTask:
         )
         if self.samples_per_epoch < self.cfg.batch_size:
             raise ValueError(f"{num_samples} pretraining clips are fewer than one batch of {self.cfg.batch_size}")
-        d = params.data
+        seed = derive_seed(params.seed, "pretrain")
+        self.remote: RemoteBatches | None = None
+        if params.data.ingest == "ray":
+            self._read_remotely(seed)
+        else:
+            self._stream(seed)
+
+    def _read_remotely(self, seed: int) -> None:
+        """Seeded global batches over every clip of the shard indexes, decoded by Ray tasks."""
+        from avf.data.shards import ShardIndex
+
+        d, session = self.params.data, self.session
+        self.refs = [(n, key) for n, sd in enumerate(self.shard_dirs) for key in ShardIndex.load(sd).keys]
+        self.sampler = GlobalBatchSampler(
+            len(self.refs), self.micro * session.world_size, session.rank, session.world_size, seed=seed,
+            draws=self.samples_per_epoch,
+        )  # fmt: skip
+        source = BatchSource.of(self.shard_dirs, "pretrain", seed, d.clip, d.audio, d.augment)
+        self.remote = RemoteBatches(source, d.ingest_tasks, self.params.ray.address)
+
+    def _stream(self, seed: int) -> None:
+        """The shard stream, read by persistent DataLoader workers."""
+        from avf.data.loader import item_bytes, pretrain_stream
+
+        d, session = self.params.data, self.session
         self.stream = pretrain_stream(
             self.shard_dirs,
             clip=d.clip,
             audio=d.audio,
             augment=d.augment,
-            seed=derive_seed(params.seed, "pretrain"),
+            seed=seed,
             rank=session.rank,
             world_size=session.world_size,
             samples_per_epoch=self.samples_per_epoch,
@@ -103,7 +141,7 @@ class PretrainTask:
             self.stream,
             self.cfg.num_workers,
             session.device,
-            derive_seed(params.seed, "loader", session.rank),
+            derive_seed(self.params.seed, "loader", session.rank),
             self.micro * item_bytes(d.clip, d.audio),
             session.local_world_size,
             batch_size=self.micro,
@@ -122,6 +160,9 @@ class PretrainTask:
         return self.cfg.batch_size
 
     def train_batches(self, epoch: int, start_micro_step: int) -> Iterable[Any]:
+        if self.remote is not None:
+            yield from _remote_epoch(self.remote, self.sampler, self.refs, epoch, start_micro_step)
+            return
         self.stream.set_epoch(epoch)
         n_micro = self.steps_per_epoch() * self.cfg.accum_steps
         for i, batch in enumerate(self.loader):
@@ -206,15 +247,23 @@ class SupervisedTask:
             weights=weights,
             draws=self.steps_per_epoch() * cfg.batch_size,  # whole steps: no micro-batch is loaded and dropped
         )
-        self.loader = persistent_loader(
-            self.train_set,
-            cfg.num_workers,
-            session.device,
-            derive_seed(params.seed, "loader", session.rank),
-            self.micro * item_bytes(d.clip, d.audio),
-            session.local_world_size,
-            batch_sampler=self.sampler,
-        )
+        self.refs = [(n, key) for n, s in enumerate(self.train_sets) for key in s.keys]  # train_set's order
+        self.remote: RemoteBatches | None = None
+        self.loader: torch.utils.data.DataLoader | None = None
+        if d.ingest == "ray":
+            dirs = [ds.shard_dir for ds in self.datasets]
+            source = BatchSource.of(dirs, "finetune", params.seed, d.clip, d.audio, d.augment)
+            self.remote = RemoteBatches(source, d.ingest_tasks, params.ray.address)
+        else:
+            self.loader = persistent_loader(
+                self.train_set,
+                cfg.num_workers,
+                session.device,
+                derive_seed(params.seed, "loader", session.rank),
+                self.micro * item_bytes(d.clip, d.audio),
+                session.local_world_size,
+                batch_sampler=self.sampler,
+            )
         self.mixup = AVMixup(cfg.mixup, cfg.cutmix, first.num_outputs, cfg.label_smoothing, mix_audio=cfg.mixup_audio)
         if multi_head and self.mixup.active:
             log.warning("mixup/cutmix is not applied in stage 2 (labels of different datasets do not mix)")
@@ -264,6 +313,10 @@ class SupervisedTask:
 
     # -- training ----------------------------------------------------------------------------------
     def train_batches(self, epoch: int, start_micro_step: int) -> Iterable[Any]:
+        if self.remote is not None:
+            yield from _remote_epoch(self.remote, self.sampler, self.refs, epoch, start_micro_step)
+            return
+        assert self.loader is not None
         for s in self.train_sets:
             s.set_epoch(epoch)
         self.sampler.set_epoch(epoch, start_micro_step)

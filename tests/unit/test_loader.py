@@ -24,54 +24,21 @@ from avf.data.loader import (
     view_indices,
     window_span,
 )
-from avf.data.shards import INDEX_NAME, CorruptSampleError, ShardIndex, ShardWriter, npy_bytes
+from avf.data.shards import INDEX_NAME, CorruptSampleError, ShardIndex, ShardWriter
 from avf.data.transforms import ClipTransform, erase_box, multi_scale_crop_params, rrc_params, to_model_input
 from avf.data.video import encode_jpeg
 from avf.train.sampling import GlobalBatchSampler
 from avf.train.tasks import persistent_loader
 from tests.support import media
+from tests.support.shards import AUDIO, TONES, write_shards
+from tests.support.shards import sample as shard_sample
 
-AUDIO = AudioConfig()
 CLIP = ClipConfig()  # 16 frames, stride 4, 160 px, 2 test views
-TONES = (300.0, 600.0, 1200.0, 2400.0)
-
-
-def _frame(i: int, size: int) -> np.ndarray:
-    """A flat grey frame whose level encodes its index (2 * i), recoverable after JPEG and resizing."""
-    return np.full((size, size, 3), 2 * i, np.uint8)
-
-
-def _sample(i: int, n_frames: int, size: int = 160, **meta: Any) -> dict[str, bytes]:
-    times = np.arange(n_frames) / 25.0
-    wave = media.tone_schedule(TONES, n_frames / 25.0 + 0.5, 16000)[0]
-    info = {"dataset": "demo", "label": i % 3, "targets": None, "frame_times": times.round(6).tolist(), **meta}
-    members = {
-        "meta.json": json.dumps(info).encode(),
-        "fbank.npy": npy_bytes(audio_mod.log_mel(wave, AUDIO).astype(np.float16)),
-    }
-    for f in range(n_frames):
-        members[f"{f:05d}.jpg"] = encode_jpeg(_frame(f, size), 95)
-    return members
-
-
-def _shards(
-    out: Path, n: int, per_shard: int, n_frames: int = 80, bad: dict[int, str] | None = None, **meta: Any
-) -> Path:
-    """``n`` samples in shards of ``per_shard``; ``bad`` maps sample numbers to a member to corrupt."""
-    writer = ShardWriter(out, 1 << 30, per_shard)
-    for i in range(n):
-        members = _sample(i, n_frames, **meta)
-        if bad and i in bad:
-            members[bad[i]] = b"not a jpeg or json"
-        writer.write(f"demo__c{i:02d}", members)
-    index = ShardIndex("demo", writer.close(), "fbank", "fp", {"num_mel_bins": 128})
-    (out / INDEX_NAME).write_text(json.dumps(index.to_json()))
-    return out
 
 
 @pytest.fixture(scope="module")
 def shard_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _shards(tmp_path_factory.mktemp("shards"), 4, per_shard=2)
+    return write_shards(tmp_path_factory.mktemp("shards"), 4, per_shard=2)
 
 
 def _frame_ids(video: torch.Tensor) -> list[int]:
@@ -111,7 +78,7 @@ def test_eval_items_have_the_contract_shapes_and_are_deterministic(shard_dir: Pa
 
 
 def test_view_audio_is_cut_at_the_views_timestamps(tmp_path: Path) -> None:
-    out = _shards(tmp_path, 1, per_shard=1, n_frames=100, size=64)
+    out = write_shards(tmp_path, 1, per_shard=1, n_frames=100, size=64)
     ds = ClipDataset(out, None, train=False, clip=ClipConfig(image_size=64, test_views=2), audio=AUDIO)
     item = ds[0]
     bins = {f: int(audio_mod.log_mel(media.tone_schedule((f,), 1.0, 16000)[0], AUDIO).mean(0).argmax()) for f in TONES}
@@ -143,10 +110,10 @@ def test_keys_select_clips_in_index_order(shard_dir: Path) -> None:
 
 
 def test_regression_targets_and_unlabelled_clips(tmp_path: Path) -> None:
-    reg = _shards(tmp_path / "r", 1, 1, n_frames=20, size=64, targets=[0.5, -1.0, 2.0])
+    reg = write_shards(tmp_path / "r", 1, 1, n_frames=20, size=64, targets=[0.5, -1.0, 2.0])
     item = ClipDataset(reg, None, train=False, clip=ClipConfig(image_size=64), audio=AUDIO)[0]
     assert item["label"].dtype == torch.float32 and item["label"].tolist() == [0.5, -1.0, 2.0]
-    unl = _shards(tmp_path / "u", 1, 1, n_frames=20, size=64, label=-1)
+    unl = write_shards(tmp_path / "u", 1, 1, n_frames=20, size=64, label=-1)
     item = ClipDataset(unl, None, train=False, clip=ClipConfig(image_size=64), audio=AUDIO)[0]
     assert item["label"].item() == -1 and item["label"].dtype == torch.int64
 
@@ -164,7 +131,7 @@ def test_default_collate_batches_train_items(shard_dir: Path) -> None:
 
 
 def test_corrupt_frames_raise_in_the_indexed_reader(tmp_path: Path) -> None:
-    out = _shards(tmp_path, 2, 2, n_frames=20, size=64, bad={1: "00004.jpg"})
+    out = write_shards(tmp_path, 2, 2, n_frames=20, size=64, bad={1: "00004.jpg"})
     ds = ClipDataset(out, None, train=False, clip=ClipConfig(image_size=64), audio=AUDIO)
     with pytest.raises(CorruptSampleError, match=r"shard-000000.tar: sample 'demo__c01': frame 4"):
         ds[ds.keys.index("demo__c01")]
@@ -185,7 +152,7 @@ def stream_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("stream")
     writer = ShardWriter(out, 1 << 30, 3)
     for i in range(24):  # 8 shards of 3
-        writer.write(f"demo__s{i:02d}", _sample(i, 12, size=32))
+        writer.write(f"demo__s{i:02d}", shard_sample(i, 12, size=32))
     index = ShardIndex("demo", writer.close(), "fbank", "fp", {"num_mel_bins": 128})
     (out / INDEX_NAME).write_text(json.dumps(index.to_json()))
     return out
@@ -244,7 +211,7 @@ def test_too_few_shards_for_the_readers_is_a_clear_error(stream_dir: Path) -> No
 
 
 def test_stream_skips_and_counts_corrupt_samples(tmp_path: Path) -> None:
-    out = _shards(tmp_path, 6, 3, n_frames=12, size=32, bad={2: "meta.json"})
+    out = write_shards(tmp_path, 6, 3, n_frames=12, size=32, bad={2: "meta.json"})
     stream = pretrain_stream([out], clip=SMALL, audio=AUDIO, seed=0, rank=0, world_size=1, samples_per_epoch=6)
     keys = [item["key"] for item in stream]
     assert len(keys) == 6 and stream.skipped >= 1  # the quota is still met (from the other samples)

@@ -1,0 +1,72 @@
+"""What a decode task returns (``avf.data.remote_batches.load_batch``, run here in-process): the DataLoader's
+batch for stages 2 and 3, the stream's items for stage 1, and corrupt samples left out and reported."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from torch.utils.data import default_collate
+
+from avf.config.data import AudioConfig, AugmentConfig, ClipConfig
+from avf.data.loader import ClipDataset, pretrain_stream
+from avf.data.remote_batches import BatchRequest, BatchSource, load_batch
+from avf.data.shards import CorruptSampleError, ShardIndex
+from tests.support.shards import write_shards
+
+CLIP, AUDIO, AUGMENT = ClipConfig(), AudioConfig(), AugmentConfig(rand_augment="")
+
+
+def _same(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for k in a:
+        if isinstance(a[k], torch.Tensor):
+            torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
+        else:
+            assert a[k] == b[k], k
+
+
+@pytest.fixture(scope="module")
+def two_dirs(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    root = tmp_path_factory.mktemp("remote")
+    return [
+        write_shards(root / "a", 4, per_shard=2, n_frames=40, prefix="a__c"),
+        write_shards(root / "b", 3, per_shard=2, n_frames=40, prefix="b__c"),
+    ]
+
+
+def test_a_finetuning_batch_is_the_dataloaders_batch(two_dirs: list[Path]) -> None:
+    sets = [ClipDataset(d, train=True, clip=CLIP, audio=AUDIO, augment=AUGMENT, seed=3) for d in two_dirs]
+    source = BatchSource.of(two_dirs, "finetune", 3, CLIP, AUDIO, AUGMENT)
+    samples = ((1, "b__c02"), (0, "a__c01"), (0, "a__c03"))
+    for epoch in (0, 5):
+        for s in sets:
+            s.set_epoch(epoch)
+        expected = default_collate([sets[n][sets[n].keys.index(k)] for n, k in samples])
+        batch = load_batch(source, BatchRequest(epoch, samples))
+        assert batch.pop("skipped") == []
+        _same(batch, expected)
+
+
+def test_a_pretraining_batch_holds_the_streams_items(two_dirs: list[Path]) -> None:
+    stream = pretrain_stream(
+        two_dirs[:1], clip=CLIP, audio=AUDIO, augment=AUGMENT, seed=11, rank=0, world_size=1, samples_per_epoch=4
+    )
+    stream.set_epoch(2)
+    items = {item["key"]: item for item in stream}
+    source = BatchSource.of(two_dirs[:1], "pretrain", 11, CLIP, AUDIO, AUGMENT)
+    keys = ShardIndex.load(two_dirs[0]).keys
+    batch = load_batch(source, BatchRequest(2, tuple((0, k) for k in keys)))
+    assert batch.pop("skipped") == []
+    _same(batch, default_collate([items[k] for k in keys]))
+
+
+def test_corrupt_samples_are_left_out_and_reported(tmp_path: Path) -> None:
+    bad = write_shards(tmp_path / "bad", 4, per_shard=2, n_frames=40, bad={1: "00000.jpg", 2: "meta.json"})
+    source = BatchSource.of([bad], "finetune", 0, CLIP, AUDIO, AUGMENT)
+    batch = load_batch(source, BatchRequest(0, ((0, "demo__c00"), (0, "demo__c01"), (0, "demo__c03"))))
+    assert batch["key"] == ["demo__c00", "demo__c03"] and batch["video"].shape[0] == 2
+    assert len(batch["skipped"]) == 1 and "demo__c01" in batch["skipped"][0] and "frame" in batch["skipped"][0]
+    with pytest.raises(CorruptSampleError, match=r"every sample of its micro-batch is corrupt.*demo__c02"):
+        load_batch(source, BatchRequest(0, ((0, "demo__c01"), (0, "demo__c02"))))
