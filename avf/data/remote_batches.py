@@ -1,20 +1,20 @@
 """Training batches decoded by Ray tasks anywhere in the cluster (``data.ingest: ray``).
 
 Each trainer turns its share of an epoch into :class:`BatchRequest` s (which keys, in which order, with the
-draws of which epoch) and :func:`remote_batches` runs one Ray task of one CPU per micro-batch, in order,
+draws of which epoch) and :class:`RemoteBatches` runs one Ray task of one CPU per micro-batch, in order,
 with ``in_flight`` of them running or done ahead of the training step. A task may run on any node with a
 free CPU, CPU-only nodes included, so decoding no longer has to fit beside the GPU. The task rebuilds the
-datasets once per Ray worker process from a small :class:`BatchSource` and returns the micro-batch as the
-DataLoader would have collated it: the same items (``ClipDataset.item``), the same tensors.
+datasets once per Ray worker process from a small :class:`BatchSource`; the trainer receives the micro-batch
+the DataLoader would have collated: the same items (``ClipDataset.item``), the same tensors.
 
 Corrupt samples are dropped from their micro-batch, logged with shard, key and reason, and counted
 (:attr:`RemoteBatches.skipped`): the micro-batch is smaller, but every rank still runs every step. A
 micro-batch with nothing readable is an error naming its samples.
 
-Why Ray tasks and not a Ray Data ``map_batches``: measured with Ray 2.60 on a 2-CPU private cluster, a Ray
-Data map of 200 tasks of 50 ms ran one task at a time (12.6 s on 1 CPU, 11.6 s on 2: its resource budget
-stayed at zero CPUs, because the autoscaling coordinator's first, empty answer is never re-read), while the
-same tasks as plain Ray tasks took 10.4 s and 5.2 s. ``benchmarks/ingest.py`` re-measures both.
+Why Ray tasks and not a Ray Data ``map``: with Ray 2.60 on a fixed-size cluster, Ray Data's resource budget
+stays at zero CPUs (its autoscaling coordinator's first, empty answer is never re-read), so a map runs one
+task at a time: ``python -m benchmarks.ingest`` measured 1.10x from 1 to 2 CPUs for Ray Data and 1.80x for
+these tasks, on the same decode function (``docs/performance.md``).
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
+import torch
 from torch.utils.data import default_collate
 
 from avf.config.data import AudioConfig, AugmentConfig, ClipConfig
@@ -94,7 +96,8 @@ def _datasets(source: BatchSource) -> list[ClipDataset]:
 
 
 def load_batch(source: BatchSource, request: BatchRequest) -> dict[str, Any]:
-    """The collated micro-batch of ``request``, plus ``"skipped"``: one line per corrupt sample left out."""
+    """The collated micro-batch of ``request`` (tensors as numpy arrays), plus ``"skipped"``: one line per
+    corrupt sample left out."""
     datasets = _datasets(source)
     items, skipped = [], []
     for number, key in request.samples:
@@ -108,7 +111,9 @@ def load_batch(source: BatchSource, request: BatchRequest) -> dict[str, Any]:
             request.samples[0][1],
             f"every sample of its micro-batch is corrupt: {'; '.join(skipped)}",
         )
-    return {**default_collate(items), "skipped": skipped}
+    batch = default_collate(items)
+    # numpy crosses the object store without pickling the bytes: the trainer maps them instead of unpickling
+    return {k: v.numpy() if isinstance(v, torch.Tensor) else v for k, v in batch.items()} | {"skipped": skipped}
 
 
 class RemoteBatches:
@@ -137,4 +142,5 @@ class RemoteBatches:
             for line in batch.pop("skipped"):
                 self.skipped += 1
                 log.warning("skipping corrupt sample: %s", line)
-            yield batch
+            # a writable copy of the read-only shared-memory arrays (in-place mixup on CPU writes to them)
+            yield {k: torch.from_numpy(v.copy()) if isinstance(v, np.ndarray) else v for k, v in batch.items()}

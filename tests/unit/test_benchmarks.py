@@ -156,3 +156,14 @@ def test_shard_reader_benchmark_reads_every_sample_each_way(capsys: pytest.Captu
     assert {"stream: avf iter_shard", "stream: webdataset.WebDataset", "indexed: avf read_sample"} <= set(rows)
     assert all(ms > 0 for ms in rows.values())
     assert "webdataset / avf, streaming:" in capsys.readouterr().out
+
+
+def test_ingest_benchmark_delivers_every_clip_each_way(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    from benchmarks import ingest
+
+    results = ingest.main(["--clips", "16", "--rounds", "1", "--skip-ray-data", "--out", str(tmp_path / "i.json")])
+    for cpus in ("1 CPU", "2 CPU"):
+        case = results["ray tasks"][cpus]
+        assert case["clips"] == 16 and case["clips_per_s"] > 0 and case["consumer_cpu_ms_per_clip"] >= 0
+    assert results["in_process_item_ms"] > 0
+    assert "ray tasks: 2 CPUs / 1 CPU =" in capsys.readouterr().out

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch.utils.data import default_collate
@@ -18,13 +19,15 @@ from tests.support.shards import write_shards
 CLIP, AUDIO, AUGMENT = ClipConfig(), AudioConfig(), AugmentConfig(rand_augment="")
 
 
-def _same(a: dict, b: dict) -> None:
-    assert a.keys() == b.keys()
-    for k in a:
-        if isinstance(a[k], torch.Tensor):
-            torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
+def _same(remote: dict, local: dict) -> None:
+    """A task's batch (tensors as numpy arrays) holds exactly the local batch's values."""
+    assert remote.keys() == local.keys()
+    for k, v in local.items():
+        if isinstance(v, torch.Tensor):
+            assert remote[k].dtype == v.numpy().dtype, k
+            np.testing.assert_array_equal(remote[k], v.numpy(), err_msg=k)
         else:
-            assert a[k] == b[k], k
+            assert remote[k] == v, k
 
 
 @pytest.fixture(scope="module")
@@ -70,3 +73,17 @@ def test_corrupt_samples_are_left_out_and_reported(tmp_path: Path) -> None:
     assert len(batch["skipped"]) == 1 and "demo__c01" in batch["skipped"][0] and "frame" in batch["skipped"][0]
     with pytest.raises(CorruptSampleError, match=r"every sample of its micro-batch is corrupt.*demo__c02"):
         load_batch(source, BatchRequest(0, ((0, "demo__c01"), (0, "demo__c02"))))
+
+
+def test_a_cluster_without_a_cpu_beside_the_trainers_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    import ray
+
+    from avf.config import RayConfig
+    from avf.runtime.cluster import check_decode_cpus
+
+    cfg = RayConfig(num_workers=2, cpus_per_worker=1.0)
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 2.0})
+    with pytest.raises(ValueError, match=r"data.ingest: ray needs at least one CPU .* has 2"):
+        check_decode_cpus(cfg)  # it would wait for a free CPU forever
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 3.0})
+    check_decode_cpus(cfg)

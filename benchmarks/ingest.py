@@ -1,0 +1,201 @@
+"""Training-batch ingestion on a private Ray cluster: decode tasks on 1 and 2 CPUs, against the DataLoader item.
+
+On the same generated shards (face frames at 160 px, 64 per clip, as the faces stage writes them), in one run:
+
+1. **in-process item**: ``ClipDataset.item`` for a fine-tuning window (what one DataLoader worker spends per
+   clip): CPU ms per clip, the reference.
+2. **Ray tasks** (``data.ingest: ray``, :class:`avf.data.remote_batches.RemoteBatches`) on a cluster of 1 and
+   of 2 CPUs: clips per second delivered to the consumer, the decode CPUs' ms per clip (CPUs x wall / clips),
+   and the consumer's own CPU ms per clip (the trainer's share: receiving the batches). Target: 2 CPUs >= 1.7x
+   the throughput of 1.
+3. **Ray Data** ``map`` over the same micro-batches with the same decode function, on 1 and 2 CPUs: the
+   library this replaces, measured so the choice can be re-checked on a newer Ray.
+
+Every figure is the best of ``--rounds`` passes after a warm-up pass (Ray starts worker processes on the first).
+Run ``python -m benchmarks.ingest [--clips N]``; prints a table and the CPU; the JSON goes to
+``reports/bench/ingest.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from avf.config.data import AudioConfig, AugmentConfig, ClipConfig
+from avf.data.loader import ClipDataset
+from avf.data.remote_batches import BatchRequest, BatchSource, RemoteBatches, load_batch
+from avf.data.shards import INDEX_NAME, ShardIndex, ShardWriter, npy_bytes
+from avf.data.video import encode_jpeg
+from avf.runtime.cluster import loopback_only
+from avf.utils.io import write_json
+from benchmarks.harness import _cpu_name
+
+ROOT = Path(__file__).resolve().parents[1]
+FRAMES, SIDE, MICRO = 64, 160, 16
+CLIP, AUDIO, AUGMENT = ClipConfig(), AudioConfig(), AugmentConfig(rand_augment="")
+TARGET_SCALING = 1.7
+
+
+def write_shards(out: Path, clips: int) -> Path:
+    """``clips`` samples of face frames (JPEG quality 90) and a random fbank, 8 to a shard."""
+    from tests.support import media
+
+    rng = np.random.default_rng(0)
+    writer = ShardWriter(out, 1 << 40, 8)
+    for i in range(clips):
+        frames = media.face_frames(FRAMES, (SIDE, SIDE), seed=i)
+        times = (np.arange(FRAMES) / 25.0).round(6).tolist()
+        members = {
+            "meta.json": json.dumps({"dataset": "bench", "label": i % 8, "frame_times": times}).encode(),
+            "fbank.npy": npy_bytes(rng.standard_normal((300, AUDIO.num_mel_bins)).astype(np.float16)),
+        }
+        members.update({f"{f:05d}.jpg": encode_jpeg(frame, 90) for f, frame in enumerate(frames)})
+        writer.write(f"bench__c{i:04d}", members)
+    index = ShardIndex("bench", writer.close(), "fbank", "bench", {"num_mel_bins": AUDIO.num_mel_bins})
+    (out / INDEX_NAME).write_text(json.dumps(index.to_json()))
+    return out
+
+
+def _requests(shards: Path, epoch: int) -> list[BatchRequest]:
+    keys = ShardIndex.load(shards).keys
+    return [BatchRequest(epoch, tuple((0, k) for k in keys[i : i + MICRO])) for i in range(0, len(keys), MICRO)]
+
+
+def in_process_ms(shards: Path, rounds: int) -> float:
+    """CPU ms per clip of ``ClipDataset.item`` in this process (one thread)."""
+    import torch
+
+    torch.set_num_threads(1)
+    ds = ClipDataset(shards, train=True, clip=CLIP, audio=AUDIO, augment=AUGMENT)
+    best = float("inf")
+    for r in range(rounds + 1):
+        t = time.process_time()
+        for key in ds.keys:
+            ds.item(key, r)
+        if r:  # the first pass warms caches
+            best = min(best, (time.process_time() - t) / len(ds.keys))
+    return 1000 * best
+
+
+@contextlib.contextmanager
+def private_cluster(cpus: int) -> Iterator[None]:
+    import ray
+
+    with loopback_only():
+        ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def _passes(run_pass: Callable[[int], int], rounds: int) -> dict[str, float]:
+    """Best wall seconds and the consumer's CPU seconds over ``rounds`` timed passes (after one warm-up)."""
+    run_pass(0)
+    best_wall, best_cpu, clips = float("inf"), float("inf"), 0
+    for r in range(1, rounds + 1):
+        wall, cpu = time.perf_counter(), time.process_time()
+        clips = run_pass(r)
+        best_wall = min(best_wall, time.perf_counter() - wall)
+        best_cpu = min(best_cpu, time.process_time() - cpu)
+    return {"clips": clips, "wall_s": best_wall, "consumer_cpu_s": best_cpu}
+
+
+def ray_tasks(shards: Path, cpus: int, rounds: int) -> dict[str, float]:
+    source = BatchSource.of([shards], "finetune", 0, CLIP, AUDIO, AUGMENT)
+
+    def run_pass(epoch: int) -> int:
+        return sum(len(b["key"]) for b in RemoteBatches(source, in_flight=2 * cpus)(_requests(shards, epoch)))
+
+    with private_cluster(cpus):
+        return _passes(run_pass, rounds)
+
+
+def _numpy_batch(source: BatchSource, row: dict[str, Any]) -> dict[str, Any]:
+    request = BatchRequest(int(row["epoch"]), tuple((0, str(k)) for k in row["keys"]))
+    batch = load_batch(source, request)
+    return {"video": batch["video"], "audio": batch["audio"], "n": len(batch["key"])}
+
+
+def ray_data(shards: Path, cpus: int, rounds: int) -> dict[str, float]:
+    import functools
+
+    import ray.data
+
+    source = BatchSource.of([shards], "finetune", 0, CLIP, AUDIO, AUGMENT)
+
+    def run_pass(epoch: int) -> int:
+        ctx = ray.data.DataContext.get_current()
+        ctx.enable_progress_bars = False
+        ctx.execution_options.preserve_order = True
+        rows = [{"epoch": epoch, "keys": [k for _, k in r.samples]} for r in _requests(shards, epoch)]
+        ds = ray.data.from_items(rows).map(functools.partial(_numpy_batch, source), num_cpus=1)
+        return sum(int(row["n"]) for row in ds.iter_rows())
+
+    with private_cluster(cpus):
+        logging.getLogger("ray.data").setLevel(logging.WARNING)
+        return _passes(run_pass, rounds)
+
+
+def _summary(case: dict[str, float], cpus: int) -> dict[str, float]:
+    n = case["clips"]
+    return {
+        **case,
+        "clips_per_s": n / case["wall_s"],
+        "decode_cpu_ms_per_clip": 1000 * cpus * case["wall_s"] / n,
+        "consumer_cpu_ms_per_clip": 1000 * case["consumer_cpu_s"] / n,
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clips", type=int, default=128)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--skip-ray-data", action="store_true")
+    parser.add_argument("--out", type=Path, default=ROOT / "reports" / "bench" / "ingest.json")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="avf-ingest-") as tmp:
+        shards = write_shards(Path(tmp) / "shards", args.clips)
+        results: dict[str, Any] = {
+            "machine": {"cpu": _cpu_name(), "cores": os.cpu_count(), "load_avg_1min": os.getloadavg()[0]},
+            "clips": args.clips,
+            "micro_batch": MICRO,
+            "in_process_item_ms": in_process_ms(shards, args.rounds),
+        }
+        kinds = {"ray tasks": ray_tasks} | ({} if args.skip_ray_data else {"Ray Data map": ray_data})
+        for kind, fn in kinds.items():
+            results[kind] = {cpus: _summary(fn(shards, cpus, args.rounds), cpus) for cpus in (1, 2)}
+    machine = results["machine"]
+    print(f"CPU: {machine['cpu']} ({machine['cores']} cores); {args.clips} clips, micro-batch {MICRO}")
+    print(f"in-process ClipDataset.item: {results['in_process_item_ms']:.2f} CPU ms per clip (the reference)")
+    print(f"{'case':<24}{'clips/s':>9}{'decode CPU ms/clip':>20}{'consumer CPU ms/clip':>22}")
+    for kind in kinds:
+        for cpus, r in results[kind].items():
+            print(
+                f"{kind + f', {cpus} CPU':<24}{r['clips_per_s']:>9.1f}{r['decode_cpu_ms_per_clip']:>20.2f}"
+                f"{r['consumer_cpu_ms_per_clip']:>22.2f}"
+            )
+    for kind in kinds:
+        ratio = results[kind][2]["clips_per_s"] / results[kind][1]["clips_per_s"]
+        results[kind] = {f"{cpus} CPU": r for cpus, r in results[kind].items()} | {"scaling_2_over_1": ratio}
+        target = f" (target >= {TARGET_SCALING}x: {'met' if ratio >= TARGET_SCALING else 'missed'})"
+        print(f"{kind}: 2 CPUs / 1 CPU = {ratio:.2f}x{target if kind == 'ray tasks' else ''}")
+    write_json(args.out, results)
+    print(f"wrote {args.out}")
+    return results
+
+
+if __name__ == "__main__":
+    main()
