@@ -13,8 +13,8 @@ import contextlib
 import functools
 import os
 from collections import deque
-from itertools import islice
 from collections.abc import Callable, Generator, Iterator, Sequence
+from itertools import islice
 from typing import TYPE_CHECKING, Literal, TypeVar
 
 if TYPE_CHECKING:

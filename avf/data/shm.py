@@ -29,7 +29,9 @@ def fitting_prefetch(num_workers: int, batch_bytes: int, free_bytes: int | None,
     budget = free_bytes // 2 // max(1, ranks)
     fit = budget // (num_workers * batch_bytes)
     need = f"{num_workers} DataLoader workers x {{}} batch(es) of {batch_bytes / 2**30:.2f} GiB"
-    share = f"half of the {free_bytes / 2**30:.1f} GiB free in /dev/shm" + (f", shared by {ranks} ranks" if ranks > 1 else "")
+    share = f"half of the {free_bytes / 2**30:.1f} GiB free in /dev/shm" + (
+        f", shared by {ranks} ranks" if ranks > 1 else ""
+    )
     if fit < 1:
         raise ValueError(
             f"shared memory too small: {need.format(1)} need {num_workers * batch_bytes / 2**30:.1f} GiB, more than "
@@ -37,7 +39,13 @@ def fitting_prefetch(num_workers: int, batch_bytes: int, free_bytes: int | None,
             "(docker --shm-size)."
         )
     if fit < PREFETCH:
-        log.warning("prefetching %d batch(es) per DataLoader worker instead of %d: %s fit in %s", fit, PREFETCH, need.format(fit), share)
+        log.warning(
+            "prefetching %d batch(es) per DataLoader worker instead of %d: %s fit in %s",
+            fit,
+            PREFETCH,
+            need.format(fit),
+            share,
+        )
     return int(min(fit, PREFETCH))
 
 

@@ -16,7 +16,7 @@ from avf.models.avf_mae_pp import PretrainOutput
 from avf.models.losses import NORM_EPS
 from avf.models.masking import Masks
 
-__all__ = ["reconstruct", "render_reconstruction"]
+__all__ = ["reconstruct"]
 
 GREY = 0.5
 

@@ -4,8 +4,8 @@ Layout: ``Clip/original/XXXXX.mp4`` (5-digit ids, with audio), ``Clip/clip_224x2
 frames ``XXXXX_YYYYY.jpg``), ``Clip/clip_224x224_16f/XXXXX/`` (16 interpolated frames),
 ``EmoLabel_DataSplit/{train,test}(single-labeled)/set_{1..5}.csv`` (header ``video_name,label``, ids
 as integers, labels 1..7; the test folder is also accepted as ``test(single_labeled)``, the spelling of
-the release's README, and the files as ``test_set_{1..5}.csv``), optional ``Annotation/annotation.xlsx`` (or a CSV export) with
-``vote_happy ... vote_fear, clip_name, annotation``.
+the release's README, and the files as ``test_set_{1..5}.csv``), optional ``Annotation/annotation.xlsx``
+(or a CSV export) with ``vote_happy ... vote_fear, clip_name, annotation``.
 
 Labels: 1 Happy, 2 Sad, 3 Neutral, 4 Angry, 5 Surprise, 6 Disgust, 7 Fear -> index = label - 1. A
 clip's test fold is the set whose test CSV lists it; validation = test in the official protocol.

@@ -54,7 +54,24 @@ SPLIT_DIRS = ("Train & Test Set", "Train_Test_Set", "split")
 # Single-set clips whose mp4 has no audio stream: in MAE-DFER's visual lists (sunlicai/MAE-DFER
 # saved/data/mafw/single), not in HiCMAE's audio-visual ones (sunlicai/HiCMAE saved/data/mafw/audio_visual).
 NO_AUDIO_STREAM = frozenset(
-    "00903 03414 03440 03721 03724 03726 03727 03728 03730 03732 03810 03855 03927 03928 03931 09529".split()
+    [
+        "00903",
+        "03414",
+        "03440",
+        "03721",
+        "03724",
+        "03726",
+        "03727",
+        "03728",
+        "03730",
+        "03732",
+        "03810",
+        "03855",
+        "03927",
+        "03928",
+        "03931",
+        "09529",
+    ]
 )
 _SET = re.compile(r"^set_(\d+)$")
 _CLIP = re.compile(r"^(\d{5})(?:\.mp4)?$")

@@ -2,8 +2,8 @@
 
 The root may be the identity level itself (``dev/mp4/``, ``videos/``), or any folder above it: the
 official ``dev/mp4/``, HiCMAE's ``video/file~/dev/mp4/`` and AVF-MAE's ``videos/`` (in
-``Voxceleb2-dev/``) are looked for first, else the root is taken as the identity level. Identities are ``idNNNNN`` folders; clip id = ``<identity>_<youtube id>_<clip>``,
-subject = identity.
+``Voxceleb2-dev/``) are looked for first, else the root is taken as the identity level. Identities are
+``idNNNNN`` folders; clip id = ``<identity>_<youtube id>_<clip>``, subject = identity.
 
 Audio: the official release ships audio separately (``dev/aac/.../<clip>.m4a``); HiCMAE converts it to
 ``audio/file~/dev/aac/.../<clip>.wav`` (16 kHz). The twin path is found by swapping the ``mp4`` folder for
