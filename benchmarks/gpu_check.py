@@ -5,7 +5,8 @@
    detection; fp32 contrastive logits under autocast;
 2. the bf16 benchmark of base (``python -m benchmarks --device cuda --sizes base --quick``): pretraining
    and fine-tuning steps, MFU against the chip's datasheet peak and against the best matmul measured;
-3. one table of the results, and ``reports/bench/gpu_check.json``.
+3. the batched JPEG decode on the GPU (``python -m benchmarks.ingest --skip-ray --device cuda``);
+4. one table of the results, and ``reports/bench/gpu_check.json``.
 
 Without a GPU it says so and exits 2. It changes no setting of the card.
 """
@@ -65,6 +66,10 @@ def main() -> int:
     rows.append(("bf16 base benchmark", "ok" if rc == 0 else f"rc {rc}", secs, figures))
     if rc != 0:
         print(text[-3000:])
+    ingest = [sys.executable, "-m", "benchmarks.ingest", "--skip-ray", "--device", "cuda", "--clips", "64"]
+    rc, secs, text = _run([*ingest, "--out", str(OUT / "gpu_check_decode.json")], 180)
+    lines = [ln for ln in text.splitlines() if ln.startswith(("pretraining item", "decode, crop"))]
+    rows.append(("JPEG decode on the GPU", "ok" if rc == 0 else f"rc {rc}", secs, " | ".join(lines) or text[-300:]))
     width = max(len(r[0]) for r in rows)
     print(f"\n{'check'.ljust(width)}  status  seconds  result")
     for name, status, secs, result in rows:

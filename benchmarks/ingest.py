@@ -10,6 +10,9 @@ On the same generated shards (face frames at 160 px, 64 per clip, as the faces s
    the throughput of 1.
 3. **Ray Data** ``map`` over the same micro-batches with the same decode function, on 1 and 2 CPUs: the
    library this replaces, measured so the choice can be re-checked on a newer Ray.
+4. **decoding on the device** (``pretrain.decode: device``): CPU ms per pretraining item with its frames
+   decoded against left as JPEG, and with CUDA (``--device cuda``) the batched nvJPEG decode, crop and resize
+   of :func:`avf.data.transforms.decode_on_device` in clips per second.
 
 Every figure is the best of ``--rounds`` passes after a warm-up pass (Ray starts worker processes on the first).
 Run ``python -m benchmarks.ingest [--clips N]``; prints a table and the CPU; the JSON goes to
@@ -84,6 +87,44 @@ def in_process_ms(shards: Path, rounds: int) -> float:
         if r:  # the first pass warms caches
             best = min(best, (time.process_time() - t) / len(ds.keys))
     return 1000 * best
+
+
+def device_decode(shards: Path, rounds: int, device: str) -> dict[str, float]:
+    """Pretraining items in this process with frames decoded vs left as JPEG; the device's batched decode."""
+    import torch
+
+    from avf.data.loader import collate_clips
+    from avf.data.transforms import decode_on_device
+
+    torch.set_num_threads(1)
+    kw = {"train": True, "clip": CLIP, "audio": AUDIO, "augment": AUGMENT, "pretrain": True}
+    out: dict[str, float] = {}
+    for name, ds in (("decoded", ClipDataset(shards, **kw)), ("jpeg", ClipDataset(shards, **kw, decode=False))):
+        best = float("inf")
+        for r in range(rounds + 1):
+            t = time.process_time()
+            for key in ds.keys:
+                ds.item(key, r)
+            if r:
+                best = min(best, (time.process_time() - t) / len(ds.keys))
+        out[f"item_cpu_ms_{name}"] = 1000 * best
+    if device == "cuda" and torch.cuda.is_available():
+        ds = ClipDataset(shards, **kw, decode=False)
+        batches = [
+            collate_clips([ds.item(k, 0) for k in ds.keys[i : i + MICRO]]) for i in range(0, len(ds.keys), MICRO)
+        ]
+        dev = torch.device("cuda")
+        best = float("inf")
+        for r in range(rounds + 1):
+            torch.cuda.synchronize()
+            t = time.perf_counter()
+            for b in batches:
+                decode_on_device(b["jpeg"], b["crop"], CLIP.image_size, dev)
+            torch.cuda.synchronize()
+            if r:
+                best = min(best, time.perf_counter() - t)
+        out["device_clips_per_s"] = len(ds.keys) / best
+    return out
 
 
 @contextlib.contextmanager
@@ -161,6 +202,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--clips", type=int, default=128)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--skip-ray-data", action="store_true")
+    parser.add_argument("--skip-ray", action="store_true", help="only the in-process and device cases")
+    parser.add_argument("--device", default="cpu", help="cuda: also time the batched decode on the GPU")
     parser.add_argument("--out", type=Path, default=ROOT / "reports" / "bench" / "ingest.json")
     args = parser.parse_args(argv)
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -173,14 +216,27 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             "clips": args.clips,
             "micro_batch": MICRO,
             "in_process_item_ms": in_process_ms(shards, args.rounds),
+            "device_decode": device_decode(shards, args.rounds, args.device),
         }
-        kinds = {"ray tasks": ray_tasks} | ({} if args.skip_ray_data else {"Ray Data map": ray_data})
+        kinds = {} if args.skip_ray else {"ray tasks": ray_tasks}
+        kinds |= {} if args.skip_ray or args.skip_ray_data else {"Ray Data map": ray_data}
         for kind, fn in kinds.items():
             results[kind] = {cpus: _summary(fn(shards, cpus, args.rounds), cpus) for cpus in (1, 2)}
     machine = results["machine"]
     print(f"CPU: {machine['cpu']} ({machine['cores']} cores); {args.clips} clips, micro-batch {MICRO}")
     print(f"in-process ClipDataset.item: {results['in_process_item_ms']:.2f} CPU ms per clip (the reference)")
-    print(f"{'case':<24}{'clips/s':>9}{'decode CPU ms/clip':>20}{'consumer CPU ms/clip':>22}")
+    dd = results["device_decode"]
+    print(
+        f"pretraining item: {dd['item_cpu_ms_decoded']:.2f} CPU ms per clip with its frames decoded, "
+        f"{dd['item_cpu_ms_jpeg']:.2f} with them left to the device "
+        f"({dd['item_cpu_ms_decoded'] / dd['item_cpu_ms_jpeg']:.1f}x less)"
+    )
+    if "device_clips_per_s" in dd:
+        print(f"decode, crop and resize on {args.device}: {dd['device_clips_per_s']:.0f} clips/s (batches of {MICRO})")
+    else:
+        print("decode on a GPU: not measured (no --device cuda, or no CUDA here)")
+    if kinds:
+        print(f"{'case':<24}{'clips/s':>9}{'decode CPU ms/clip':>20}{'consumer CPU ms/clip':>22}")
     for kind in kinds:
         for cpus, r in results[kind].items():
             print(

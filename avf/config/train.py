@@ -46,6 +46,9 @@ class PretrainConfig(OptimConfig):
     betas: tuple[float, float] = (0.9, 0.95)
     steps_per_epoch: int | None = Field(None, ge=1)  # None: one pass over the pretraining shards
     frame_diff_target: bool = True
+    # where the window's JPEG frames are decoded: in the loader (DataLoader worker or Ray task) or, in batch,
+    # on the training device (torchvision ``decode_jpeg``, nvJPEG on a GPU); the crops are the same either way
+    decode: Literal["worker", "device"] = "worker"
     contrastive: ContrastiveConfig = ContrastiveConfig()
 
 

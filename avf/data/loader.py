@@ -6,7 +6,8 @@ Contract (the training code relies on these names and shapes)::
     ds[i] -> {"video": u8[T, S, S, 3], "erase": int64[5], "audio": f32[1, 256, 128], "label": int64 scalar
               (f32[D] targets for regression, -1 when unlabelled), "key": str, "dataset": str}
     train=False: "video": f32[V, 3, T, S, S], "audio": f32[V, 1, 256, 128], V = clip.test_views (no "erase")
-    pretrain=True: the stream's items below, by key
+    pretrain=True: the stream's items below, by key; decode=False (pretrain only): "jpeg" (T frames, u8[bytes]
+    each) and "crop" (int64[4]) instead of "video", batched by collate_clips and decoded on the device
     ds.keys (index order), ds.set_epoch(e), ds.item(key, epoch) (any key of the index, any epoch)
 
     it = pretrain_stream(shard_dirs, *, clip, audio, seed, rank, world_size, samples_per_epoch,
@@ -53,19 +54,20 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, IterableDataset, get_worker_info
+from torch.utils.data import Dataset, IterableDataset, default_collate, get_worker_info
 
 from avf.config.data import AudioConfig, AugmentConfig, ClipConfig
 from avf.data.audio import fbank_window, window_from_waveform
 from avf.data.shards import CorruptSampleError, ShardIndex, iter_shard, load_npy, read_sample
 from avf.data.transforms import ClipTransform, audio_gain
-from avf.data.video import decode_jpeg
+from avf.data.video import decode_jpeg, jpeg_size
 
 __all__ = [
     "ClipDataset",
     "PretrainStream",
     "Sample",
     "SharedEpoch",
+    "collate_clips",
     "item_bytes",
     "pretrain_item",
     "pretrain_stream",
@@ -209,15 +211,41 @@ def pretrain_item(
     audio: AudioConfig,
     augment: AugmentConfig,
     transform: ClipTransform,
+    decode: bool = True,
 ) -> dict[str, Any]:
     """A pretraining item ``{"video": u8[T, S, S, 3], "audio": f32[1, F, M], "key"}``: a random window, a
-    multi-scale crop and an audio gain, all drawn from ``(seed, epoch, key)``."""
+    multi-scale crop and an audio gain, all drawn from ``(seed, epoch, key)``.
+
+    ``decode=False`` leaves the frames to the training device (``pretrain.decode: device``): the item holds
+    ``"jpeg"`` (the window's T frames, ``uint8 [bytes]`` each) and ``"crop"`` (``int64 [4]``, the same box)
+    instead of ``"video"``, for :func:`avf.data.transforms.decode_on_device`.
+    """
     rng = _key_rng(seed, epoch, sample.key)
     idx = train_indices(len(sample.frames), clip.num_frames, clip.sampling_rate, rng)
-    video = transform.pretrain(sample.decode(idx), rng)
+    if decode:
+        frames: dict[str, Any] = {"video": transform.pretrain(sample.decode(idx), rng)}
+    else:
+        try:
+            height, width = jpeg_size(sample.frames[int(idx[0])])
+        except ValueError as e:
+            raise CorruptSampleError(sample.shard, sample.key, f"frame {idx[0]}: {e}") from None
+        if height != width:
+            raise CorruptSampleError(sample.shard, sample.key, f"frame {idx[0]}: {width}x{height} px, not square")
+        frames = {
+            "jpeg": [torch.frombuffer(bytearray(sample.frames[i]), dtype=torch.uint8) for i in idx.tolist()],
+            "crop": torch.tensor(transform.pretrain_crop(rng, height, width)),
+        }
     gain = audio_gain(rng, augment.gain_beta) if augment.audio_gain else None
     spec = _audio(sample, *window_span(sample.times, idx, clip.sampling_rate), audio, gain)
-    return {"video": video, "audio": spec, "key": sample.key}
+    return {**frames, "audio": spec, "key": sample.key}
+
+
+def collate_clips(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """``default_collate``, except for undecoded frames: ``"jpeg"`` stays a list (clips) of lists (frames)."""
+    if not items or "jpeg" not in items[0]:
+        return default_collate(items)
+    rest = default_collate([{k: v for k, v in item.items() if k != "jpeg"} for item in items])
+    return {**rest, "jpeg": [item["jpeg"] for item in items]}
 
 
 class SharedEpoch:
@@ -251,9 +279,12 @@ class ClipDataset(Dataset[dict[str, Any]]):
         seed: int = 0,
         augment: AugmentConfig | None = None,
         pretrain: bool = False,
+        decode: bool = True,
     ) -> None:
         if pretrain and not train:
             raise ValueError("pretrain items are training items: pretrain=True needs train=True")
+        if not decode and not pretrain:
+            raise ValueError("only pretraining items can leave their frames undecoded (decode=False)")
         self.shard_dir = Path(shard_dir)
         self.index = ShardIndex.load(self.shard_dir)
         _check_index(self.index, audio, self.shard_dir)
@@ -266,7 +297,7 @@ class ClipDataset(Dataset[dict[str, Any]]):
                 raise KeyError(f"{len(missing)} key(s) not in {self.shard_dir / 'index.json'}, e.g. {missing[:3]}")
             wanted = set(keys)
             self.keys = [k for k in self.index.keys if k in wanted]
-        self.train, self.pretrain = train, pretrain
+        self.train, self.pretrain, self.decode = train, pretrain, decode
         self.clip = clip
         self.audio = audio
         self.seed = seed
@@ -300,7 +331,9 @@ class ClipDataset(Dataset[dict[str, Any]]):
             raise KeyError(f"{key!r} is not in {self.shard_dir / 'index.json'}")
         sample = self.load(key)
         if self.pretrain:
-            return pretrain_item(sample, self.seed, epoch, self.clip, self.audio, self.augment, self.transform)
+            return pretrain_item(
+                sample, self.seed, epoch, self.clip, self.audio, self.augment, self.transform, self.decode
+            )
         c = self.clip
         n = len(sample.frames)
         if self.train:
@@ -356,6 +389,7 @@ class PretrainStream(IterableDataset[dict[str, Any]]):
         num_workers: int | None = None,
         shuffle_buffer: int = 256,
         batch_size: int = 1,
+        decode: bool = True,
     ) -> None:
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} outside world_size {world_size}")
@@ -376,6 +410,7 @@ class PretrainStream(IterableDataset[dict[str, Any]]):
         self.transform = ClipTransform(clip.image_size, self.augment)
         self.shuffle_buffer = max(1, shuffle_buffer)
         self.batch_size = max(1, batch_size)
+        self.decode = decode
         if self.samples_per_epoch // world_size < self.batch_size:
             raise ValueError(
                 f"samples_per_epoch={self.samples_per_epoch} gives each of {world_size} rank(s) fewer samples "
@@ -459,7 +494,9 @@ class PretrainStream(IterableDataset[dict[str, Any]]):
                 return
             try:
                 sample = unpack_sample(members, key, shard)
-                item = pretrain_item(sample, self.seed, epoch, self.clip, self.audio, self.augment, self.transform)
+                item = pretrain_item(
+                    sample, self.seed, epoch, self.clip, self.audio, self.augment, self.transform, self.decode
+                )
             except CorruptSampleError as e:
                 self.skipped += 1
                 consecutive_bad += 1
@@ -485,9 +522,11 @@ def pretrain_stream(
     num_workers: int | None = None,
     shuffle_buffer: int = 256,
     batch_size: int = 1,
+    decode: bool = True,
 ) -> PretrainStream:
     """The pretraining stream (see :class:`PretrainStream`); ``num_workers`` checks shard counts now,
-    ``batch_size`` (the DataLoader's) keeps every worker's share a whole number of batches."""
+    ``batch_size`` (the DataLoader's) keeps every worker's share a whole number of batches, ``decode=False``
+    leaves the frames to the device (:func:`pretrain_item`)."""
     return PretrainStream(
         shard_dirs,
         clip=clip,
@@ -500,4 +539,5 @@ def pretrain_stream(
         num_workers=num_workers,
         shuffle_buffer=shuffle_buffer,
         batch_size=batch_size,
+        decode=decode,
     )

@@ -29,10 +29,9 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from torch.utils.data import default_collate
 
 from avf.config.data import AudioConfig, AugmentConfig, ClipConfig
-from avf.data.loader import ClipDataset
+from avf.data.loader import ClipDataset, collate_clips
 from avf.data.parallel import run_tasks
 from avf.data.shards import CorruptSampleError
 
@@ -51,6 +50,7 @@ class BatchSource:
     clip: str  # the configs as JSON (hashable)
     audio: str
     augment: str
+    decode: bool = True  # False: pretraining frames stay JPEG for the training device
 
     @classmethod
     def of(
@@ -61,6 +61,7 @@ class BatchSource:
         clip: ClipConfig,
         audio: AudioConfig,
         augment: AugmentConfig,
+        decode: bool = True,
     ) -> BatchSource:
         dump = functools.partial(json.dumps, sort_keys=True)
         return cls(
@@ -70,6 +71,7 @@ class BatchSource:
             dump(clip.model_dump()),
             dump(audio.model_dump()),
             dump(augment.model_dump()),
+            decode,
         )
 
 
@@ -87,12 +89,14 @@ def _datasets(source: BatchSource) -> list[ClipDataset]:
     clip = ClipConfig.model_validate_json(source.clip)
     audio = AudioConfig.model_validate_json(source.audio)
     augment = AugmentConfig.model_validate_json(source.augment)
+    pretrain = source.kind == "pretrain"
     return [
         ClipDataset(
-            d, train=True, clip=clip, audio=audio, augment=augment, seed=source.seed, pretrain=source.kind == "pretrain"
+            d, train=True, clip=clip, audio=audio, augment=augment, seed=source.seed, pretrain=pretrain,
+            decode=source.decode,
         )
         for d in source.shard_dirs
-    ]
+    ]  # fmt: skip
 
 
 def load_batch(source: BatchSource, request: BatchRequest) -> dict[str, Any]:
@@ -111,9 +115,21 @@ def load_batch(source: BatchSource, request: BatchRequest) -> dict[str, Any]:
             request.samples[0][1],
             f"every sample of its micro-batch is corrupt: {'; '.join(skipped)}",
         )
-    batch = default_collate(items)
     # numpy crosses the object store without pickling the bytes: the trainer maps them instead of unpickling
-    return {k: v.numpy() if isinstance(v, torch.Tensor) else v for k, v in batch.items()} | {"skipped": skipped}
+    return {k: _as_numpy(v) for k, v in collate_clips(items).items()} | {"skipped": skipped}
+
+
+def _as_numpy(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.numpy()
+    return [_as_numpy(v) for v in value] if isinstance(value, list) else value
+
+
+def _as_torch(value: Any) -> Any:
+    """Writable tensors from the object store's read-only arrays (an in-place mixup on the CPU writes to them)."""
+    if isinstance(value, np.ndarray):
+        return torch.from_numpy(value.copy())
+    return [_as_torch(v) for v in value] if isinstance(value, list) else value
 
 
 class RemoteBatches:
@@ -142,5 +158,4 @@ class RemoteBatches:
             for line in batch.pop("skipped"):
                 self.skipped += 1
                 log.warning("skipping corrupt sample: %s", line)
-            # a writable copy of the read-only shared-memory arrays (in-place mixup on CPU writes to them)
-            yield {k: torch.from_numpy(v.copy()) if isinstance(v, np.ndarray) else v for k, v in batch.items()}
+            yield {k: _as_torch(v) for k, v in batch.items()}

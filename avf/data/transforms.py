@@ -40,6 +40,7 @@ from avf.config.data import AugmentConfig
 __all__ = [
     "ClipTransform",
     "audio_gain",
+    "decode_on_device",
     "erase_box",
     "multi_scale_crop_params",
     "rrc_params",
@@ -133,6 +134,53 @@ def to_model_input(video: torch.Tensor, erase: torch.Tensor | None = None) -> to
     return x
 
 
+def decode_on_device(
+    jpegs: list[list[torch.Tensor]], crops: torch.Tensor, size: int, device: torch.device
+) -> tuple[torch.Tensor, list[int]]:
+    """Decode a batch's JPEG frames on ``device`` (nvJPEG on a GPU) and crop and resize them as
+    :meth:`ClipTransform.pretrain` does: ``uint8 [B', T, S, S, 3]`` and the indices of the ``B'`` clips kept.
+
+    ``jpegs``: per clip its window's frames (``uint8 [bytes]`` each), ``crops``: ``int64 [B, 4]`` boxes. A clip
+    with a frame that does not decode, or decodes to another size than its first frame, is left out; a
+    batch with no clip left is a ``ValueError``.
+    On the CPU the result equals the worker's exactly (the same libjpeg-turbo, the same uint8 resize); on a
+    GPU the resize runs in float and rounds, and nvJPEG's IDCT may differ by a level.
+    """
+    flat = [frame for clip in jpegs for frame in clip]
+    decoded = _decoded(flat, device)  # one batched call; None when a frame in it does not decode
+    clips, kept, start = [], [], 0
+    for i, clip in enumerate(jpegs):
+        frames = decoded[start : start + len(clip)] if decoded is not None else _decoded(clip, device)
+        start += len(clip)
+        if frames is None or len({f.shape for f in frames}) != 1:
+            continue
+        top, left, h, w = crops[i].tolist()
+        x = torch.stack(frames)[:, :, top : top + h, left : left + w]  # [T, 3, h, w]
+        if (h, w) != (size, size) and x.device.type == "cpu":  # the worker's uint8 path: channels-last
+            x = F.interpolate(
+                x.contiguous(memory_format=torch.channels_last), size=(size, size), mode="bilinear",
+                align_corners=False, antialias=True,
+            )  # fmt: skip
+        elif (h, w) != (size, size):
+            x = F.interpolate(x.float(), size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+            x = x.round_().clamp_(0, 255).to(torch.uint8)
+        clips.append(x.permute(0, 2, 3, 1))
+        kept.append(i)
+    if not clips:
+        raise ValueError(f"no clip of the batch decodes: {len(jpegs)} clips, {len(flat)} frames")
+    return torch.stack(clips), kept
+
+
+def _decoded(frames: list[torch.Tensor], device: torch.device) -> list[torch.Tensor] | None:
+    """RGB ``uint8 [3, H, W]`` per JPEG, decoded on ``device``; None when one of them does not decode."""
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    try:
+        return decode_jpeg(frames, mode=ImageReadMode.RGB, device=device)
+    except RuntimeError:
+        return None
+
+
 def audio_gain(rng: np.random.Generator, beta: float = 10.0) -> float:
     """Amplitude gain ``Beta(beta, beta) + 0.5`` (mean 1, range 0.5-1.5)."""
     return float(rng.beta(beta, beta) + 0.5)
@@ -214,10 +262,12 @@ class ClipTransform:
             x = x.flip(2)
         return x.contiguous(), torch.tensor(erase_box(rng, a.erase_prob, self.size, self.size))
 
+    def pretrain_crop(self, rng: np.random.Generator, height: int, width: int) -> tuple[int, int, int, int]:
+        """The multi-scale crop ``(top, left, h, w)`` of a pretraining clip of ``height x width`` frames."""
+        a = self.augment
+        return multi_scale_crop_params(rng, height, width, self.size, a.pretrain_scales, a.pretrain_max_distort)
+
     def pretrain(self, frames: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
         """Multi-scale crop, resized: ``uint8 [T, S, S, 3]`` (for :func:`to_model_input`)."""
-        a = self.augment
-        top, left, h, w = multi_scale_crop_params(
-            rng, frames.shape[1], frames.shape[2], self.size, a.pretrain_scales, a.pretrain_max_distort
-        )
+        top, left, h, w = self.pretrain_crop(rng, frames.shape[1], frames.shape[2])
         return self._crop_resized(frames, top, left, h, w).contiguous()

@@ -41,6 +41,7 @@ __all__ = [
     "image_files",
     "iter_frames",
     "iter_image_folder",
+    "jpeg_size",
     "open_media",
     "probe",
     "read_jpeg_clip",
@@ -401,6 +402,22 @@ def decode_jpeg(data: bytes) -> np.ndarray:
     if img is None:
         raise ValueError("not a decodable JPEG image")
     return img if _IMREAD_RGB is not None else cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def jpeg_size(data: bytes) -> tuple[int, int]:
+    """``(height, width)`` from a JPEG's header, without decoding it; raises ``ValueError`` when unreadable."""
+    import io
+
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            if img.format != "JPEG":
+                raise ValueError(f"a {img.format} image, not a JPEG")
+            width, height = img.size
+    except (UnidentifiedImageError, OSError) as e:
+        raise ValueError(f"not a readable JPEG header: {e}") from None
+    return height, width
 
 
 def write_jpeg_clip(path: str | Path, jpegs: Sequence[bytes], times: Sequence[float], size: int) -> None:

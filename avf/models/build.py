@@ -33,5 +33,3 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
     if not name.startswith("avf_mae_pp_"):
         raise ValueError(f"{name!r} is not an AVF-MAE++ model; known: {timm.list_models('avf_mae_pp_*')}")
     return timm.create_model(name, pretrained=False, **kwargs)
-
-

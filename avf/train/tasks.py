@@ -25,10 +25,11 @@ from torch import nn
 
 from avf.config import FinetuneConfig, Params
 from avf.config.train import SelectRule
+from avf.data.loader import ClipDataset, collate_clips, item_bytes, pretrain_stream
 from avf.data.remote_batches import BatchRequest, BatchSource, RemoteBatches
 from avf.data.shm import prefetch_factor
 from avf.data.splits import DatasetSplits
-from avf.data.transforms import to_model_input
+from avf.data.transforms import decode_on_device, to_model_input
 from avf.train.loop import StepLogs
 from avf.train.objectives import AVMixup, classification_loss, multi_head_loss, regression_loss
 from avf.train.sampling import GlobalBatchSampler, shard_indices
@@ -101,6 +102,7 @@ class PretrainTask:
         if self.samples_per_epoch < self.cfg.batch_size:
             raise ValueError(f"{num_samples} pretraining clips are fewer than one batch of {self.cfg.batch_size}")
         seed = derive_seed(params.seed, "pretrain")
+        self.decode = self.cfg.decode == "worker"  # else the training step decodes the JPEG frames
         self.remote: RemoteBatches | None = None
         if params.data.ingest == "ray":
             self._read_remotely(seed)
@@ -117,13 +119,11 @@ class PretrainTask:
             len(self.refs), self.micro * session.world_size, session.rank, session.world_size, seed=seed,
             draws=self.samples_per_epoch,
         )  # fmt: skip
-        source = BatchSource.of(self.shard_dirs, "pretrain", seed, d.clip, d.audio, d.augment)
+        source = BatchSource.of(self.shard_dirs, "pretrain", seed, d.clip, d.audio, d.augment, self.decode)
         self.remote = RemoteBatches(source, d.ingest_tasks, self.params.ray.address)
 
     def _stream(self, seed: int) -> None:
         """The shard stream, read by persistent DataLoader workers."""
-        from avf.data.loader import item_bytes, pretrain_stream
-
         d, session = self.params.data, self.session
         self.stream = pretrain_stream(
             self.shard_dirs,
@@ -136,6 +136,7 @@ class PretrainTask:
             samples_per_epoch=self.samples_per_epoch,
             num_workers=max(1, self.cfg.num_workers),
             batch_size=self.micro,
+            decode=self.decode,
         )
         self.loader = persistent_loader(
             self.stream,
@@ -146,6 +147,7 @@ class PretrainTask:
             session.local_world_size,
             batch_size=self.micro,
             drop_last=True,
+            collate_fn=collate_clips,
         )
 
     def build_model(self) -> nn.Module:
@@ -176,8 +178,17 @@ class PretrainTask:
         from avf.models.masking import sample_masks
 
         dev = self.session.device
-        video = to_model_input(batch["video"].to(dev, non_blocking=True))
-        audio = batch["audio"].to(dev, non_blocking=True)
+        audio = batch["audio"]
+        if "jpeg" in batch:
+            frames, kept = decode_on_device(batch["jpeg"], batch["crop"], self.params.data.clip.image_size, dev)
+            if len(kept) < len(batch["jpeg"]):
+                lost = sorted(set(batch["key"]) - {batch["key"][i] for i in kept})
+                log.warning("left out of step %d, frames that do not decode: %s", step, ", ".join(lost))
+                audio = audio[kept]
+        else:
+            frames = batch["video"].to(dev, non_blocking=True)
+        video = to_model_input(frames)
+        audio = audio.to(dev, non_blocking=True)
         gen = torch.Generator().manual_seed(derive_seed(self.params.seed, "masks", step, self.session.rank))
         masks = sample_masks(video.shape[0], self.params.masking, gen)  # the model moves what it needs
         out = model(video, audio, masks)
@@ -207,8 +218,6 @@ class SupervisedTask:
         init_weights: dict[str, torch.Tensor] | None,
         multi_head: bool,
     ) -> None:
-        from avf.data.loader import ClipDataset, item_bytes
-
         self.params, self.cfg, self.session = params, cfg, session
         self.compile_model = params.model.compile  # loop.fit compiles the training model
         self.datasets, self.multi_head, self.init_weights = list(datasets), multi_head, init_weights

@@ -2,10 +2,12 @@
 
 Training steps of the real models in bf16 and in fp16 with a grad scaler, base size included; the
 device option of prediction against the CPU result; native-bf16 detection; fp32 contrastive logits
-under CUDA autocast.
+under CUDA autocast; pretraining frames decoded by nvJPEG against the worker's.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 import torch
@@ -88,3 +90,20 @@ def test_contrastive_logits_stay_fp32_under_cuda_autocast() -> None:
     with torch.autocast("cuda", dtype=torch.bfloat16):
         mixed = contrastive_loss(z_v, z_a)
     torch.testing.assert_close(mixed, exact, atol=1e-5, rtol=1e-5)
+
+
+def test_frames_decoded_by_nvjpeg_match_the_workers(tmp_path: Path) -> None:
+    from avf.config.data import AudioConfig, AugmentConfig, ClipConfig
+    from avf.data.loader import ClipDataset, collate_clips
+    from avf.data.transforms import decode_on_device
+    from tests.support.shards import write_shards
+
+    shards = write_shards(tmp_path / "faces", 4, per_shard=4, n_frames=70, faces=True)
+    kw = {"train": True, "clip": ClipConfig(), "audio": AudioConfig(), "augment": AugmentConfig(), "pretrain": True}
+    worker, device = ClipDataset(shards, **kw), ClipDataset(shards, **kw, decode=False)
+    decoded = collate_clips([worker.item(k, 0) for k in worker.keys])
+    undecoded = collate_clips([device.item(k, 0) for k in device.keys])
+    frames, kept = decode_on_device(undecoded["jpeg"], undecoded["crop"], 160, CUDA)
+    assert kept == [0, 1, 2, 3] and frames.device.type == "cuda" and frames.dtype == torch.uint8
+    diff = (frames.cpu().int() - decoded["video"].int()).abs()
+    assert diff.float().mean() < 0.5 and diff.max() <= 8  # nvJPEG's IDCT and a float resize, not libjpeg's

@@ -6,6 +6,8 @@ the tiny model: which clips each rank trains on, epoch by epoch, recorded by a w
 * Stage 3 trains on the very same micro-batches both ways, so the two runs' metrics are equal.
 * A worker killed mid-run resumes the remote batches where its checkpoint left off: the same metrics as
   the uninterrupted run.
+* Stage 1 with its frames decoded in the training step (``pretrain.decode: device``, here on the CPU) trains
+  exactly as with the frames decoded in the Ray tasks.
 """
 
 from __future__ import annotations
@@ -41,13 +43,13 @@ def clips(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         cluster.shutdown()
 
 
-def _config(clips: Path, stage: str, ingest: str, record: Path) -> dict[str, Any]:
+def _config(clips: Path, stage: str, ingest: str, record: Path, decode: str = "worker") -> dict[str, Any]:
     params = Params().model_dump(mode="json")
     params["model"]["size"] = "tiny"
     params["data"].update(ingest=ingest, ingest_tasks=2)
     params["data"]["augment"]["rand_augment"] = ""
     short = {"epochs": 2, "batch_size": 4, "log_every": 1, "warmup_epochs": 0, "num_workers": 0}
-    params["pretrain"].update(short)
+    params["pretrain"].update(short, decode=decode)
     params["finetune"].update(short, select="last")
     config: dict[str, Any] = {
         "stage": stage,
@@ -73,18 +75,21 @@ def _config(clips: Path, stage: str, ingest: str, record: Path) -> dict[str, Any
 _RUNS: dict[str, tuple[list[dict], dict]] = {}
 
 
-def _run(clips: Path, stage: str, ingest: str, name: str, failures: int = 0) -> tuple[list[dict], dict]:
+def _run(
+    clips: Path, stage: str, ingest: str, name: str, failures: int = 0, decode: str = "worker"
+) -> tuple[list[dict], dict]:
     """The run's per-epoch history and the micro-batches its ranks trained on, per epoch (each run once)."""
     if name not in _RUNS:
-        _RUNS[name] = _train(clips, stage, ingest, name, failures)
+        _RUNS[name] = _train(clips, stage, ingest, name, failures, decode)
     return _RUNS[name]
 
 
-def _train(clips: Path, stage: str, ingest: str, name: str, failures: int) -> tuple[list[dict], dict]:
+def _train(clips: Path, stage: str, ingest: str, name: str, failures: int, decode: str) -> tuple[list[dict], dict]:
     record = clips.parent / "records" / name
     cfg = RayConfig(num_workers=RANKS, max_failures=failures)
-    decode = 2 if ingest == "ray" else 0
-    result = launch.run(_config(clips, stage, ingest, record), cfg, name, clips.parent / "ray", decode)
+    tasks = 2 if ingest == "ray" else 0
+    config = _config(clips, stage, ingest, record, decode)
+    result = launch.run(config, cfg, name, clips.parent / "ray", tasks)
     history = json.loads((result.checkpoint / "state.json").read_text())["loop"]["history"]
     return history, recorded(record)
 
@@ -125,3 +130,11 @@ def test_a_killed_worker_resumes_the_remote_batches(clips: Path, monkeypatch: py
         assert a == pytest.approx(b, rel=1e-6)
     trained = Counter(k for b in batches[1] for k in b)  # epoch 2 (its lost step included) ran again whole
     assert set(trained) == set(ShardIndex.load(clips).keys[:12])
+
+
+def test_pretraining_frames_decoded_in_the_step_train_exactly_as_decoded_in_the_tasks(clips: Path) -> None:
+    in_tasks, batches = _run(clips, "pretrain", "ray", "pretrain-ray")
+    in_step, batches_in_step = _run(clips, "pretrain", "ray", "pretrain-ray-device", decode="device")
+    assert batches_in_step == batches
+    for a, b in zip(_metrics(in_tasks), _metrics(in_step), strict=True):
+        assert a == pytest.approx(b, rel=1e-6)

@@ -24,8 +24,9 @@ def frame(i: int, size: int) -> np.ndarray:
     return np.full((size, size, 3), 2 * i, np.uint8)
 
 
-def sample(i: int, n_frames: int, size: int = 160, **meta: Any) -> dict[str, bytes]:
-    """The members of sample ``i``: label ``i % 3``, ``n_frames`` frames at 25 fps, fbank audio."""
+def sample(i: int, n_frames: int, size: int = 160, faces: bool = False, **meta: Any) -> dict[str, bytes]:
+    """The members of sample ``i``: label ``i % 3``, ``n_frames`` frames at 25 fps (flat grey levels, or a
+    drifting face photo with ``faces``), fbank audio."""
     times = np.arange(n_frames) / 25.0
     wave = media.tone_schedule(TONES, n_frames / 25.0 + 0.5, 16000)[0]
     info = {"dataset": "demo", "label": i % 3, "targets": None, "frame_times": times.round(6).tolist(), **meta}
@@ -33,8 +34,9 @@ def sample(i: int, n_frames: int, size: int = 160, **meta: Any) -> dict[str, byt
         "meta.json": json.dumps(info).encode(),
         "fbank.npy": npy_bytes(audio_mod.log_mel(wave, AUDIO).astype(np.float16)),
     }
-    for f in range(n_frames):
-        members[f"{f:05d}.jpg"] = encode_jpeg(frame(f, size), 95)
+    pictures = media.face_frames(n_frames, (size, size), seed=i) if faces else [frame(f, size) for f in range(n_frames)]
+    for f, picture in enumerate(pictures):
+        members[f"{f:05d}.jpg"] = encode_jpeg(picture, 95)
     return members
 
 
@@ -45,13 +47,14 @@ def write_shards(
     n_frames: int = 80,
     bad: dict[int, str] | None = None,
     prefix: str = "demo__c",
+    faces: bool = False,
     **meta: Any,
 ) -> Path:
     """``n`` samples (keys ``{prefix}00``...) in shards of ``per_shard`` with their index; ``bad`` maps sample
     numbers to a member to corrupt."""
     writer = ShardWriter(out, 1 << 30, per_shard)
     for i in range(n):
-        members = sample(i, n_frames, **meta)
+        members = sample(i, n_frames, faces=faces, **meta)
         if bad and i in bad:
             members[bad[i]] = b"not a jpeg or json"
         writer.write(f"{prefix}{i:02d}", members)

@@ -1,5 +1,6 @@
 """What a decode task returns (``avf.data.remote_batches.load_batch``, run here in-process): the DataLoader's
-batch for stages 2 and 3, the stream's items for stage 1, and corrupt samples left out and reported."""
+batch for stages 2 and 3, the stream's items for stage 1, and corrupt samples left out and reported; and the
+pretraining frames decoded on the device (here the CPU): exactly the worker's clips."""
 
 from __future__ import annotations
 
@@ -11,9 +12,10 @@ import torch
 from torch.utils.data import default_collate
 
 from avf.config.data import AudioConfig, AugmentConfig, ClipConfig
-from avf.data.loader import ClipDataset, pretrain_stream
+from avf.data.loader import ClipDataset, collate_clips, pretrain_stream
 from avf.data.remote_batches import BatchRequest, BatchSource, load_batch
 from avf.data.shards import CorruptSampleError, ShardIndex
+from avf.data.transforms import decode_on_device
 from tests.support.shards import write_shards
 
 CLIP, AUDIO, AUGMENT = ClipConfig(), AudioConfig(), AugmentConfig(rand_augment="")
@@ -87,3 +89,39 @@ def test_a_cluster_without_a_cpu_beside_the_trainers_is_refused(monkeypatch: pyt
         check_decode_cpus(cfg)  # it would wait for a free CPU forever
     monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 3.0})
     check_decode_cpus(cfg)
+
+
+@pytest.fixture(scope="module")
+def faces(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_shards(tmp_path_factory.mktemp("faces") / "f", 6, per_shard=3, n_frames=70, faces=True)
+
+
+def test_frames_decoded_on_the_device_are_the_workers_clips(faces: Path) -> None:
+    kw = {"train": True, "clip": CLIP, "audio": AUDIO, "augment": AUGMENT, "seed": 5, "pretrain": True}
+    worker, device = ClipDataset(faces, **kw), ClipDataset(faces, **kw, decode=False)
+    for epoch in (0, 1):
+        decoded = collate_clips([worker.item(k, epoch) for k in worker.keys])
+        undecoded = collate_clips([device.item(k, epoch) for k in device.keys])
+        assert {tuple(c) for c in undecoded["crop"].tolist()} != {(0, 0, 160, 160)}  # crops that resize
+        frames, kept = decode_on_device(undecoded["jpeg"], undecoded["crop"], CLIP.image_size, torch.device("cpu"))
+        assert kept == list(range(len(worker.keys)))
+        torch.testing.assert_close(frames, decoded["video"], rtol=0, atol=0)
+        torch.testing.assert_close(undecoded["audio"], decoded["audio"], rtol=0, atol=0)
+
+
+def test_a_clip_whose_frames_do_not_decode_is_left_out(faces: Path) -> None:
+    ds = ClipDataset(faces, train=True, clip=CLIP, audio=AUDIO, augment=AUGMENT, pretrain=True, decode=False)
+    batch = collate_clips([ds.item(k, 0) for k in ds.keys[:3]])
+    batch["jpeg"][1][4] = torch.frombuffer(bytearray(b"\xff\xd8 not the rest of a JPEG"), dtype=torch.uint8)
+    frames, kept = decode_on_device(batch["jpeg"], batch["crop"], CLIP.image_size, torch.device("cpu"))
+    assert kept == [0, 2] and frames.shape == (2, CLIP.num_frames, 160, 160, 3)
+    batch["jpeg"] = [batch["jpeg"][1]]
+    with pytest.raises(ValueError, match="no clip of the batch decodes"):
+        decode_on_device(batch["jpeg"], batch["crop"][1:2], CLIP.image_size, torch.device("cpu"))
+
+
+def test_an_unreadable_first_frame_is_a_corrupt_sample_before_the_device(tmp_path: Path) -> None:
+    bad = write_shards(tmp_path / "bad", 2, per_shard=2, n_frames=40, bad={0: "00000.jpg"})
+    ds = ClipDataset(bad, train=True, clip=CLIP, audio=AUDIO, augment=AUGMENT, pretrain=True, decode=False)
+    with pytest.raises(CorruptSampleError, match=r"demo__c00.*frame 0"):
+        ds.item("demo__c00", 0)
