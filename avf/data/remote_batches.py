@@ -13,8 +13,8 @@ micro-batch with nothing readable is an error naming its samples.
 
 Why Ray tasks and not a Ray Data ``map``: with Ray 2.60 on a fixed-size cluster, Ray Data's resource budget
 stays at zero CPUs (its autoscaling coordinator's first, empty answer is never re-read), so a map runs one
-task at a time: ``python -m benchmarks.ingest`` measured 1.10x from 1 to 2 CPUs for Ray Data and 1.80x for
-these tasks, on the same decode function (``docs/performance.md``).
+task at a time: ``python -m benchmarks.ingest`` measured 0.83-1.10x from 1 to 2 CPUs for Ray Data and
+1.80-1.87x for these tasks, on the same decode function (``docs/performance.md``).
 """
 
 from __future__ import annotations
