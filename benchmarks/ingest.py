@@ -120,7 +120,7 @@ def device_decode(shards: Path, rounds: int, device: str) -> dict[str, float]:
             torch.cuda.synchronize()
             t = time.perf_counter()
             for b in batches:
-                decode_on_device(b["jpeg"], b["crop"], CLIP.image_size, dev)
+                decode_on_device(b["jpeg"], b["jpeg_sizes"], b["crop"], CLIP.image_size, dev)
             torch.cuda.synchronize()
             if r:
                 best = min(best, time.perf_counter() - t)

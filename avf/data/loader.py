@@ -6,8 +6,9 @@ Contract (the training code relies on these names and shapes)::
     ds[i] -> {"video": u8[T, S, S, 3], "erase": int64[5], "audio": f32[1, 256, 128], "label": int64 scalar
               (f32[D] targets for regression, -1 when unlabelled), "key": str, "dataset": str}
     train=False: "video": f32[V, 3, T, S, S], "audio": f32[V, 1, 256, 128], V = clip.test_views (no "erase")
-    pretrain=True: the stream's items below, by key; decode=False (pretrain only): "jpeg" (T frames, u8[bytes]
-    each) and "crop" (int64[4]) instead of "video", batched by collate_clips and decoded on the device
+    pretrain=True: the stream's items below, by key; decode=False (pretrain only): "jpeg" (u8[bytes], the T
+    frames back to back), "jpeg_sizes" (int64[T]) and "crop" (int64[4]) instead of "video", batched by
+    collate_clips and decoded on the device
     ds.keys (index order), ds.set_epoch(e), ds.item(key, epoch) (any key of the index, any epoch)
 
     it = pretrain_stream(shard_dirs, *, clip, audio, seed, rank, world_size, samples_per_epoch,
@@ -216,9 +217,10 @@ def pretrain_item(
     """A pretraining item ``{"video": u8[T, S, S, 3], "audio": f32[1, F, M], "key"}``: a random window, a
     multi-scale crop and an audio gain, all drawn from ``(seed, epoch, key)``.
 
-    ``decode=False`` leaves the frames to the training device (``pretrain.decode: device``): the item holds
-    ``"jpeg"`` (the window's T frames, ``uint8 [bytes]`` each) and ``"crop"`` (``int64 [4]``, the same box)
-    instead of ``"video"``, for :func:`avf.data.transforms.decode_on_device`.
+    ``decode=False`` leaves the frames to the training device (``pretrain.decode: device``): instead of
+    ``"video"`` the item holds ``"jpeg"`` (the window's T frames back to back, ``uint8 [bytes]``),
+    ``"jpeg_sizes"`` (``int64 [T]``) and ``"crop"`` (``int64 [4]``, the same box), for
+    :func:`avf.data.transforms.decode_on_device`. Only the first frame's header is read here (for the box).
     """
     rng = _key_rng(seed, epoch, sample.key)
     idx = train_indices(len(sample.frames), clip.num_frames, clip.sampling_rate, rng)
@@ -231,8 +233,10 @@ def pretrain_item(
             raise CorruptSampleError(sample.shard, sample.key, f"frame {idx[0]}: {e}") from None
         if height != width:
             raise CorruptSampleError(sample.shard, sample.key, f"frame {idx[0]}: {width}x{height} px, not square")
+        window = [sample.frames[i] for i in idx.tolist()]
         frames = {
-            "jpeg": [torch.frombuffer(bytearray(sample.frames[i]), dtype=torch.uint8) for i in idx.tolist()],
+            "jpeg": torch.frombuffer(bytearray(b"".join(window)), dtype=torch.uint8),
+            "jpeg_sizes": torch.tensor([len(f) for f in window]),
             "crop": torch.tensor(transform.pretrain_crop(rng, height, width)),
         }
     gain = audio_gain(rng, augment.gain_beta) if augment.audio_gain else None
@@ -241,11 +245,12 @@ def pretrain_item(
 
 
 def collate_clips(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """``default_collate``, except for undecoded frames: ``"jpeg"`` stays a list (clips) of lists (frames)."""
+    """``default_collate``, except for undecoded frames: the clips' ``"jpeg"`` bytes are concatenated into one
+    ``uint8`` buffer (one shared-memory segment per batch, not one per frame); ``"jpeg_sizes"`` ``[B, T]`` cuts it."""
     if not items or "jpeg" not in items[0]:
         return default_collate(items)
     rest = default_collate([{k: v for k, v in item.items() if k != "jpeg"} for item in items])
-    return {**rest, "jpeg": [item["jpeg"] for item in items]}
+    return {**rest, "jpeg": torch.cat([item["jpeg"] for item in items])}
 
 
 class SharedEpoch:

@@ -116,20 +116,8 @@ def load_batch(source: BatchSource, request: BatchRequest) -> dict[str, Any]:
             f"every sample of its micro-batch is corrupt: {'; '.join(skipped)}",
         )
     # numpy crosses the object store without pickling the bytes: the trainer maps them instead of unpickling
-    return {k: _as_numpy(v) for k, v in collate_clips(items).items()} | {"skipped": skipped}
-
-
-def _as_numpy(value: Any) -> Any:
-    if isinstance(value, torch.Tensor):
-        return value.numpy()
-    return [_as_numpy(v) for v in value] if isinstance(value, list) else value
-
-
-def _as_torch(value: Any) -> Any:
-    """Writable tensors from the object store's read-only arrays (an in-place mixup on the CPU writes to them)."""
-    if isinstance(value, np.ndarray):
-        return torch.from_numpy(value.copy())
-    return [_as_torch(v) for v in value] if isinstance(value, list) else value
+    batch = collate_clips(items)
+    return {k: v.numpy() if isinstance(v, torch.Tensor) else v for k, v in batch.items()} | {"skipped": skipped}
 
 
 class RemoteBatches:
@@ -158,4 +146,5 @@ class RemoteBatches:
             for line in batch.pop("skipped"):
                 self.skipped += 1
                 log.warning("skipping corrupt sample: %s", line)
-            yield {k: _as_torch(v) for k, v in batch.items()}
+            # writable tensors from the object store's read-only arrays (an in-place mixup on the CPU writes)
+            yield {k: torch.from_numpy(v.copy()) if isinstance(v, np.ndarray) else v for k, v in batch.items()}

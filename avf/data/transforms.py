@@ -135,27 +135,30 @@ def to_model_input(video: torch.Tensor, erase: torch.Tensor | None = None) -> to
 
 
 def decode_on_device(
-    jpegs: list[list[torch.Tensor]], crops: torch.Tensor, size: int, device: torch.device
+    jpeg: torch.Tensor, sizes: torch.Tensor, crops: torch.Tensor, size: int, device: torch.device
 ) -> tuple[torch.Tensor, list[int]]:
     """Decode a batch's JPEG frames on ``device`` (nvJPEG on a GPU) and crop and resize them as
     :meth:`ClipTransform.pretrain` does: ``uint8 [B', T, S, S, 3]`` and the indices of the ``B'`` clips kept.
 
-    ``jpegs``: per clip its window's frames (``uint8 [bytes]`` each), ``crops``: ``int64 [B, 4]`` boxes. A clip
-    with a frame that does not decode, or decodes to another size than its first frame, is left out; a
-    batch with no clip left is a ``ValueError``.
-    On the CPU the result equals the worker's exactly (the same libjpeg-turbo, the same uint8 resize); on a
-    GPU the resize runs in float and rounds, and nvJPEG's IDCT may differ by a level.
+    ``jpeg``: every frame's bytes back to back (``uint8 [N]``, on the host), ``sizes``: ``int64 [B, T]`` bytes
+    per frame, ``crops``: ``int64 [B, 4]`` boxes. A clip with a frame that does not decode, or decodes to
+    another size than its first frame, is left out; a batch with no clip left is a ``ValueError``. On the
+    CPU the clips equal the worker's (the same decoded pixels, the same uint8 resize); on a GPU the resize
+    runs in float and rounds, and nvJPEG's IDCT may differ by a level.
     """
-    flat = [frame for clip in jpegs for frame in clip]
-    decoded = _decoded(flat, device)  # one batched call; None when a frame in it does not decode
-    clips, kept, start = [], [], 0
-    for i, clip in enumerate(jpegs):
-        frames = decoded[start : start + len(clip)] if decoded is not None else _decoded(clip, device)
-        start += len(clip)
-        if frames is None or len({f.shape for f in frames}) != 1:
+    b, t = sizes.shape
+    frames = list(torch.split(jpeg, sizes.flatten().tolist()))
+    decoded = _decoded(frames, device)  # one batched call; None when a frame in it does not decode
+    clips, kept = [], []
+    for i in range(b):
+        clip = decoded[i * t : (i + 1) * t] if decoded is not None else _decoded(frames[i * t : (i + 1) * t], device)
+        if clip is None or len({f.shape for f in clip}) != 1:
             continue
         top, left, h, w = crops[i].tolist()
-        x = torch.stack(frames)[:, :, top : top + h, left : left + w]  # [T, 3, h, w]
+        x = torch.stack(clip)  # [T, 3, H, W]
+        if top + h > x.shape[2] or left + w > x.shape[3]:
+            continue  # frames smaller than the header the box was drawn for
+        x = x[:, :, top : top + h, left : left + w]
         if (h, w) != (size, size) and x.device.type == "cpu":  # the worker's uint8 path: channels-last
             x = F.interpolate(
                 x.contiguous(memory_format=torch.channels_last), size=(size, size), mode="bilinear",
@@ -167,16 +170,20 @@ def decode_on_device(
         clips.append(x.permute(0, 2, 3, 1))
         kept.append(i)
     if not clips:
-        raise ValueError(f"no clip of the batch decodes: {len(jpegs)} clips, {len(flat)} frames")
+        raise ValueError(f"no clip of the batch decodes: {b} clips, {b * t} frames")
     return torch.stack(clips), kept
 
 
 def _decoded(frames: list[torch.Tensor], device: torch.device) -> list[torch.Tensor] | None:
-    """RGB ``uint8 [3, H, W]`` per JPEG, decoded on ``device``; None when one of them does not decode."""
+    """RGB ``uint8 [3, H, W]`` per JPEG, decoded on ``device``; None when one of them is not a decodable JPEG
+    (a device failure, out of memory included, is raised)."""
     from torchvision.io import ImageReadMode, decode_jpeg
 
+    device_errors = tuple(e for e in (torch.OutOfMemoryError, getattr(torch, "AcceleratorError", None)) if e)
     try:
         return decode_jpeg(frames, mode=ImageReadMode.RGB, device=device)
+    except device_errors:
+        raise
     except RuntimeError:
         return None
 

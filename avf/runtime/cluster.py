@@ -37,8 +37,9 @@ STATE_API_NOISE = "State API may be temporarily unavailable"
 def ensure_cluster(cfg: RayConfig, temp_dir: Path | None = None, decode_tasks: int = 0) -> None:
     """Connect to ``RAY_ADDRESS`` / ``cfg.address`` or start a private local cluster on 127.0.0.1.
 
-    ``decode_tasks``: the Ray tasks that decode training batches beside the trainers (``data.ingest: ray``);
-    a private cluster gets CPUs for up to one per core of this machine on top of the trainers' CPUs.
+    ``decode_tasks``: how many Ray tasks each trainer keeps decoding its batches (``data.ingest: ray``). A
+    private cluster declares that many more CPUs than the trainers take, at most one per core of this machine:
+    on one machine the decoding shares the cores with the training, as DataLoader workers would.
     """
     import ray
 
@@ -71,18 +72,22 @@ def ensure_cluster(cfg: RayConfig, temp_dir: Path | None = None, decode_tasks: i
         )
 
 
-def check_decode_cpus(cfg: RayConfig) -> None:
-    """Fail early, not hang, when the cluster has no CPU left for a decode task once the trainers hold theirs."""
+def check_decode_cpus(cfg: RayConfig) -> bool:
+    """Say so when the cluster has no CPU left for a decode task once the trainers hold theirs: the training
+    then waits for CPU nodes to join (an autoscaling cluster adds them; a fixed one never will)."""
     import ray
 
     total = ray.cluster_resources().get("CPU", 0.0)
     trainers = cfg.num_workers * cfg.cpus_per_worker
-    if total < trainers + 1:
-        raise ValueError(
-            f"data.ingest: ray needs at least one CPU for decoding beside the {cfg.num_workers} trainer(s)' "
-            f"{trainers:g}, but the Ray cluster has {total:g}: add CPU nodes, lower ray.cpus_per_worker or use "
-            "data.ingest: loader"
-        )
+    if total >= trainers + 1:
+        return True
+    log.warning(
+        "data.ingest: ray needs at least one CPU for decoding beside the %d trainer(s)' %g, but the Ray cluster "
+        "has %g now: training waits until CPU nodes join. On a fixed-size cluster add CPU nodes, lower "
+        "ray.cpus_per_worker or use data.ingest: loader.",
+        cfg.num_workers, trainers, total,
+    )  # fmt: skip
+    return False
 
 
 def quiet_private_cluster_logs() -> None:

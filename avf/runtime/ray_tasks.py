@@ -70,13 +70,13 @@ def run_ray_tasks(
                 item, ref = pending[0]
                 result = outcome(ref)  # still pending while awaited, so an interruption here cancels it
                 pending.popleft()
-                yield item, result
             else:
                 ready, _ = ray.wait([r for _, r in pending], num_returns=1)
-                pair = next(p for p in pending if p[1] == ready[0])
-                pending.remove(pair)
-                yield pair[0], outcome(pair[1])
-            fill()
+                item, ref = next(p for p in pending if p[1] == ready[0])
+                pending.remove((item, ref))
+                result = outcome(ref)
+            fill()  # before handing the result over: the consumer's time overlaps ``in_flight`` tasks, not one less
+            yield item, result
     except BaseException:
         # interrupted or abandoned: kill the running tasks' workers too (a queued task never starts)
         for _, ref in pending:

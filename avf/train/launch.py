@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from avf.config import RayConfig
-from avf.runtime.ray_train import RunResult
+from avf.runtime.ray_train import RAY_TMP_ENV, RunResult
 from avf.utils.device import resolve_device
 from avf.utils.progress import Progress
 
@@ -46,8 +46,14 @@ def run(config: dict[str, Any], cfg: RayConfig, name: str, storage: Path, decode
         def show(step: int, total: int, fields: dict[str, str]) -> None:
             bar.update(step, total, **fields)
 
-        if cfg.num_workers == 0:  # in-process, resumable from storage/name, no Ray cluster at all
+        if cfg.num_workers == 0:  # in-process, resumable from storage/name; a Ray cluster only for decode tasks
             from avf.train.worker import run_local
+
+            if decode_tasks:
+                from avf.runtime.cluster import ensure_cluster
+
+                tmp = os.environ.get(RAY_TMP_ENV)
+                ensure_cluster(cfg, Path(tmp) if tmp else None, decode_tasks)
 
             # ray.use_gpu means the same in-process as on Ray workers: train on this machine's first GPU
             device = resolve_device("cuda" if cfg.use_gpu else "cpu")

@@ -8,7 +8,7 @@
 
 With ``data.ingest: ray`` both decode their training batches in Ray tasks (:mod:`avf.data.remote_batches`)
 instead of DataLoader workers: stage 1 then reads an epoch as seeded global batches over the shard indexes
-(every clip once per epoch across ranks) instead of a stream, stages 2 and 3 the same global batches as their
+(no clip twice in an epoch, across ranks) instead of a stream, stages 2 and 3 the same global batches as their
 DataLoader. Evaluation always uses a DataLoader.
 """
 
@@ -180,9 +180,10 @@ class PretrainTask:
         dev = self.session.device
         audio = batch["audio"]
         if "jpeg" in batch:
-            frames, kept = decode_on_device(batch["jpeg"], batch["crop"], self.params.data.clip.image_size, dev)
-            if len(kept) < len(batch["jpeg"]):
-                lost = sorted(set(batch["key"]) - {batch["key"][i] for i in kept})
+            size = self.params.data.clip.image_size
+            frames, kept = decode_on_device(batch["jpeg"], batch["jpeg_sizes"], batch["crop"], size, dev)
+            if len(kept) < len(batch["key"]):
+                lost = [k for i, k in enumerate(batch["key"]) if i not in set(kept)]
                 log.warning("left out of step %d, frames that do not decode: %s", step, ", ".join(lost))
                 audio = audio[kept]
         else:

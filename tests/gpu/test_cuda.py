@@ -103,7 +103,7 @@ def test_frames_decoded_by_nvjpeg_match_the_workers(tmp_path: Path) -> None:
     worker, device = ClipDataset(shards, **kw), ClipDataset(shards, **kw, decode=False)
     decoded = collate_clips([worker.item(k, 0) for k in worker.keys])
     undecoded = collate_clips([device.item(k, 0) for k in device.keys])
-    frames, kept = decode_on_device(undecoded["jpeg"], undecoded["crop"], 160, CUDA)
+    frames, kept = decode_on_device(undecoded["jpeg"], undecoded["jpeg_sizes"], undecoded["crop"], 160, CUDA)
     assert kept == [0, 1, 2, 3] and frames.device.type == "cuda" and frames.dtype == torch.uint8
     diff = (frames.cpu().int() - decoded["video"].int()).abs()
     assert diff.float().mean() < 0.5 and diff.max() <= 8  # nvJPEG's IDCT and a float resize, not libjpeg's

@@ -1,5 +1,6 @@
 """The stage's real Task, recording which clips each rank trains on: one JSON line per micro-batch
-(``{"epoch", "keys"}``) in ``record_dir/rank{R}.jsonl``. Used through the worker's ``task_factory`` hook."""
+(``{"epoch", "keys", "remote", "jpeg"}``: whether Ray tasks decoded it, whether its frames came undecoded) in
+``record_dir/rank{R}.jsonl``. Used through the worker's ``task_factory`` hook."""
 
 from __future__ import annotations
 
@@ -23,7 +24,9 @@ class RecordingTask:
     def train_batches(self, epoch: int, start_micro_step: int) -> Iterable[Any]:
         with self.record.open("a") as f:
             for batch in self.task.train_batches(epoch, start_micro_step):
-                f.write(json.dumps({"epoch": epoch, "keys": list(batch["key"])}) + "\n")
+                remote = getattr(self.task, "remote", None) is not None
+                row = {"epoch": epoch, "keys": list(batch["key"]), "remote": remote, "jpeg": "jpeg" in batch}
+                f.write(json.dumps(row) + "\n")
                 f.flush()
                 yield batch
 
@@ -35,11 +38,14 @@ def build(config: dict[str, Any], params: Params, session: Session) -> Recording
     return RecordingTask(task, record)
 
 
-def recorded(record_dir: Path) -> dict[int, list[list[str]]]:
-    """Micro-batches per epoch, all ranks together (in file order per rank)."""
+def recorded(record_dir: Path) -> tuple[dict[int, list[list[str]]], set[tuple[bool, bool]]]:
+    """Micro-batches per epoch, all ranks together (in file order per rank), and the set of their
+    ``(remote, jpeg)`` flags."""
     epochs: dict[int, list[list[str]]] = {}
+    flags: set[tuple[bool, bool]] = set()
     for path in sorted(record_dir.glob("rank*.jsonl")):
         for line in path.read_text().splitlines():
             row = json.loads(line)
             epochs.setdefault(row["epoch"], []).append(row["keys"])
-    return epochs
+            flags.add((row["remote"], row["jpeg"]))
+    return epochs, flags
