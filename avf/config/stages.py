@@ -11,6 +11,7 @@ from __future__ import annotations
 __all__ = ["STAGE_PARAMS", "stage_params"]
 
 _INPUTS = ("data.datasets", "data.clip", "data.audio", "data.augment")
+_TRAINING = (*_INPUTS, "data.ingest")  # data.ingest: ray changes stage 1's clip order
 
 STAGE_PARAMS: dict[str, tuple[str, ...]] = {
     "synth": ("data.synth",),
@@ -18,10 +19,10 @@ STAGE_PARAMS: dict[str, tuple[str, ...]] = {
     "audio": ("data.audio", "data.datasets.{dataset}"),
     "manifest": ("data.datasets.{dataset}", "data.face.min_coverage", "data.audio.missing_policy"),
     "shards": ("data.shards", "data.audio"),
-    "pretrain": ("seed", *_INPUTS, "model", "masking", "pretrain", "ray"),
+    "pretrain": ("seed", *_TRAINING, "model", "masking", "pretrain", "ray"),
     # stage 2 trains on whole datasets minus validation subjects: the target's fold is not its input
-    "intermediate": ("seed", *_INPUTS, "data.split.val_subjects", "data.split.seed", "model", "intermediate", "ray"),
-    "finetune": ("seed", "data.target", *_INPUTS, "data.split", "model", "finetune", "ray"),
+    "intermediate": ("seed", *_TRAINING, "data.split.val_subjects", "data.split.seed", "model", "intermediate", "ray"),
+    "finetune": ("seed", "data.target", *_TRAINING, "data.split", "model", "finetune", "ray"),
     "evaluate": ("seed", "data.target", *_INPUTS, "data.split", "eval"),
     "register": ("tracking", "predict"),
 }
