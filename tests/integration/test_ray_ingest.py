@@ -10,6 +10,7 @@ the tiny model: which clips each rank trains on, epoch by epoch, recorded by a w
   the uninterrupted run.
 * Stage 1 with its frames decoded in the training step (``pretrain.decode: device``, here on the CPU) trains
   exactly as with the frames decoded in the Ray tasks.
+* In-process training (``ray.num_workers: 0``) decodes in Ray tasks too, on the same clips per epoch.
 """
 
 from __future__ import annotations
@@ -91,7 +92,7 @@ def _run(
 
 def _train(clips: Path, stage: str, ingest: str, name: str, failures: int, decode: str) -> tuple[list[dict], Any]:
     record = clips.parent / "records" / name
-    cfg = RayConfig(num_workers=RANKS, max_failures=failures)
+    cfg = RayConfig(num_workers=0 if name.endswith("in-process") else RANKS, max_failures=failures)
     tasks = 2 if ingest == "ray" else 0
     config = _config(clips, stage, ingest, record, decode)
     result = launch.run(config, cfg, name, clips.parent / "ray", tasks)
@@ -144,3 +145,11 @@ def test_pretraining_frames_decoded_in_the_step_train_exactly_as_decoded_in_the_
     assert batches_in_step == batches
     for a, b in zip(_metrics(in_tasks), _metrics(in_step), strict=True):
         assert a == pytest.approx(b, rel=1e-6)
+
+
+def test_in_process_training_decodes_in_ray_tasks_too(clips: Path) -> None:
+    _, on_workers = _run(clips, "finetune", "loader", "finetune-loader")
+    _, in_process = _run(clips, "finetune", "ray", "finetune-ray-in-process")
+    for epoch in (0, 1):
+        assert Counter(k for b in in_process[epoch] for k in b) == Counter(k for b in on_workers[epoch] for k in b)
+    assert all(len(b) == 4 for b in in_process[0])  # one rank: whole global batches
