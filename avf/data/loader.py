@@ -5,7 +5,7 @@ Contract (the training code relies on these names and shapes)::
     ds = ClipDataset(shard_dir, keys, *, train, clip, audio, seed=0, augment=None, pretrain=False)
     ds[i] -> {"video": u8[T, S, S, 3], "erase": int64[5], "audio": f32[1, 256, 128], "label": int64 scalar
               (f32[D] targets for regression, -1 when unlabelled), "key": str, "dataset": str}
-    train=False: "video": f32[V, 3, T, S, S], "audio": f32[V, 1, 256, 128], V = clip.test_views (no "erase")
+    train=False: "video": u8[V, T, S, S, 3], "audio": f32[V, 1, 256, 128], V = clip.test_views (no "erase")
     pretrain=True: the stream's items below, by key; decode=False (pretrain only): "jpeg" (u8[bytes], the T
     frames back to back), "jpeg_sizes" (int64[T]) and "crop" (int64[4]) instead of "video", batched by
     collate_clips and decoded on the device
@@ -15,8 +15,9 @@ Contract (the training code relies on these names and shapes)::
                          augment=None, num_workers=None, shuffle_buffer=256, batch_size=1)
     -> IterableDataset yielding {"video": u8[T, S, S, 3], "audio": f32[1, 256, 128], "key": str}
 
-Training video stays uint8 until the device: the training step turns a batch into the model's normalized
-float input with :func:`avf.data.transforms.to_model_input` (``erase``: the clip's random-erasing box).
+Video stays uint8 until the device: the training step (and evaluation, per view) turns a batch into the
+model's normalized float input with :func:`avf.data.transforms.to_model_input` (``erase``: the clip's
+random-erasing box).
 
 Frame windows (T = ``clip.num_frames`` frames every ``clip.sampling_rate`` frames, a span of
 W = T * stride frames): in training one window at a uniformly random start; a clip shorter than W
@@ -194,10 +195,10 @@ def _audio(sample: Sample, start: float, end: float, cfg: AudioConfig, gain: flo
 
 
 def item_bytes(clip: ClipConfig, audio: AudioConfig, train: bool = True) -> int:
-    """Tensor bytes of one item as :class:`ClipDataset` yields it: for training uint8 video [T, S, S, 3] and
-    float32 audio [1, F, M] (the 5 erase numbers aside), for evaluation both float32 for each of V views."""
+    """Tensor bytes of one item as :class:`ClipDataset` yields it: uint8 video [T, S, S, 3] and float32 audio
+    [1, F, M] (the 5 erase numbers aside), for evaluation for each of V views."""
     video, spec = 3 * clip.num_frames * clip.image_size**2, audio.target_frames * audio.num_mel_bins
-    return video + 4 * spec if train else clip.test_views * 4 * (video + spec)
+    return (video + 4 * spec) * (1 if train else clip.test_views)
 
 
 def _key_rng(seed: int, epoch: int, key: str) -> np.random.Generator:

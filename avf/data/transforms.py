@@ -14,11 +14,11 @@ video op draws its parameters once per clip and applies them to all frames:
   fixed corner/centre offsets), then resize; no flip, no colour;
 - evaluation (:meth:`ClipTransform.eval`): resize only.
 
-Training clips stay ``uint8 [T, S, S, 3]`` frames (the decoder's layout) until the device: crops,
-resizes (torch's uint8 bilinear with antialiasing on channels-last frames: within 1 level of the float
-resize, about 9x faster) and flips run on bytes, so DataLoader workers pass a quarter of the float32
-bytes through shared memory, and :func:`to_model_input` transposes, converts, normalises and erases a
-whole batch where the model runs. Evaluation clips are ImageNet-normalized ``f32 [3, T, S, S]``.
+Clips stay ``uint8 [T, S, S, 3]`` frames (the decoder's layout) until the device, for training and for
+evaluation: crops, resizes (torch's uint8 bilinear with antialiasing on channels-last frames: within 1 level
+of the float resize, about 9x faster) and flips run on bytes, so DataLoader workers pass a quarter of the
+float32 bytes through shared memory, and :func:`to_model_input` transposes, converts, normalises and erases
+a whole batch where the model runs.
 :func:`audio_gain` draws the train-time ``Beta(b, b) + 0.5`` amplitude gain (the surviving part of the
 official ``roll_mag_aug``).
 """
@@ -193,17 +193,9 @@ def audio_gain(rng: np.random.Generator, beta: float = 10.0) -> float:
     return float(rng.beta(beta, beta) + 0.5)
 
 
-def _resized(x: torch.Tensor, size: int, antialias: bool = True) -> torch.Tensor:
-    """Bilinear resize of the last two dims of ``[C, T, H, W]`` to ``size`` (no-op when already there)."""
-    if x.shape[-2:] == (size, size):
-        return x
-    return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=antialias)
-
-
 class ClipTransform:
-    """Turns decoded frames ``uint8 [T, H, W, 3]`` into clips: ``uint8 [T, S, S, 3]`` for training
-    (:meth:`finetune`, :meth:`pretrain`; :func:`to_model_input` finishes them), the model's normalized
-    ``f32 [3, T, S, S]`` for evaluation (:meth:`eval`)."""
+    """Turns decoded frames ``uint8 [T, H, W, 3]`` into clips ``uint8 [T, S, S, 3]`` for training
+    (:meth:`finetune`, :meth:`pretrain`) and evaluation (:meth:`eval`); :func:`to_model_input` finishes them."""
 
     def __init__(self, size: int, augment: AugmentConfig | None = None) -> None:
         self.size = size
@@ -218,17 +210,9 @@ class ClipTransform:
             }
             self._rand_augment = rand_augment_transform(self.augment.rand_augment, hparams)
 
-    @staticmethod
-    def _to_tensor(frames: np.ndarray) -> torch.Tensor:
-        """``uint8 [T, H, W, 3]`` -> contiguous ``f32 [3, T, H, W]`` in 0..255 (transpose bytes, then convert)."""
-        return torch.from_numpy(np.ascontiguousarray(frames)).permute(3, 0, 1, 2).contiguous().float()
-
-    @staticmethod
-    def _normalize(x: torch.Tensor) -> torch.Tensor:
-        return x.sub_(_MEAN255).div_(_STD255)
-
     def eval(self, frames: np.ndarray) -> torch.Tensor:
-        return self._normalize(_resized(self._to_tensor(frames), self.size).contiguous())
+        """The whole frames resized: ``uint8 [T, S, S, 3]`` (for :func:`to_model_input`)."""
+        return self._crop_resized(frames, 0, 0, frames.shape[1], frames.shape[2]).contiguous()
 
     def rand_augment(self, frames: np.ndarray, seed: int) -> np.ndarray:
         """The same RandAugment ops and magnitudes on every frame (timm's global RNGs re-seeded per frame)."""

@@ -1,6 +1,6 @@
 """Test-time view averaging and scoring of clip datasets.
 
-Each clip yields ``V`` temporal views (``video [V,3,T,S,S]``, ``audio [V,1,F,M]``); classification
+Each clip yields ``V`` temporal views (``video u8[V,T,S,S,3]``, ``audio [V,1,F,M]``); classification
 averages the views' softmax probabilities (the official protocol), regression averages the outputs.
 """
 
@@ -15,6 +15,7 @@ from torch import nn
 
 from avf.data.loader import item_bytes
 from avf.data.shm import prefetch_factor
+from avf.data.transforms import to_model_input
 from avf.eval.metrics import classification_metrics, regression_metrics
 
 
@@ -57,10 +58,10 @@ def predict_views(
         prefetch_factor=prefetch_factor(num_workers, batch_bytes, ranks_per_node),
     )
     for items in loader:
-        video = torch.stack([it["video"] for it in items]).to(device)  # [B,V,3,T,S,S]
+        video = torch.stack([it["video"] for it in items]).to(device)  # u8 [B,V,T,S,S,3]
         audio = torch.stack([it["audio"] for it in items]).to(device)  # [B,V,1,F,M]
         b, v = video.shape[:2]
-        out = _forward(model, video.flatten(0, 1), audio.flatten(0, 1), head).float()
+        out = _forward(model, to_model_input(video.flatten(0, 1)), audio.flatten(0, 1), head).float()
         out = out.softmax(-1) if not regression else out
         scores.append(out.view(b, v, -1).mean(1).cpu().numpy())
         labels.extend(np.asarray(it["label"]) for it in items)

@@ -28,7 +28,7 @@ from avf.config.data import AudioConfig, ClipConfig, FaceConfig
 from avf.data.audio import AUDIO_MARGIN_S, Waveform, align, fbank_window, load_audio, log_mel, rms_dbfs
 from avf.data.face import FaceClip, FaceDetector, LandmarkModel, crop_clip
 from avf.data.loader import view_indices, window_span
-from avf.data.transforms import ClipTransform
+from avf.data.transforms import ClipTransform, to_model_input
 from avf.data.video import MediaError, VideoFrame, decode_jpeg, iter_frames
 
 __all__ = ["PreparedVideo", "WindowInput", "plan_windows", "prepare_video", "window_input"]
@@ -200,7 +200,7 @@ def window_input(
                 cache[i] = decode_jpeg(jpegs[i])
         videos.append(transform.eval(np.stack([cache[i] for i in v.tolist()])))
         audios.append(fbank_window(fbank, *window_span(rel, v, clip.sampling_rate), audio))
-    win.video, win.audio = torch.stack(videos), torch.stack(audios)
+    win.video, win.audio = to_model_input(torch.stack(videos)), torch.stack(audios)
     _audio_reason(win, audio)
     return win
 

@@ -252,7 +252,7 @@ def _check_indexed(work: Path, index: ShardIndex) -> dict[str, str]:
             outcome[key] = "corrupt"
         try:
             item = ds[i]
-            assert item["key"] == key and item["video"].shape[-1] == CLIP.image_size
+            assert item["key"] == key and item["video"].shape[-2] == CLIP.image_size
         except CorruptSampleError as e:
             assert str(shard) in str(e) and repr(key) in str(e)
             outcome.setdefault(key, "corrupt item")

@@ -140,7 +140,7 @@ def test_pipeline_end_to_end(tmp_path: Path, raw: Path) -> None:
 
     ds = ClipDataset(shards, None, train=False, clip=ClipConfig(), audio=AudioConfig())
     item = ds[ds.keys.index("demo__spk1-happy")]
-    assert item["video"].shape == (2, 3, 16, 160, 160) and item["label"].item() == -1
+    assert item["video"].shape == (2, 16, 160, 160, 3) and item["label"].item() == -1
     assert torch.isfinite(item["audio"]).all()
 
 

@@ -65,9 +65,11 @@ class _Views(torch.utils.data.Dataset):
         return 3
 
     def __getitem__(self, i: int) -> dict:
-        video = torch.zeros(2, 3, 2, 4, 4)
-        video[0, 0] = 1.0 + i  # view 0 -> class 0 logit, view 1 -> class 1 logit
-        video[1, 1] = 2.5
+        # uint8 [V, T, S, S, 3]; after normalisation view 0 says class 0 by a logit margin of 1 + i, view 1
+        # says class 1 by 2.5 (the levels are those margins through the ImageNet mean and std)
+        video = torch.zeros(2, 2, 4, 4, 3, dtype=torch.uint8)
+        video[0, ..., 0] = (63, 122, 180)[i]
+        video[1, ..., 1] = 138
         return {"video": video, "audio": torch.zeros(2, 1, 4, 4), "label": torch.tensor(i % 2), "key": f"k{i}"}
 
 

@@ -42,9 +42,8 @@ def shard_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _frame_ids(video: torch.Tensor) -> list[int]:
-    """Recover frame indices from a normalized [3, T, S, S] eval clip (channel 0 level)."""
-    level = video[0, :, 40:120, 40:120].mean(dim=(1, 2)) * IMAGENET_DEFAULT_STD[0] + IMAGENET_DEFAULT_MEAN[0]
-    return [round(float(v) * 255 / 2) for v in level]
+    """Recover frame indices from a uint8 [T, S, S, 3] eval clip (channel 0 level)."""
+    return [round(float(v) / 2) for v in video[:, 40:120, 40:120, 0].float().mean(dim=(1, 2))]
 
 
 def test_window_indices_follow_the_official_protocol() -> None:
@@ -66,7 +65,7 @@ def test_eval_items_have_the_contract_shapes_and_are_deterministic(shard_dir: Pa
     ds = ClipDataset(shard_dir, None, train=False, clip=CLIP, audio=AUDIO)
     assert len(ds) == 4 and ds.keys == ShardIndex.load(shard_dir).keys
     item = ds[1]
-    assert item["video"].shape == (2, 3, 16, 160, 160) and item["video"].dtype == torch.float32
+    assert item["video"].shape == (2, 16, 160, 160, 3) and item["video"].dtype == torch.uint8
     assert item["audio"].shape == (2, 1, 256, 128) and item["audio"].dtype == torch.float32
     assert item["label"].dtype == torch.int64 and item["label"].ndim == 0
     assert item["key"] == ds.keys[1] and item["dataset"] == "demo"
@@ -282,14 +281,15 @@ def test_finetune_augmentation_is_identical_for_every_frame() -> None:
         assert all(torch.equal(out[0], out[k]) for k in range(1, 4)), f"seed {seed}"
     plain = ClipTransform(160, AugmentConfig(rand_augment="", erase_prob=0.0, hflip=0.0, rrc_scale=(1.0, 1.0)))
     out, erase = plain.finetune(frames, np.random.default_rng(0))
-    torch.testing.assert_close(to_model_input(out[None], erase[None])[0], plain.eval(frames))
+    torch.testing.assert_close(to_model_input(out[None], erase[None]), to_model_input(plain.eval(frames)[None]))
 
 
 def test_erasing_is_one_box_per_clip() -> None:
     frames = np.stack([np.full((64, 64, 3), 128, np.uint8)] * 3)
     t = ClipTransform(64, AugmentConfig(rand_augment="", erase_prob=1.0, rrc_scale=(1.0, 1.0), hflip=0.0))
     out, erase = t.finetune(frames, np.random.default_rng(0))
-    changed = (to_model_input(out[None], erase[None])[0] - t.eval(frames)).abs().sum(0) > 1e-6  # [T, H, W]
+    erased, plain = to_model_input(out[None], erase[None])[0], to_model_input(t.eval(frames)[None])[0]
+    changed = (erased - plain).abs().sum(0) > 1e-6  # [T, H, W]
     assert changed[0].any() and all(torch.equal(changed[0], changed[k]) for k in (1, 2))
 
 

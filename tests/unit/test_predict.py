@@ -27,6 +27,7 @@ from avf.data.shards import INDEX_NAME, ShardIndex, ShardWriter
 from avf.data.stages.audio import AudioJob, audio_job
 from avf.data.stages.faces import FaceJob, face_job
 from avf.data.stages.shards import ShardJob, shard_job
+from avf.data.transforms import to_model_input
 from avf.predict import Predictor, VideoPrediction
 from avf.predict.export import example_inputs, export_package
 from avf.predict.inputs import expand_inputs
@@ -193,7 +194,7 @@ def test_window_inputs_equal_the_training_pipeline(predictor: Predictor, tmp_pat
     whole = Predictor(predictor.model, predictor.spec, PredictConfig(window_s=10.0))
     (win,) = whole.window_inputs(whole.prepare(video))
     assert win.audio_status == au["audio_status"] == ("ok" if with_audio else "missing")
-    assert win.video is not None and torch.equal(win.video, item["video"])
+    assert win.video is not None and torch.equal(win.video, to_model_input(item["video"]))
     assert win.audio is not None and torch.equal(win.audio, item["audio"])
 
 
