@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import logging
 import os
 import time
@@ -31,42 +30,26 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from avf.config.data import AudioConfig, AugmentConfig, ClipConfig
 from avf.data.loader import ClipDataset
 from avf.data.remote_batches import BatchRequest, BatchSource, RemoteBatches, load_batch
-from avf.data.shards import INDEX_NAME, ShardIndex, ShardWriter, npy_bytes
-from avf.data.video import encode_jpeg
+from avf.data.shards import ShardIndex
 from avf.runtime.cluster import loopback_only
 from avf.utils.io import write_json
 from benchmarks.harness import _cpu_name
 
 ROOT = Path(__file__).resolve().parents[1]
-FRAMES, SIDE, MICRO = 64, 160, 16
+FRAMES, MICRO = 64, 16
 CLIP, AUDIO, AUGMENT = ClipConfig(), AudioConfig(), AugmentConfig(rand_augment="")
 TARGET_SCALING = 1.7
 TARGET_TRAINER_MS = 1.2  # CPU per training clip on the trainer's node
 
 
 def write_shards(out: Path, clips: int) -> Path:
-    """``clips`` samples of face frames (JPEG quality 90) and a random fbank, 8 to a shard."""
-    from tests.support import media
+    """``clips`` samples of face frames (JPEG quality 90, as the faces stage writes them), 8 to a shard."""
+    from tests.support import shards
 
-    rng = np.random.default_rng(0)
-    writer = ShardWriter(out, 1 << 40, 8)
-    for i in range(clips):
-        frames = media.face_frames(FRAMES, (SIDE, SIDE), seed=i)
-        times = (np.arange(FRAMES) / 25.0).round(6).tolist()
-        members = {
-            "meta.json": json.dumps({"dataset": "bench", "label": i % 8, "frame_times": times}).encode(),
-            "fbank.npy": npy_bytes(rng.standard_normal((300, AUDIO.num_mel_bins)).astype(np.float16)),
-        }
-        members.update({f"{f:05d}.jpg": encode_jpeg(frame, 90) for f, frame in enumerate(frames)})
-        writer.write(f"bench__c{i:04d}", members)
-    index = ShardIndex("bench", writer.close(), "fbank", "bench", {"num_mel_bins": AUDIO.num_mel_bins})
-    (out / INDEX_NAME).write_text(json.dumps(index.to_json()))
-    return out
+    return shards.write_shards(out, clips, per_shard=8, n_frames=FRAMES, prefix="bench__c", faces=True, quality=90)
 
 
 def _requests(shards: Path, epoch: int) -> list[BatchRequest]:
@@ -74,12 +57,11 @@ def _requests(shards: Path, epoch: int) -> list[BatchRequest]:
     return [BatchRequest(epoch, tuple((0, k) for k in keys[i : i + MICRO])) for i in range(0, len(keys), MICRO)]
 
 
-def in_process_ms(shards: Path, rounds: int) -> float:
-    """CPU ms per clip of ``ClipDataset.item`` in this process (one thread)."""
+def _item_cpu_ms(ds: ClipDataset, rounds: int) -> float:
+    """Best CPU ms per ``ds.item`` over ``rounds`` passes through every key, in this process (one thread)."""
     import torch
 
     torch.set_num_threads(1)
-    ds = ClipDataset(shards, train=True, clip=CLIP, audio=AUDIO, augment=AUGMENT)
     best = float("inf")
     for r in range(rounds + 1):
         t = time.process_time()
@@ -90,6 +72,11 @@ def in_process_ms(shards: Path, rounds: int) -> float:
     return 1000 * best
 
 
+def in_process_ms(shards: Path, rounds: int) -> float:
+    """CPU ms per clip of a fine-tuning ``ClipDataset.item`` in this process (one thread)."""
+    return _item_cpu_ms(ClipDataset(shards, train=True, clip=CLIP, audio=AUDIO, augment=AUGMENT), rounds)
+
+
 def device_decode(shards: Path, rounds: int, device: str) -> dict[str, float]:
     """Pretraining items in this process with frames decoded vs left as JPEG; the device's batched decode."""
     import torch
@@ -97,18 +84,11 @@ def device_decode(shards: Path, rounds: int, device: str) -> dict[str, float]:
     from avf.data.loader import collate_clips
     from avf.data.transforms import decode_on_device
 
-    torch.set_num_threads(1)
     kw = {"train": True, "clip": CLIP, "audio": AUDIO, "augment": AUGMENT, "pretrain": True}
-    out: dict[str, float] = {}
-    for name, ds in (("decoded", ClipDataset(shards, **kw)), ("jpeg", ClipDataset(shards, **kw, decode=False))):
-        best = float("inf")
-        for r in range(rounds + 1):
-            t = time.process_time()
-            for key in ds.keys:
-                ds.item(key, r)
-            if r:
-                best = min(best, (time.process_time() - t) / len(ds.keys))
-        out[f"item_cpu_ms_{name}"] = 1000 * best
+    out = {
+        "item_cpu_ms_decoded": _item_cpu_ms(ClipDataset(shards, **kw), rounds),
+        "item_cpu_ms_jpeg": _item_cpu_ms(ClipDataset(shards, **kw, decode=False), rounds),
+    }
     if device == "cuda" and torch.cuda.is_available():
         ds = ClipDataset(shards, **kw, decode=False)
         batches = [

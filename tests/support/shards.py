@@ -24,9 +24,11 @@ def frame(i: int, size: int) -> np.ndarray:
     return np.full((size, size, 3), 2 * i, np.uint8)
 
 
-def sample(i: int, n_frames: int, size: int = 160, faces: bool = False, **meta: Any) -> dict[str, bytes]:
+def sample(
+    i: int, n_frames: int, size: int = 160, faces: bool = False, quality: int = 95, **meta: Any
+) -> dict[str, bytes]:
     """The members of sample ``i``: label ``i % 3``, ``n_frames`` frames at 25 fps (flat grey levels, or a
-    drifting face photo with ``faces``), fbank audio."""
+    drifting face photo with ``faces``) as JPEGs of ``quality``, fbank audio."""
     times = np.arange(n_frames) / 25.0
     wave = media.tone_schedule(TONES, n_frames / 25.0 + 0.5, 16000)[0]
     info = {"dataset": "demo", "label": i % 3, "targets": None, "frame_times": times.round(6).tolist(), **meta}
@@ -36,7 +38,7 @@ def sample(i: int, n_frames: int, size: int = 160, faces: bool = False, **meta: 
     }
     pictures = media.face_frames(n_frames, (size, size), seed=i) if faces else [frame(f, size) for f in range(n_frames)]
     for f, picture in enumerate(pictures):
-        members[f"{f:05d}.jpg"] = encode_jpeg(picture, 95)
+        members[f"{f:05d}.jpg"] = encode_jpeg(picture, quality)
     return members
 
 
@@ -48,13 +50,14 @@ def write_shards(
     bad: dict[int, str] | None = None,
     prefix: str = "demo__c",
     faces: bool = False,
+    quality: int = 95,
     **meta: Any,
 ) -> Path:
     """``n`` samples (keys ``{prefix}00``...) in shards of ``per_shard`` with their index; ``bad`` maps sample
     numbers to a member to corrupt."""
     writer = ShardWriter(out, 1 << 30, per_shard)
     for i in range(n):
-        members = sample(i, n_frames, faces=faces, **meta)
+        members = sample(i, n_frames, faces=faces, quality=quality, **meta)
         if bad and i in bad:
             members[bad[i]] = b"not a jpeg or json"
         writer.write(f"{prefix}{i:02d}", members)
