@@ -130,27 +130,37 @@ class Sample:
     pcm: np.ndarray | None  # int16 [S]
 
     def decode(self, indices: np.ndarray) -> np.ndarray:
-        """RGB ``uint8 [len(indices), H, W, 3]`` (each distinct frame decoded once).
+        """RGB ``uint8 [len(indices), H, W, 3]``: each distinct frame decoded once, straight into its first slot.
 
-        Face crops are square and all of one size: a frame that decodes to another shape (a damaged JPEG
+        Face crops are square and all of one size: a frame whose header says otherwise (a damaged JPEG
         header) is a corrupt sample, not a crash in the transforms.
         """
-        cache: dict[int, np.ndarray] = {}
-        out = []
-        for i in indices.tolist():
-            if i not in cache:
-                try:
-                    img = decode_jpeg(self.frames[i])
-                except ValueError as e:
-                    raise CorruptSampleError(self.shard, self.key, f"frame {i}: {e}") from None
-                want = out[0].shape if out else (img.shape[0], img.shape[0], 3)
-                if img.shape != want:
-                    size = f"{img.shape[1]}x{img.shape[0]} px"
-                    why = f"not {want[1]}x{want[0]} like frame {indices[0]}" if out else "not a square crop"
-                    raise CorruptSampleError(self.shard, self.key, f"frame {i}: decoded to {size}, {why}")
-                cache[i] = img
-            out.append(cache[i])
-        return np.stack(out)
+        idx = indices.tolist()
+        out: np.ndarray | None = None
+        slot_of: dict[int, int] = {}
+        for slot, i in enumerate(idx):
+            if i in slot_of:
+                continue
+            try:
+                height, width = jpeg_size(self.frames[i])
+                if out is None and height == width:
+                    out = np.empty((len(idx), height, width, 3), np.uint8)
+                if out is None or (height, width) != out.shape[1:3]:
+                    want = (
+                        f"not {out.shape[2]}x{out.shape[1]} like frame {idx[0]}"
+                        if out is not None
+                        else "not a square crop"
+                    )
+                    raise CorruptSampleError(self.shard, self.key, f"frame {i}: decoded to {width}x{height} px, {want}")
+                decode_jpeg(self.frames[i], out[slot])
+            except ValueError as e:
+                raise CorruptSampleError(self.shard, self.key, f"frame {i}: {e}") from None
+            slot_of[i] = slot
+        assert out is not None, "a window has at least one frame"
+        for slot, i in enumerate(idx):
+            if slot_of[i] != slot:
+                out[slot] = out[slot_of[i]]
+        return out
 
     def label(self) -> torch.Tensor:
         targets = self.meta.get("targets")

@@ -104,6 +104,27 @@ def test_jpeg_clip_roundtrip_keeps_bytes_and_times(tmp_path: Path) -> None:
     assert decoded.shape == (5, 64, 64, 3)
 
 
+@pytest.mark.parametrize("face", media.FACES)
+def test_jpeg_decoding_gives_opencvs_pixels_straight_into_a_buffer(face: str) -> None:
+    """The loader's decoder (simplejpeg) against OpenCV's, the decoder the face crops were checked with."""
+    for size, quality in (((160, 160), 90), ((224, 160), 75), ((97, 61), 95)):
+        frame = media.face_frames(1, size, face=face)[0]
+        data = video.encode_jpeg(frame, quality)
+        reference = cv2.cvtColor(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+        np.testing.assert_array_equal(video.decode_jpeg(data), reference)
+        out = np.zeros((2, size[1], size[0], 3), np.uint8)
+        assert video.decode_jpeg(data, out[1]).base is not None
+        np.testing.assert_array_equal(out[1], reference)
+        assert not out[0].any()
+        assert video.jpeg_size(data) == (size[1], size[0])
+    with pytest.raises(ValueError, match="a 97x61 px image, not 61x97"):
+        video.decode_jpeg(data, np.zeros((97, 61, 3), np.uint8))
+    with pytest.raises(ValueError):
+        video.decode_jpeg(data[: len(data) // 2])  # truncated: libjpeg would fill the rest with grey
+    with pytest.raises(ValueError, match="not a readable JPEG header"):
+        video.jpeg_size(b"\x89PNG\r\n\x1a\n")
+
+
 def test_errors_name_the_file_and_the_reason(tmp_path: Path) -> None:
     with pytest.raises(MediaError, match=r"nope\.mp4: file not found"):
         video.probe(tmp_path / "nope.mp4")
