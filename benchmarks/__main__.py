@@ -408,6 +408,16 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     with harness.load_sampler() as load:
         report.data["machine"] = harness.machine_info(device if device.type == "cpu" else torch.device("cpu"))
         print(f"machine: {json.dumps(report.data['machine'])}")
+        rates = report.data["matmul_rates"] = harness.cpu_matmul_rates()
+        bf16_rate = rates["bf16"]
+        print(
+            f"CPU matmul, 2048^3, {torch.get_num_threads()} threads: fp32 {rates['fp32'] / 1e9:.0f} GFLOP/s, "
+            + (
+                f"bf16 {bf16_rate / 1e9:.0f} GFLOP/s ({bf16_rate / rates['fp32']:.1f}x fp32)"
+                if bf16_rate
+                else "bf16 not measured (no bf16 matrix units: it would be emulated)"
+            )
+        )
         if device.type == "cuda" and not torch.cuda.is_available():
             print("GPU benchmarks skipped: no CUDA device here (the bf16 GPU path runs where one is present)")
             report.data["skipped"] = "no CUDA device"

@@ -37,7 +37,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from avf.utils.cpu import bf16_units
+from avf.utils.cpu import bf16_units, cpu_flags
 
 MiB = 1024**2
 GiB = 1024**3
@@ -358,9 +358,24 @@ def saved_tensor_bytes(model: nn.Module, forward: Callable[[], Any]) -> tuple[in
 # ---- machine ------------------------------------------------------------------------------------
 
 
+# The CPU flags that decide which matmul kernels run: vector width, FMA, bf16 dot products and AMX tiles.
+MATMUL_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")
+
+
+def cpu_matmul_rates(reps: int = 5) -> dict[str, float | None]:
+    """FLOP/s of a square fp32 and (on CPUs with bf16 units, else None) bf16 matmul, this process's threads."""
+    cpu = torch.device("cpu")
+    return {
+        "fp32": matmul_flops(cpu, torch.float32, reps=reps),
+        "bf16": matmul_flops(cpu, torch.bfloat16, reps=reps) if bf16_units() else None,
+    }
+
+
 def machine_info(device: torch.device) -> dict[str, Any]:
+    flags = cpu_flags()
     info: dict[str, Any] = {
         "cpu": _cpu_name(),
+        "cpu_features": [f for f in MATMUL_FLAGS if f in flags],
         "cpu_bf16_units": list(bf16_units()),
         "cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),

@@ -398,8 +398,8 @@ def decode_jpeg(data: bytes, out: np.ndarray | None = None) -> np.ndarray:
     shape); raises ``ValueError`` on corrupt data, including the damage libjpeg could paper over.
 
     simplejpeg, not OpenCV: both wrap libjpeg-turbo with the same IDCT and upsampling (identical pixels),
-    but a 160-px face crop decodes in 0.10 ms into a given buffer against OpenCV's 0.15 ms, and 16 of them
-    in 1.8-2.0 ms against 4.8-5.5 ms (``benchmarks/preprocess.py``'s loader figures).
+    but on one thread a 160-px face crop decodes in 0.10 ms into a given buffer against OpenCV's 0.15 ms,
+    and a window of 16 distinct ones in 1.8-2.0 ms against 4.8-5.5 ms.
     """
     if out is not None:
         height, width = jpeg_size(data)

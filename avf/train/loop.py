@@ -34,6 +34,7 @@ from avf.train.amp import autocast, grad_scaler, resolve_dtype
 from avf.train.optim import build_optimizer, build_scheduler, current_lr
 from avf.train.selection import Selection
 from avf.train.session import Session
+from avf.utils.heap import limit_heap_slack
 
 log = logging.getLogger(__name__)
 LogFn = Callable[[dict[str, float], int], None]
@@ -72,6 +73,7 @@ def fit(task: Task, session: Session, log_fn: LogFn | None = None) -> dict[str, 
     ``last_weights``.
     """
     cfg, device = task.cfg, session.device
+    limit_heap_slack()  # before the model and the DataLoader workers exist, so both follow it
     model = task.build_model().to(device)
     steps_per_epoch = task.steps_per_epoch()
     eff_batch = task.effective_batch()

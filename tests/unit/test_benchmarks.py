@@ -42,6 +42,10 @@ def test_entry_point_runs_tiny_once(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert sec["inference"]["cases"]["ours tiny ONNX Runtime (2 views)"]["clips_per_s"] > 0  # --runtime onnxruntime
     bf16_row = "ours tiny (2 views) bf16 autocast" in sec["inference"]["cases"]  # --precision bf16
     assert bf16_row == bool(saved["machine"]["cpu_bf16_units"]), "the row is measured exactly where bf16 is native"
+    assert set(saved["machine"]["cpu_bf16_units"]) <= set(saved["machine"]["cpu_features"])
+    rates = saved["matmul_rates"]
+    assert rates["fp32"] > 0 and (rates["bf16"] is not None) == bool(saved["machine"]["cpu_bf16_units"])
+    assert "CPU matmul, 2048^3" in printed
     # every rate comes from the steps and the matmul probe timed in this run's rotation
     for kind in ("pretrain", "finetune", "inference"):
         res = sec[kind]
@@ -170,3 +174,23 @@ def test_ingest_benchmark_delivers_every_clip_each_way(capsys: pytest.CaptureFix
     assert results["in_process_item_ms"] > 0 and 0 < decode["item_cpu_ms_jpeg"] < decode["item_cpu_ms_decoded"]
     printed = capsys.readouterr().out
     assert "ray tasks: 2 CPUs / 1 CPU =" in printed and printed.count("trainer-node CPU per clip") == 3
+
+
+def test_rss_benchmark_measures_each_case_in_its_own_process(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from benchmarks import rss
+
+    out = tmp_path / "rss.json"
+    results = rss.main(["--size", "tiny", "--batch", "2", "--threads", "1", "--out", str(out)])
+    printed = capsys.readouterr().out
+    assert "official code skipped" in printed  # no checkout given: ours alone, said so
+    assert set(results["cases"]) == {"ours pretrain", "ours finetune"}
+    for case in results["cases"].values():
+        small, large = case["runs"]["2"], case["runs"]["4"]
+        assert 0 < small["forward_backward_growth_mib"] < large["forward_backward_growth_mib"]
+        assert small["step_growth_mib"] > 0 and case["saved_for_backward_mib_per_clip"] > 0
+        assert case["growth_mib_per_clip"] == pytest.approx(
+            (large["forward_backward_growth_mib"] - small["forward_backward_growth_mib"]) / 2
+        )
+    assert json.loads(out.read_text())["cases"].keys() == results["cases"].keys()
