@@ -279,6 +279,58 @@ def run_model_sections(args: argparse.Namespace, report: Report, device: torch.d
             _print_compare(report, f"{size} inference per clip (test protocol), {infer_clips} clip(s)/step", res,
                            off_inf if with_off else None)  # fmt: skip
         report.data["sections"][f"{device.type}/{size}"] = sec
+        if device.type == "cpu":
+            lines = sec["targets"] = compute_targets(
+                sec, size, report.data["matmul_rates"], report.data["machine"]["cpu_features"]
+            )
+            print(f"\n== {size}: compute targets (ratios from this run)")
+            for line in lines:
+                print(f"  {line}")
+
+
+def compute_targets(
+    sec: dict[str, Any], size: str, rates: dict[str, float | None], cpu_features: list[str]
+) -> list[str]:
+    """The compute targets of one CPU section, each ratio from this run with met/missed (or why not measured)."""
+    ours, off, ort = f"ours {size}", f"official {size}", f"ours {size} ONNX Runtime ({cases.TEST_VIEWS} views)"
+    lines = []
+
+    def verdict(ratio: float, target: float) -> str:
+        return f"{ratio:.2f}x (target >= {target:g}x: {'met' if ratio >= target else 'missed'})"
+
+    for kind, label in (("pretrain", "pretraining"), ("finetune", "fine-tuning")):
+        c = sec.get(kind, {}).get("cases", {})
+        if ours in c and off in c:
+            ratio = c[ours]["clips_per_s"] / c[off]["clips_per_s"]
+            lines.append(f"fp32 {label} step vs the official code: {verdict(ratio, 1.3)}")
+        elif ours in c:
+            lines.append(f"fp32 {label} step vs the official code: not measured (no official code)")
+    inf = sec.get("inference", {}).get("cases", {})
+    ours_inf, off_inf = f"ours {size} ({cases.TEST_VIEWS} views)", f"official {size} ({official.OFFICIAL_VIEWS} views)"
+    if ours_inf in inf and off_inf in inf:  # views per second: each protocol's views count alike
+        ratio = (inf[ours_inf]["clips_per_s"] * cases.TEST_VIEWS) / (
+            inf[off_inf]["clips_per_s"] * official.OFFICIAL_VIEWS
+        )
+        lines.append(f"fp32 inference per view vs the official code: {verdict(ratio, 1.3)}")
+    if ours_inf in inf and ort in inf:
+        ratio = inf[ort]["clips_per_s"] / inf[ours_inf]["clips_per_s"]
+        lines.append(f"ONNX Runtime inference per view vs our eager fp32: {verdict(ratio, 1.5)}")
+    bf16_case = sec.get("pretrain_variants", {}).get("cases", {}).get(f"{ours} bf16 autocast")
+    fp32_case = sec.get("pretrain_variants", {}).get("cases", {}).get(ours)
+    if rates.get("bf16") is None:
+        lines.append("bf16 pretraining step: skipped (no bf16 matrix units: bf16 would be emulated)")
+    elif bf16_case is None or fp32_case is None:
+        lines.append("bf16 pretraining step: not measured (run with --extras)")
+    else:
+        mfu = bf16_case["step_flops"] / bf16_case["step_s"] / rates["bf16"]
+        speedup = fp32_case["step_s"] / bf16_case["step_s"]
+        amx = "amx_bf16" in cpu_features
+        target = "target >= 35%: " + ("met" if mfu >= 0.35 else "missed") if amx else "the 35% target is for AMX CPUs"
+        lines.append(
+            f"bf16 pretraining step: MFU {100 * mfu:.1f}% of the bf16 matmul rate ({target}), "
+            f"{speedup:.2f}x our fp32 step"
+        )
+    return lines
 
 
 def _variant(label: str, build: Callable[..., Runner], *args: Any, **kwargs: Any) -> Runner:

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from benchmarks import harness, official
-from benchmarks.__main__ import Report, _print_compare, main
+from benchmarks.__main__ import Report, _print_compare, compute_targets, main
 
 
 def _row(printed: str, case: str) -> list[str]:
@@ -46,6 +46,10 @@ def test_entry_point_runs_tiny_once(tmp_path: Path, capsys: pytest.CaptureFixtur
     rates = saved["matmul_rates"]
     assert rates["fp32"] > 0 and (rates["bf16"] is not None) == bool(saved["machine"]["cpu_bf16_units"])
     assert "CPU matmul, 2048^3" in printed
+    targets = sec["targets"]  # tiny has no official code: said so, and the ONNX Runtime ratio is there
+    assert "fp32 pretraining step vs the official code: not measured (no official code)" in targets
+    assert any(t.startswith("ONNX Runtime inference per view vs our eager fp32: ") for t in targets)
+    assert "== tiny: compute targets (ratios from this run)" in printed
     # every rate comes from the steps and the matmul probe timed in this run's rotation
     for kind in ("pretrain", "finetune", "inference"):
         res = sec[kind]
@@ -194,3 +198,39 @@ def test_rss_benchmark_measures_each_case_in_its_own_process(
             (large["forward_backward_growth_mib"] - small["forward_backward_growth_mib"]) / 2
         )
     assert json.loads(out.read_text())["cases"].keys() == results["cases"].keys()
+
+
+def test_compute_targets_compare_like_with_like() -> None:
+    def case(clips_per_s: float, **kw: float) -> dict[str, float]:
+        return {"clips_per_s": clips_per_s, **kw}
+
+    sec = {
+        "pretrain": {"cases": {"ours base": case(1.4), "official base": case(1.0)}},
+        "finetune": {"cases": {"ours base": case(1.2), "official base": case(1.0)}},
+        "inference": {
+            "cases": {  # per clip 2x faster, but ours runs 2 views a clip and the official code 4: 1x per view
+                "ours base (2 views)": case(1.0),
+                "official base (4 views)": case(0.5),
+                "ours base ONNX Runtime (2 views)": case(1.6),
+            }
+        },
+        "pretrain_variants": {
+            "cases": {
+                "ours base": case(0.4, step_s=2.5),
+                "ours base bf16 autocast": case(1.0, step_s=1.0, step_flops=400e9),
+            }
+        },
+    }
+    rates = {"fp32": 150e9, "bf16": 1000e9}
+    amx = compute_targets(sec, "base", rates, ["avx512_bf16", "amx_bf16"])
+    assert amx == [
+        "fp32 pretraining step vs the official code: 1.40x (target >= 1.3x: met)",
+        "fp32 fine-tuning step vs the official code: 1.20x (target >= 1.3x: missed)",
+        "fp32 inference per view vs the official code: 1.00x (target >= 1.3x: missed)",
+        "ONNX Runtime inference per view vs our eager fp32: 1.60x (target >= 1.5x: met)",
+        "bf16 pretraining step: MFU 40.0% of the bf16 matmul rate (target >= 35%: met), 2.50x our fp32 step",
+    ]
+    no_amx = compute_targets(sec, "base", rates, ["avx512_bf16"])
+    assert no_amx[-1].startswith("bf16 pretraining step: MFU 40.0% of the bf16 matmul rate (the 35% target is for AMX")
+    emulated = compute_targets(sec, "base", {"fp32": 150e9, "bf16": None}, [])
+    assert emulated[-1] == "bf16 pretraining step: skipped (no bf16 matrix units: bf16 would be emulated)"
