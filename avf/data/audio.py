@@ -90,6 +90,11 @@ class Waveform:
         return len(self.samples) / self.rate
 
 
+# Frames averaged to mono together: one mean per block instead of per frame is 40 % faster, and a block
+# (64 frames: about 1.4 s of 48 kHz AAC) bounds the multichannel copy a long file would otherwise need.
+MEAN_BLOCK_FRAMES = 64
+
+
 def load_audio(path: str | Path, rate: int = 16000, start_s: float | None = None) -> Waveform | None:
     """Decode, resample to ``rate`` and average to mono the first audio stream of ``path``.
 
@@ -102,20 +107,37 @@ def load_audio(path: str | Path, rate: int = 16000, start_s: float | None = None
             return None
         stream = c.streams.audio[0]
         resampler = av.AudioResampler(format="fltp", rate=rate)  # keeps the layout: channels averaged below
-        resampled: list[av.AudioFrame] = []
+        mono: list[np.ndarray] = []  # one channel mean per block of frames
+        block: list[np.ndarray] = []  # [C, n] arrays of the current block, all with the same C
         first: float | None = None
+        channels = 0
+
+        def flush() -> None:
+            if block:
+                mono.append(np.concatenate(block, axis=1).mean(axis=0))
+                block.clear()
+
+        def add(frames: list[av.AudioFrame]) -> None:
+            nonlocal channels
+            for out in frames:
+                arr = out.to_ndarray()
+                if block and (arr.shape[0] != block[0].shape[0] or len(block) == MEAN_BLOCK_FRAMES):
+                    flush()
+                channels = max(channels, arr.shape[0])
+                block.append(arr)
+
         try:
             for frame in c.decode(stream):
                 if first is None and frame.time is not None:
                     first = float(frame.time)
-                resampled += resampler.resample(frame)
-            resampled += resampler.resample(None)
+                add(resampler.resample(frame))
+            add(resampler.resample(None))
         except av.FFmpegError as e:
             raise MediaError(path, f"audio decode error: {ffmpeg_reason(e)}") from None
-        # one concatenation and one mean over the whole clip: per-frame arrays cost 40 % of the load
-        planes = np.concatenate([f.to_ndarray() for f in resampled], axis=1) if resampled else np.zeros((0, 0))
-        channels = planes.shape[0]
-        samples = planes.mean(axis=0).astype(np.float32) if resampled else np.zeros(0, np.float32)
+        except ValueError as e:  # PyAV's resampler refuses a frame whose layout or rate changed mid-stream
+            raise MediaError(path, f"audio format changed mid-stream: {e}") from None
+        flush()
+        samples = np.concatenate(mono).astype(np.float32, copy=False) if mono else np.zeros(0, np.float32)
         return Waveform(
             samples=samples,
             rate=rate,

@@ -117,6 +117,9 @@ def window_span(times: np.ndarray, indices: np.ndarray, stride: int) -> tuple[fl
 # ------------------------------------------------------------------------------------------ samples
 
 
+MAX_FRAME_SIDE = 2048  # px; face crops are data.face.size, at most 512
+
+
 @dataclass
 class Sample:
     """A sample's parsed members (frames still JPEG-encoded)."""
@@ -143,6 +146,8 @@ class Sample:
                 continue
             try:
                 height, width = jpeg_size(self.frames[i])
+                if max(height, width) > MAX_FRAME_SIDE:  # a damaged header: never allocate T frames of it
+                    raise ValueError(f"its header says {width}x{height} px, more than any face crop")
                 if out is None and height == width:
                     out = np.empty((len(idx), height, width, 3), np.uint8)
                 if out is None or (height, width) != out.shape[1:3]:

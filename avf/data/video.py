@@ -394,14 +394,15 @@ def encode_jpeg(rgb: np.ndarray, quality: int = 90, bgr: bool = False) -> bytes:
 
 
 def decode_jpeg(data: bytes, out: np.ndarray | None = None) -> np.ndarray:
-    """RGB ``uint8 [H, W, 3]`` from JPEG bytes, decoded straight into ``out`` when given (it must have that
-    shape); raises ``ValueError`` on corrupt data, including the damage libjpeg could paper over.
+    """RGB ``uint8 [H, W, 3]`` from JPEG bytes, decoded straight into ``out`` when given (a writable, contiguous
+    uint8 array of that shape); raises ``ValueError`` on corrupt data, including damage libjpeg only warns of.
 
-    simplejpeg, not OpenCV: both wrap libjpeg-turbo with the same IDCT and upsampling (identical pixels),
-    but on one thread a 160-px face crop decodes in 0.10 ms into a given buffer against OpenCV's 0.15 ms,
-    and a window of 16 distinct ones in 1.8-2.0 ms against 4.8-5.5 ms.
+    simplejpeg, not OpenCV: the same libjpeg-turbo decoder and pixels (OpenCV alone applies EXIF orientation,
+    which face crops do not carry), and it can write into a given buffer (figures in docs/performance.md).
     """
     if out is not None:
+        if out.dtype != np.uint8 or not out.flags.c_contiguous or not out.flags.writeable:
+            raise TypeError(f"out must be a writable, contiguous uint8 array, not {out.dtype} with {out.flags}")
         height, width = jpeg_size(data)
         if out.shape != (height, width, 3):
             raise ValueError(f"a {width}x{height} px image, not {out.shape[1]}x{out.shape[0]}")

@@ -312,6 +312,10 @@ def test_a_frame_that_decodes_to_another_size_is_a_corrupt_sample() -> None:
         sample.decode(np.array([0, 1]))
     with pytest.raises(CorruptSampleError, match="frame 1: decoded to 48x32 px, not a square crop"):
         sample.decode(np.array([1]))  # crops are square
+    sof = good.index(b"\xff\xc0")  # baseline frame header: length (2), precision (1), height (2), width (2)
+    huge = good[: sof + 5] + (40000).to_bytes(2, "big") * 2 + good[sof + 9 :]
+    with pytest.raises(CorruptSampleError, match="frame 0: its header says 40000x40000 px, more than any face crop"):
+        Sample("k2", "shard-000000.tar", {}, [huge], np.zeros(1), None, None).decode(np.zeros(16, np.int64))
 
 
 Epochs = tuple[list[list[str]], list[torch.Tensor], set[int]]

@@ -113,12 +113,14 @@ def test_jpeg_decoding_gives_opencvs_pixels_straight_into_a_buffer(face: str) ->
         reference = cv2.cvtColor(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
         np.testing.assert_array_equal(video.decode_jpeg(data), reference)
         out = np.zeros((2, size[1], size[0], 3), np.uint8)
-        assert video.decode_jpeg(data, out[1]).base is not None
+        assert np.shares_memory(video.decode_jpeg(data, out[1]), out[1])
         np.testing.assert_array_equal(out[1], reference)
         assert not out[0].any()
         assert video.jpeg_size(data) == (size[1], size[0])
     with pytest.raises(ValueError, match="a 97x61 px image, not 61x97"):
         video.decode_jpeg(data, np.zeros((97, 61, 3), np.uint8))
+    with pytest.raises(TypeError, match="writable, contiguous uint8"):  # a caller's bug, not corrupt data
+        video.decode_jpeg(data, np.zeros((61, 97, 3), np.float32))
     with pytest.raises(ValueError):
         video.decode_jpeg(data[: len(data) // 2])  # truncated: libjpeg would fill the rest with grey
     with pytest.raises(ValueError, match="not a readable JPEG header"):
