@@ -12,6 +12,10 @@ Per size (``--sizes tiny,base``) and device (``--device cpu|cuda``; bf16 autocas
 * preprocessing / loader throughput (``benchmarks/preprocess.py``'s ``main``, in a child process);
 * Ray scaling: clips/s with 1 and 2 workers (``benchmarks/scaling.py``) and a wall-clock projection.
 
+A run starts with the CPU's matmul features and its fp32 (and, with bf16 units, bf16) square-matmul rates;
+each CPU size ends with its compute targets, every ratio from the run with met/missed (:func:`compute_targets`).
+Peak RSS growth per clip has its own command, ``python -m benchmarks.rss``.
+
 Prints tables and writes ``reports/bench/bench-<time>.json`` and ``reports/bench/latest.json``.
 ``--quick`` (batch 4, 2 timed rounds, tiny + base) finishes in under 10 minutes on 2 cores.
 

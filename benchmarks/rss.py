@@ -15,7 +15,8 @@ and batch size runs in a fresh child process, so no case inherits another's heap
 allocator's slack, everything the OS sees beyond parameters, gradients and optimizer state. **Per clip** is
 the slope of the forward + backward growth between the two batch sizes, ``(growth(2B) - growth(B)) / B``,
 what one more clip costs. The whole step's growth, at batch B, adds the gradients and the optimizer's
-temporaries, which do not grow with the batch. Saved-for-backward bytes per clip (what autograd keeps,
+temporaries, which do not grow with the batch. ``--heap default`` measures ours with glibc's default heap
+instead of avf's setting. Saved-for-backward bytes per clip (what autograd keeps,
 :func:`benchmarks.harness.saved_tensor_bytes`) are measured in the same child. The target: per-clip growth
 at most half the official code's, pretraining and fine-tuning.
 """
@@ -65,11 +66,13 @@ def _peak_growth(run: Callable[[], object]) -> float:
     _trim_heap()
     before = _status_kib("VmRSS")
     Path("/proc/self/clear_refs").write_text("5")  # the high-water mark restarts from the current resident set
+    if _status_kib("VmHWM") > before + 16 * 1024:
+        raise RuntimeError("the kernel did not reset the peak resident set (/proc/self/clear_refs)")
     run()
     return (_status_kib("VmHWM") - before) / 1024
 
 
-def measure(kind: str, who: str, size: str, batch: int, official_dir: str | None) -> dict[str, Any]:
+def measure(kind: str, who: str, size: str, batch: int, official_dir: str | None, heap: str) -> dict[str, Any]:
     """One child's measurement (see the module docstring); MiB throughout."""
     import torch
 
@@ -78,7 +81,8 @@ def measure(kind: str, who: str, size: str, batch: int, official_dir: str | None
 
     device = torch.device("cpu")
     if who == "ours":
-        limit_heap_slack()  # as avf.train.loop.fit does before it builds the model
+        if heap == "limit":
+            limit_heap_slack()  # as avf.train.loop.fit does before it builds the model
         runner = (cases.ours_pretrain if kind == "pretrain" else cases.ours_finetune)(size, batch, device)
     else:
         path = official.official_dir(official_dir)
@@ -109,8 +113,10 @@ def measure(kind: str, who: str, size: str, batch: int, official_dir: str | None
     }
 
 
-def _child(kind: str, who: str, size: str, batch: int, threads: int, official_dir: str | None) -> dict[str, Any]:
-    argv = [sys.executable, "-m", "benchmarks.rss", "--child", f"{kind},{who},{size},{batch}"]
+def _child(
+    kind: str, who: str, size: str, batch: int, threads: int, official_dir: str | None, heap: str
+) -> dict[str, Any]:
+    argv = [sys.executable, "-m", "benchmarks.rss", "--child", f"{kind},{who},{size},{batch}", "--heap", heap]
     argv += ["--threads", str(threads)] + (["--official-dir", official_dir] if official_dir else [])
     out = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, check=False)
     if out.returncode != 0:
@@ -118,17 +124,22 @@ def _child(kind: str, who: str, size: str, batch: int, threads: int, official_di
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def run(size: str, batch: int, threads: int, official_dir: str | None) -> dict[str, Any]:
-    """Both kinds, both codes (the official one where ``official_dir`` is a checkout), batch and 2 x batch."""
+def run(size: str, batch: int, threads: int, official_dir: str | None, heap: str = "limit") -> dict[str, Any]:
+    """Both kinds, both codes (the official one where ``official_dir`` is a checkout with ``size``), batch and
+    2 x batch; ``heap``: ours with avf's heap setting (``limit``) or glibc's default (``default``)."""
     from benchmarks import official
 
-    who = WHO if official.official_dir(official_dir) else ("ours",)
-    if len(who) == 1:
+    who = WHO
+    if official.official_dir(official_dir) is None:
+        who = ("ours",)
         print(official.why_skipped(official_dir))
-    results: dict[str, Any] = {"size": size, "batch": batch, "threads": threads, "cases": {}}
+    elif size not in official.CONFIGS:
+        who = ("ours",)
+        print(f"official code skipped: it has no {size} model (sizes: {', '.join(official.CONFIGS)})")
+    results: dict[str, Any] = {"size": size, "batch": batch, "threads": threads, "heap": heap, "cases": {}}
     for kind in KINDS:
         for w in who:
-            runs = {b: _child(kind, w, size, b, threads, official_dir) for b in (batch, 2 * batch)}
+            runs = {b: _child(kind, w, size, b, threads, official_dir, heap) for b in (batch, 2 * batch)}
             small, large = runs[batch], runs[2 * batch]
             results["cases"][f"{w} {kind}"] = {
                 "runs": {str(b): r for b, r in runs.items()},
@@ -143,7 +154,8 @@ def report(results: dict[str, Any]) -> list[str]:
     """The table and the target lines."""
     b = results["batch"]
     lines = [
-        f"peak RSS growth, {results['size']}, fp32, {results['threads']} threads, each case in a fresh process (MiB; "
+        f"peak RSS growth, {results['size']}, fp32, {results['threads']} threads, ours with heap "
+        f"{results['heap']}, each case in a fresh process (MiB; "
         f"per clip: forward + backward at batch {2 * b} minus batch {b}, over {b})",
         f"{'case':<20} {'step, B=' + str(b):>12} {'fwd+bwd, B=' + str(b):>13} {'fwd+bwd, B=' + str(2 * b):>13} "
         f"{'per clip':>9} {'saved/clip':>11}",
@@ -173,6 +185,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--batch", type=int, default=4, help="the smaller batch; the larger is twice it")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--official-dir", default=None)
+    parser.add_argument(
+        "--heap", choices=("limit", "default"), default="limit", help="ours with avf's heap setting or glibc's default"
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "reports" / "bench" / "rss.json")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -181,12 +196,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     torch.set_num_threads(args.threads)
     if args.child:
         kind, who, size, batch = args.child.split(",")
-        print(json.dumps(measure(kind, who, size, int(batch), args.official_dir)))
+        print(json.dumps(measure(kind, who, size, int(batch), args.official_dir, args.heap)))
         return {}
     from avf.utils.io import write_json
     from benchmarks import harness
 
-    results = run(args.size, args.batch, args.threads, args.official_dir)
+    results = run(args.size, args.batch, args.threads, args.official_dir, args.heap)
     results["machine"] = harness.machine_info(torch.device("cpu"))
     for line in report(results):
         print(line)

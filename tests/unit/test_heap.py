@@ -38,6 +38,8 @@ CHILD = textwrap.dedent(
 
 
 def _run(mode: str, env: dict[str, str] | None = None) -> tuple[bool, int]:
+    if env is None:  # glibc's own default, whatever the calling environment set
+        env = {k: v for k, v in os.environ.items() if k != "MALLOC_MMAP_THRESHOLD_"}
     out = subprocess.run([sys.executable, "-c", CHILD, mode], capture_output=True, text=True, env=env, check=True)
     applied, kept = out.stdout.split()
     return applied == "True", int(kept)
