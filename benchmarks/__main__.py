@@ -12,7 +12,7 @@ Per size (``--sizes tiny,base``) and device (``--device cpu|cuda``; bf16 autocas
 * preprocessing / loader throughput (``benchmarks/preprocess.py``'s ``main``, in a child process);
 * Ray scaling: clips/s with 1 and 2 workers (``benchmarks/scaling.py``) and a wall-clock projection.
 
-A run starts with the CPU's matmul features and its fp32 (and, with bf16 units, bf16) square-matmul rates;
+A run prints the CPU's matmul features; on the CPU, its fp32 (and, with bf16 units, bf16) square-matmul rates;
 each CPU size ends with its compute targets, every ratio from the run with met/missed (:func:`compute_targets`).
 Peak RSS growth per clip has its own command, ``python -m benchmarks.rss``.
 
@@ -285,16 +285,28 @@ def run_model_sections(args: argparse.Namespace, report: Report, device: torch.d
         report.data["sections"][f"{device.type}/{size}"] = sec
 
 
+def probe_cpu_rates(report: Report) -> None:
+    """The CPU's square-matmul rates before the model sections (:func:`print_targets` probes again after)."""
+    rates = report.data["matmul_rates"] = harness.cpu_matmul_rates()
+    bf16_rate = rates["bf16"]
+    print(
+        f"CPU matmul, 2048^3, {torch.get_num_threads()} threads: fp32 {rates['fp32'] / 1e9:.0f} GFLOP/s, "
+        + (
+            f"bf16 {bf16_rate / 1e9:.0f} GFLOP/s ({bf16_rate / rates['fp32']:.1f}x fp32)"
+            if bf16_rate
+            else "bf16 not measured (no bf16 matrix units: it would be emulated)"
+        )
+    )
+
+
 def print_targets(report: Report) -> None:
-    """Each CPU size's compute targets, against the better of the run's first matmul probe and one taken now."""
+    """Each size's compute targets (a CPU run), against the better of the first matmul probe and one taken now."""
     first, last = report.data["matmul_rates"], harness.cpu_matmul_rates()
     rates = report.data["matmul_rates"] = {
         k: max(first[k], last[k]) if first[k] and last[k] else None for k in ("fp32", "bf16")
     }
     for key, sec in report.data["sections"].items():
-        device, size = key.split("/")
-        if device != "cpu":
-            continue
+        size = key.split("/")[1]
         sec["targets"] = compute_targets(sec, size, rates, report.data["machine"]["cpu_features"])
         print(f"\n== {size}: compute targets (ratios from this run)")
         for line in sec["targets"]:
@@ -473,22 +485,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     with harness.load_sampler() as load:
         report.data["machine"] = harness.machine_info(device if device.type == "cpu" else torch.device("cpu"))
         print(f"machine: {json.dumps(report.data['machine'])}")
-        rates = report.data["matmul_rates"] = harness.cpu_matmul_rates()
-        bf16_rate = rates["bf16"]
-        print(
-            f"CPU matmul, 2048^3, {torch.get_num_threads()} threads: fp32 {rates['fp32'] / 1e9:.0f} GFLOP/s, "
-            + (
-                f"bf16 {bf16_rate / 1e9:.0f} GFLOP/s ({bf16_rate / rates['fp32']:.1f}x fp32)"
-                if bf16_rate
-                else "bf16 not measured (no bf16 matrix units: it would be emulated)"
-            )
-        )
         if device.type == "cuda" and not torch.cuda.is_available():
             print("GPU benchmarks skipped: no CUDA device here (the bf16 GPU path runs where one is present)")
             report.data["skipped"] = "no CUDA device"
         elif only & {"pretrain", "finetune", "inference"}:
             if device.type == "cuda":
                 report.data["machine"].update(harness.machine_info(device))
+            else:
+                probe_cpu_rates(report)
             run_model_sections(args, report, device)
             if device.type == "cpu":
                 print_targets(report)
