@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from avf.config.base import Section
 
@@ -23,10 +23,17 @@ class OptimConfig(Section):
     weight_decay: float = Field(0.05, ge=0)
     betas: tuple[float, float] = (0.9, 0.999)
     clip_grad: float | None = Field(None, gt=0)
-    amp: Literal["auto", "off", "bf16", "fp16"] = "auto"  # auto: bf16 where supported, fp16 on older GPUs
+    # auto: bf16 on GPUs and CPUs with native bf16 matmuls, fp16 on older GPUs, fp32 on other CPUs
+    amp: Literal["auto", "off", "bf16", "fp16"] = "auto"
     ema_decay: float | None = Field(None, gt=0, lt=1)
     num_workers: int = Field(0, ge=0)  # DataLoader workers per training process
     log_every: int = Field(10, ge=1)  # steps between metric logs
+
+    @field_validator("amp", mode="before")
+    @classmethod
+    def _unquoted_off(cls, value: object) -> object:
+        """YAML 1.1 reads an unquoted ``amp: off`` as false: that is ``off``."""
+        return "off" if value is False else value
 
 
 class ContrastiveConfig(Section):

@@ -9,10 +9,17 @@ outputs with the HAFE layer. Inputs and outputs keep their shapes: ``V [B, Nv, C
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from avf.models.layers import Attention, CrossAttention, LayerNorm, drop_path_or_identity, ln_mlp, make_mlp
+from avf.models.layers import (
+    Attention,
+    CrossAttention,
+    LayerNorm,
+    attention,
+    drop_path_or_identity,
+    ln_mlp,
+    make_mlp,
+)
 
 
 class DiERBranch(nn.Module):
@@ -90,8 +97,8 @@ class ERLayer(nn.Module):
             )
         f = self.proj(global_tokens) if global_tokens.shape[-1] == 2 * self.dim else global_tokens
         q = f.unsqueeze(1)
-        r_a = F.scaled_dot_product_attention(q, a.unsqueeze(1), a.unsqueeze(1)).squeeze(1)
-        r_v = F.scaled_dot_product_attention(q, v.unsqueeze(1), v.unsqueeze(1)).squeeze(1)
+        r_a = attention(q, a.unsqueeze(1), a.unsqueeze(1)).squeeze(1)
+        r_v = attention(q, v.unsqueeze(1), v.unsqueeze(1)).squeeze(1)
         r_a = self.audio_refine(r_a.transpose(1, 2)).transpose(1, 2)
         r_v = self.video_refine(r_v.transpose(1, 2)).transpose(1, 2)
         return self.norm(f + r_a + r_v)

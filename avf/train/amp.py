@@ -1,4 +1,5 @@
-"""Mixed precision: bf16 autocast where supported, fp16 with a grad scaler on older GPUs, fp32 on CPU."""
+"""Mixed precision: bf16 autocast where the matrix units run it natively, fp16 with a grad scaler on older
+GPUs, fp32 elsewhere."""
 
 from __future__ import annotations
 
@@ -8,9 +9,16 @@ from contextlib import AbstractContextManager
 
 import torch
 
+from avf.utils.cpu import bf16_units
+
 
 def resolve_dtype(mode: str, device: torch.device) -> torch.dtype | None:
-    """Autocast dtype for ``mode`` (auto/off/bf16/fp16) on ``device``; None means fp32 (no autocast)."""
+    """Autocast dtype for ``mode`` (auto/off/bf16/fp16) on ``device``; None means fp32 (no autocast).
+
+    ``auto`` on a CPU is bf16 where the CPU has bf16 matrix instructions (AMX, AVX-512 BF16) and fp32
+    elsewhere, where PyTorch would emulate bf16 more slowly than fp32. The result depends on the machine:
+    a run whose metrics must match across machines sets ``off``.
+    """
     if mode == "off":
         return None
     if device.type == "cuda":
@@ -20,8 +28,14 @@ def resolve_dtype(mode: str, device: torch.device) -> torch.dtype | None:
         if mode == "bf16" or torch.cuda.is_bf16_supported(including_emulation=False):
             return torch.bfloat16
         return torch.float16
-    # CPU: autocast only when asked explicitly (bf16 matmuls are slow on most CPUs).
-    return torch.bfloat16 if mode == "bf16" else None
+    if mode == "bf16" or (mode == "auto" and bf16_units()):
+        return torch.bfloat16
+    return None  # fp16 on a CPU: fp32 (few CPUs have fp16 matrix units)
+
+
+def precision_name(dtype: torch.dtype | None) -> str:
+    """``fp32``, ``bf16`` or ``fp16``: what a run records of its :func:`resolve_dtype`."""
+    return {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, "fp32") if dtype else "fp32"
 
 
 def autocast(device: torch.device, dtype: torch.dtype | None) -> Callable[[], AbstractContextManager[object]]:

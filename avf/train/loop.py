@@ -30,7 +30,7 @@ from avf.artifacts.checkpoints import (
 from avf.config import OptimConfig
 from avf.config.train import SelectRule
 from avf.train import faults
-from avf.train.amp import autocast, grad_scaler, resolve_dtype
+from avf.train.amp import autocast, grad_scaler, precision_name, resolve_dtype
 from avf.train.optim import build_optimizer, build_scheduler, current_lr
 from avf.train.selection import Selection
 from avf.train.session import Session
@@ -68,9 +68,9 @@ class Task(Protocol):
 def fit(task: Task, session: Session, log_fn: LogFn | None = None) -> dict[str, Any]:
     """Train ``task`` to completion (resuming from the session's checkpoint if any).
 
-    Returns the final loop state: ``step``, ``epoch``, ``history`` (per-epoch metrics), ``selected``
-    (the rule, its epochs and the exported weights' metrics) and, on rank 0, ``selected_weights`` and
-    ``last_weights``.
+    Returns the final loop state: ``step``, ``epoch``, ``precision`` (fp32/bf16/fp16), ``history``
+    (per-epoch metrics), ``selected`` (the rule, its epochs and the exported weights' metrics) and, on
+    rank 0, ``selected_weights`` and ``last_weights``.
     """
     cfg, device = task.cfg, session.device
     limit_heap_slack()  # before the model and the DataLoader workers exist, so both follow it
@@ -100,6 +100,12 @@ def fit(task: Task, session: Session, log_fn: LogFn | None = None) -> dict[str, 
             selection.restore(kept, state)
             ema_weights = load_ema_weights(ckpt)
             log.info("resumed from %s at epoch %d step %d", ckpt, state["epoch"], state["step"])
+    precision = precision_name(dtype)
+    if state.get("precision", precision) != precision:
+        log.warning("the run trained in %s so far and goes on in %s (amp: %s)", state["precision"], precision, cfg.amp)
+    state["precision"] = precision
+    if session.rank == 0:
+        log.info("training in %s on %s (amp: %s)", precision, device, cfg.amp)
     ema = None
     if cfg.ema_decay:  # the EMA weights are checkpointed with the rest; a new run starts them from the model
         from timm.utils import ModelEmaV3

@@ -67,9 +67,10 @@ def _base_config(params: Params, stage: str, run: Any) -> dict[str, Any]:
 
 
 def _execute(
-    params: Params, stage: str, config: dict[str, Any], inputs: list[Path], storage: Path
+    params: Params, stage: str, config: dict[str, Any], inputs: list[Path], storage: Path, run: Any
 ) -> tuple[Path, dict, Path]:
-    """Train (or resume) the stage's run; returns its newest checkpoint, loop state and run folder."""
+    """Train (or resume) the stage's run and tag its MLflow ``run`` with the precision it trained in;
+    returns its newest checkpoint, loop state and run folder."""
     from avf.train import launch
 
     name = _run_name(params, stage, inputs)
@@ -85,6 +86,7 @@ def _execute(
     decode_tasks = params.data.ingest_tasks if params.data.ingest == "ray" else 0
     result = launch.run(config, params.ray, name, storage, decode_tasks)
     state = json.loads((result.checkpoint / "state.json").read_text())["loop"]
+    run.set_tags({"avf.precision": state["precision"]})  # amp: auto depends on the machine
     return result.checkpoint, state, storage / name
 
 
@@ -125,7 +127,9 @@ def run_pretrain(params: Params, shard_root: Path, out: Path, report_dir: Path, 
             "shard_dirs": [str(d.resolve()) for d in shard_dirs],
             "num_samples": num,
         }
-        ckpt, state, run_dir = _execute(params, "pretrain", config, [d / "index.json" for d in shard_dirs], storage)
+        ckpt, state, run_dir = _execute(
+            params, "pretrain", config, [d / "index.json" for d in shard_dirs], storage, run
+        )
         last = state["curve"][-1] if state.get("curve") else {}
         summary = {
             "stage": "pretrain",
@@ -139,6 +143,7 @@ def run_pretrain(params: Params, shard_root: Path, out: Path, report_dir: Path, 
             "kind": "pretrain",
             "model": params.model.model_dump(),
             "datasets": names,
+            "precision": state["precision"],
             "metrics": summary,
             "mlflow_run_id": run.run_id,
             "params_hash": section_hash(params, *stage_params("pretrain")),
@@ -260,7 +265,7 @@ def run_supervised(
         }
         inputs = [s.shard_dir / "index.json" for s in splits] + [manifest_dir / f"{n}.parquet" for n in names]
         inputs += [init] if init else []
-        ckpt, state, run_dir = _execute(params, stage, config, inputs, storage)
+        ckpt, state, run_dir = _execute(params, stage, config, inputs, storage, run)
         summary = _selection_summary(stage, state, splits)
         # the selection's weights, else the last epoch's: the EMA's when the run keeps one (what was evaluated)
         kept = [ckpt / n for n in ("selected.safetensors", "ema.safetensors", "model.safetensors")]
@@ -283,6 +288,7 @@ def run_supervised(
                 for s in splits
             },
             "fold": params.data.split.fold if stage == "finetune" else None,
+            "precision": state["precision"],
             "metrics": summary,
             "mlflow_run_id": run.run_id,
             "params_hash": section_hash(params, *stage_params(stage)),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 from pathlib import Path
 
 # Instructions that run bf16 matmuls natively: AMX tiles (Intel Sapphire Rapids and later) and AVX-512 BF16
@@ -23,3 +24,9 @@ def bf16_units(cpuinfo: Path = Path("/proc/cpuinfo")) -> tuple[str, ...]:
     """The bf16 matrix instructions this CPU has (empty: bf16 would be emulated)."""
     flags = cpu_flags(cpuinfo)
     return tuple(f for f in BF16_FLAGS if f in flags)
+
+
+@functools.cache
+def has_amx_bf16() -> bool:
+    """Whether this CPU has AMX bf16 tiles (read once per process)."""
+    return "amx_bf16" in bf16_units()

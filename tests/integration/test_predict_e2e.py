@@ -190,7 +190,7 @@ def test_register_stage_serves_a_pyfunc_that_predicts_like_avf_predict(
     ckpt = run_dir / "checkpoint_000000001"
     ckpt.mkdir(parents=True)
     shutil.copy(workspace["model"] / "model.safetensors", ckpt / "model.safetensors")
-    state = {"step": 1, "epoch": 1, "history": [], "curve": []}
+    state = {"step": 1, "epoch": 1, "precision": "fp32", "history": [], "curve": []}
     (ckpt / "state.json").write_text(json.dumps({"loop": state}))
     split = DatasetSplits("ravdess", tmp_path / "shards", ["k"], [], ["t"], "classification", 3, CLASSES)
     monkeypatch.setattr(stages, "dataset_splits", lambda *a, **k: split)

@@ -94,6 +94,7 @@ def toy_config(
                 "weight_decay": 0.0,
                 "accum_steps": accum,
                 "log_every": 1,
+                "amp": "off",  # the same fp32 arithmetic on every CPU: the tests compare runs exactly
                 **optim,
             },
         },

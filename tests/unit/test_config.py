@@ -80,6 +80,15 @@ def test_missing_and_malformed_files(tmp_path: Path) -> None:
         load_params(bad)
 
 
+def test_an_unquoted_amp_off_is_off(tmp_path: Path) -> None:
+    path = tmp_path / "params.yaml"
+    path.write_text("finetune:\n  amp: off\n")  # YAML 1.1: false
+    assert load_params(path).finetune.amp == "off"
+    path.write_text("finetune:\n  amp: on\n")
+    with pytest.raises(ParamsError, match=r"finetune\.amp"):
+        load_params(path)
+
+
 def test_overrides_and_frozen(tmp_path: Path) -> None:
     p = load_params(write(tmp_path, {}), overrides={"model.size": "base", "pretrain.epochs": 3})
     assert p.model.size == "base" and p.pretrain.epochs == 3

@@ -28,6 +28,17 @@ def test_auto_precision_takes_native_bf16_only(monkeypatch: pytest.MonkeyPatch) 
     assert resolve_dtype("auto", cuda) == torch.bfloat16  # A100, H100: native
 
 
+def test_auto_precision_on_a_cpu_takes_bf16_where_it_has_bf16_units(monkeypatch: pytest.MonkeyPatch) -> None:
+    from avf.train import amp
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(amp, "bf16_units", lambda: ())  # an AMD EPYC without AVX-512 BF16: emulated bf16
+    assert resolve_dtype("auto", cpu) is None and resolve_dtype("bf16", cpu) == torch.bfloat16
+    monkeypatch.setattr(amp, "bf16_units", lambda: ("amx_bf16", "avx512_bf16"))  # a Xeon with AMX
+    assert resolve_dtype("auto", cpu) == torch.bfloat16
+    assert resolve_dtype("off", cpu) is None and resolve_dtype("fp16", cpu) is None
+
+
 def test_contrastive_logits_are_fp32_under_autocast() -> None:
     g = torch.Generator().manual_seed(0)
     z_v = F.normalize(torch.randn(8, 64, generator=g), dim=-1)

@@ -404,6 +404,24 @@ def test_fused_ops_under_bf16_autocast(inputs: tuple[torch.Tensor, torch.Tensor]
     assert abs(out16 - ref32) < 1.5 * abs(ref16 - ref32) + 2e-2 * abs(ref32)
 
 
+def test_bf16_attention_runs_in_fp32_on_a_cpu_without_amx(monkeypatch: pytest.MonkeyPatch) -> None:
+    from avf.models import layers
+
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 3, 40, 16, generator=g).bfloat16() for _ in range(3))
+    upcast = F.scaled_dot_product_attention(q.float(), k.float(), v.float()).bfloat16()
+    native = F.scaled_dot_product_attention(q, k, v)
+    assert not torch.equal(upcast, native)  # the two paths can be told apart
+    monkeypatch.setattr(layers, "has_amx_bf16", lambda: False)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # autocast must not cast the fp32 inputs back
+        out = layers.attention(q, k, v)
+    assert out.dtype == torch.bfloat16 and torch.equal(out, upcast)
+    monkeypatch.setattr(layers, "has_amx_bf16", lambda: True)
+    assert torch.equal(layers.attention(q, k, v), native)
+    x = q.float()
+    assert torch.equal(layers.attention(x, x, x), F.scaled_dot_product_attention(x, x, x))
+
+
 def test_fused_ops_keep_less_for_backward(inputs: tuple[torch.Tensor, torch.Tensor], masks: Masks) -> None:
     from avf.models.layers import fused_ops
     from benchmarks.harness import saved_tensor_bytes

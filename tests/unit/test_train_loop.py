@@ -120,12 +120,14 @@ def test_bf16_autocast_trains_on_cpu(tmp_path: Path) -> None:
     from avf.train.amp import grad_scaler, resolve_dtype
 
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    assert resolve_dtype("auto", cpu) is None and resolve_dtype("bf16", cpu) == torch.bfloat16
+    assert resolve_dtype("bf16", cpu) == torch.bfloat16 and resolve_dtype("off", cpu) is None
     assert resolve_dtype("off", cuda) is None and resolve_dtype("fp16", cuda) == torch.float16
     assert grad_scaler(cpu, torch.bfloat16) is None and grad_scaler(cpu, None) is None
     state, session = run_local(toy_config(epochs=4, amp="bf16"), tmp_path / "bf16")
     vals = losses(session)
     assert state["step"] == 32 and vals[-1] < 0.5 * vals[0]
+    assert state["precision"] == "bf16"
+    assert run_local(toy_config(epochs=1, amp="off"), tmp_path / "fp32")[0]["precision"] == "fp32"
 
 
 def test_global_batches_do_not_depend_on_world_size() -> None:
