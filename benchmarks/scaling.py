@@ -61,8 +61,8 @@ def bench_config(size: str, batch: int, steps: int, threads: int) -> dict[str, A
     params = Params().model_dump(mode="json")
     params["model"]["size"] = size
     params["pretrain"].update(
-        batch_size=batch, steps_per_epoch=steps, epochs=1, log_every=1, warmup_epochs=0.0, num_workers=0
-    )
+        batch_size=batch, steps_per_epoch=steps, epochs=1, log_every=1, warmup_epochs=0.0, num_workers=0, amp="off"
+    )  # fp32 on every CPU, as the scaling table in docs/performance.md
     return {
         "stage": "bench",
         "task_factory": "benchmarks.scaling:build",

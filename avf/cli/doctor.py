@@ -49,9 +49,9 @@ def collect(params_path: Path) -> list[tuple[str, str, bool]]:
     rows.append(
         (
             "cpu bf16",
-            f"matrix units: {', '.join(units)} (amp: auto trains in bf16; predict --precision bf16 is fast)"
+            f"matrix units: {', '.join(units)} (amp: auto picks bf16 here; predict --precision bf16 is fast)"
             if units
-            else "no bf16 matrix units: amp: auto trains in fp32 (bf16 would be emulated, slower)",
+            else "no bf16 matrix units: amp: auto picks fp32 here (bf16 would be emulated, slower)",
             True,
         )
     )

@@ -49,6 +49,8 @@ __all__ = [
 ]
 
 LN_EPS = 1e-6
+# Read once at import, not in forward: torch.compile cannot trace the CPU-flags file.
+UPCAST_CPU_BF16_ATTENTION = not has_amx_bf16()
 LayerNorm = partial(nn.LayerNorm, eps=LN_EPS)
 
 
@@ -234,13 +236,12 @@ def ln_mlp(x: Tensor, norm: nn.LayerNorm, mlp: Mlp) -> Tensor:
 def attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
     """``softmax(q k^T / sqrt(d)) v`` by SDPA: ``q [..., Lq, d]``, ``k, v [..., Lk, d]`` -> ``[..., Lq, d]``.
 
-    bf16 inputs on a CPU without AMX are attended in fp32 and the result cast back: there PyTorch's CPU
-    flash kernel runs bf16 slower than fp32, and base bf16 steps are 8-9% faster this way (pretraining
-    1.86 -> 1.70 s, fine-tuning 4.40 -> 4.08 s at batch 4 on an AMD EPYC with AVX-512 BF16).
+    Attention that would run in bf16 on a CPU without AMX runs in fp32 and returns bf16: there PyTorch's
+    CPU flash kernel is slower in bf16 than in fp32 (docs/performance.md, "bf16 training on the CPU").
     """
-    if q.dtype == torch.bfloat16 and q.device.type == "cpu" and not has_amx_bf16():
+    if q.device.type == "cpu" and UPCAST_CPU_BF16_ATTENTION and torch.bfloat16 in (q.dtype, _cast_dtype(q)):
         with torch.autocast("cpu", enabled=False):
-            return F.scaled_dot_product_attention(q.float(), k.float(), v.float()).to(q.dtype)
+            return F.scaled_dot_product_attention(q.float(), k.float(), v.float()).to(torch.bfloat16)
     return F.scaled_dot_product_attention(q, k, v)
 
 

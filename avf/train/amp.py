@@ -30,12 +30,12 @@ def resolve_dtype(mode: str, device: torch.device) -> torch.dtype | None:
         return torch.float16
     if mode == "bf16" or (mode == "auto" and bf16_units()):
         return torch.bfloat16
-    return None  # fp16 on a CPU: fp32 (few CPUs have fp16 matrix units)
+    return None  # auto without bf16 units, and fp16, which few CPUs run natively
 
 
 def precision_name(dtype: torch.dtype | None) -> str:
     """``fp32``, ``bf16`` or ``fp16``: what a run records of its :func:`resolve_dtype`."""
-    return {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, "fp32") if dtype else "fp32"
+    return "fp32" if dtype is None else {torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
 
 
 def autocast(device: torch.device, dtype: torch.dtype | None) -> Callable[[], AbstractContextManager[object]]:

@@ -68,7 +68,8 @@ class Task(Protocol):
 def fit(task: Task, session: Session, log_fn: LogFn | None = None) -> dict[str, Any]:
     """Train ``task`` to completion (resuming from the session's checkpoint if any).
 
-    Returns the final loop state: ``step``, ``epoch``, ``precision`` (fp32/bf16/fp16), ``history``
+    Returns the final loop state: ``step``, ``epoch``, ``precision`` (fp32/bf16/fp16, or how it changed
+    when a resumed run resolved another, see :func:`_resumed_precision`), ``history``
     (per-epoch metrics), ``selected`` (the rule, its epochs and the exported weights' metrics) and, on
     rank 0, ``selected_weights`` and ``last_weights``.
     """
@@ -79,7 +80,7 @@ def fit(task: Task, session: Session, log_fn: LogFn | None = None) -> dict[str, 
     eff_batch = task.effective_batch()
     optimizer = build_optimizer(model, cfg, eff_batch, task.layer_decay)
     scheduler = build_scheduler(optimizer, cfg, eff_batch, steps_per_epoch)
-    dtype = resolve_dtype(cfg.amp, device)
+    dtype = _agreed_dtype(resolve_dtype(cfg.amp, device), session)
     amp_ctx, scaler = autocast(device, dtype), grad_scaler(device, dtype)
     state: dict[str, Any] = {
         "epoch": 0,
@@ -100,12 +101,11 @@ def fit(task: Task, session: Session, log_fn: LogFn | None = None) -> dict[str, 
             selection.restore(kept, state)
             ema_weights = load_ema_weights(ckpt)
             log.info("resumed from %s at epoch %d step %d", ckpt, state["epoch"], state["step"])
-    precision = precision_name(dtype)
-    if state.get("precision", precision) != precision:
-        log.warning("the run trained in %s so far and goes on in %s (amp: %s)", state["precision"], precision, cfg.amp)
-    state["precision"] = precision
+            state["precision"] = _resumed_precision(state.get("precision"), precision_name(dtype), state["step"])
+        else:
+            state["precision"] = precision_name(dtype)
     if session.rank == 0:
-        log.info("training in %s on %s (amp: %s)", precision, device, cfg.amp)
+        log.info("training in %s on %s (amp: %s)", precision_name(dtype), device, cfg.amp)
     ema = None
     if cfg.ema_decay:  # the EMA weights are checkpointed with the rest; a new run starts them from the model
         from timm.utils import ModelEmaV3
@@ -200,6 +200,27 @@ def fit(task: Task, session: Session, log_fn: LogFn | None = None) -> dict[str, 
         final["last_weights"] = state_dict_tensors(final_model)
         final["selected_weights"] = selection.exported(final["last_weights"])
     return final
+
+
+def _agreed_dtype(dtype: torch.dtype | None, session: Session) -> torch.dtype | None:
+    """``dtype`` where every rank resolved the same one; fp32 on all ranks where they differ (``amp: auto``
+    on nodes with different CPUs or GPUs), so that no rank trains in another precision than the rest."""
+    names = session.all_gather_object(precision_name(dtype))
+    if len(set(names)) == 1:
+        return dtype
+    if session.rank == 0:
+        log.warning("the ranks resolved different precisions (%s): all of them train in fp32", ", ".join(names))
+    return None
+
+
+def _resumed_precision(before: str | None, now: str, step: int) -> str:
+    """What the loop state says of a run resumed at ``step`` in ``now`` that had trained in ``before`` (None: a
+    checkpoint that does not say): ``before`` when unchanged, else e.g. ``"fp32, then bf16 from step 120"``."""
+    if before is not None and before.rsplit(", then ", 1)[-1].split(" ")[0] == now:
+        return before
+    before = before or "unrecorded"
+    log.warning("the run trained in %s precision so far and goes on in %s from step %d", before, now, step)
+    return f"{before}, then {now} from step {step}"
 
 
 def _evaluate_weights(

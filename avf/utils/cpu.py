@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import functools
 from pathlib import Path
 
 # Instructions that run bf16 matmuls natively: AMX tiles (Intel Sapphire Rapids and later) and AVX-512 BF16
@@ -26,7 +25,6 @@ def bf16_units(cpuinfo: Path = Path("/proc/cpuinfo")) -> tuple[str, ...]:
     return tuple(f for f in BF16_FLAGS if f in flags)
 
 
-@functools.cache
 def has_amx_bf16() -> bool:
-    """Whether this CPU has AMX bf16 tiles (read once per process)."""
+    """Whether this CPU has AMX bf16 tiles."""
     return "amx_bf16" in bf16_units()

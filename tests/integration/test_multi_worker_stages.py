@@ -12,10 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 import yaml
 
 from avf.config import RayConfig
 from avf.runtime import cluster
+from avf.train.amp import precision_name, resolve_dtype
 from tests.support import media
 from tests.support.cli import avf_ok, data_stages, own_tracking_store
 
@@ -129,6 +131,8 @@ def test_every_stage_trains_on_two_workers(ws: Path, switches: str) -> None:
     )  # fmt: skip
     card = json.loads((run / "intermediate" / "card.json").read_text())
     assert set(card["datasets"]) == {"emo", "who"}  # two heads trained together
+    # amp: auto, resolved alike by both workers on this machine and recorded in the card
+    assert card["precision"] == precision_name(resolve_dtype("auto", torch.device("cpu")))
     for target in ("emo", "va"):
         p = ["--params", str(_params(ws, f"{switches}-{target}", target, extra))]
         avf_ok(

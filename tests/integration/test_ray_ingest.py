@@ -51,7 +51,7 @@ def _config(clips: Path, stage: str, ingest: str, record: Path, decode: str = "w
     params["model"]["size"] = "tiny"
     params["data"].update(ingest=ingest, ingest_tasks=2)
     params["data"]["augment"]["rand_augment"] = ""
-    short = {"epochs": 2, "batch_size": 4, "log_every": 1, "warmup_epochs": 0, "num_workers": 0}
+    short = {"epochs": 2, "batch_size": 4, "log_every": 1, "warmup_epochs": 0, "num_workers": 0, "amp": "off"}
     params["pretrain"].update(short, decode=decode)
     params["finetune"].update(short, select="last")
     config: dict[str, Any] = {

@@ -1,8 +1,9 @@
-"""bf16 training on the CPU: 200 fine-tuning steps of the tiny model through :func:`avf.train.loop.fit` under
+"""bf16 training on the CPU: 192 fine-tuning steps of the tiny model through :func:`avf.train.loop.fit` under
 ``amp: bf16`` follow the fp32 run's loss curve more closely than fp32 runs with other seeds follow each other.
 
 Each clip is a coarse class pattern under coarse clip noise (both upsampled), so the classes are learnable
-but not at once: the loss falls over the whole run instead of sitting at chance or at zero.
+but not at once: the loss falls over the whole run instead of sitting at chance or at zero. Attention takes
+the fp32 path of CPUs without AMX on every machine, so the margin does not depend on the CPU.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from avf.train.session import LocalSession
 
 CLASSES, CLIPS, BATCH, EPOCHS = 4, 32, 2, 12  # 16 steps per epoch: 192 optimizer steps
 SEEDS = (0, 1, 2)
+Clips = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # video, audio, labels
 
 
 def coarse(n: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -31,7 +33,7 @@ def coarse(n: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     return video, F.interpolate(torch.randn(n, 1, 16, 8, generator=g), size=(256, 128), mode="bilinear")
 
 
-def labelled_clips(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def labelled_clips(seed: int = 0) -> Clips:
     """``CLIPS`` clips of ``CLASSES`` classes: half a class pattern plus the clip's own pattern; labels ``[CLIPS]``."""
     g = torch.Generator().manual_seed(seed)
     labels = torch.arange(CLIPS) % CLASSES
@@ -50,7 +52,7 @@ class ClassifyTask:
     select_rule = "last"
     select_epochs = 1
 
-    def __init__(self, amp: str, seed: int, data: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> None:
+    def __init__(self, amp: str, seed: int, data: Clips) -> None:
         self.params = Params.model_validate(
             {
                 "seed": seed,
@@ -88,7 +90,7 @@ class ClassifyTask:
         return {}
 
 
-def loss_curve(amp: str, seed: int, data: tuple[torch.Tensor, ...], root: Path) -> tuple[str, torch.Tensor]:
+def loss_curve(amp: str, seed: int, data: Clips, root: Path) -> tuple[str, torch.Tensor]:
     """The run's precision and its per-step training loss ``[192]``."""
     state = fit(ClassifyTask(amp, seed, data), LocalSession(root / f"{amp}-{seed}", keep=1))
     losses = torch.tensor([row["train/loss"] for row in state["curve"]])
@@ -97,7 +99,12 @@ def loss_curve(amp: str, seed: int, data: tuple[torch.Tensor, ...], root: Path) 
 
 
 @pytest.mark.slow
-def test_bf16_fine_tuning_follows_fp32_within_the_seed_to_seed_spread(tmp_path: Path) -> None:
+def test_bf16_fine_tuning_follows_fp32_within_the_seed_to_seed_spread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from avf.models import layers
+
+    monkeypatch.setattr(layers, "UPCAST_CPU_BF16_ATTENTION", True)
     data = labelled_clips()
     fp32 = {}
     for seed in SEEDS:

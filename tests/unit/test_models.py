@@ -412,11 +412,13 @@ def test_bf16_attention_runs_in_fp32_on_a_cpu_without_amx(monkeypatch: pytest.Mo
     upcast = F.scaled_dot_product_attention(q.float(), k.float(), v.float()).bfloat16()
     native = F.scaled_dot_product_attention(q, k, v)
     assert not torch.equal(upcast, native)  # the two paths can be told apart
-    monkeypatch.setattr(layers, "has_amx_bf16", lambda: False)
+    monkeypatch.setattr(layers, "UPCAST_CPU_BF16_ATTENTION", True)
     with torch.autocast("cpu", dtype=torch.bfloat16):  # autocast must not cast the fp32 inputs back
         out = layers.attention(q, k, v)
-    assert out.dtype == torch.bfloat16 and torch.equal(out, upcast)
-    monkeypatch.setattr(layers, "has_amx_bf16", lambda: True)
+        from_fp32 = layers.attention(q.float(), k.float(), v.float())  # autocast would have run it in bf16
+    assert out.dtype == from_fp32.dtype == torch.bfloat16
+    assert torch.equal(out, upcast) and torch.equal(from_fp32, upcast)
+    monkeypatch.setattr(layers, "UPCAST_CPU_BF16_ATTENTION", False)  # an AMX CPU
     assert torch.equal(layers.attention(q, k, v), native)
     x = q.float()
     assert torch.equal(layers.attention(x, x, x), F.scaled_dot_product_attention(x, x, x))

@@ -116,6 +116,38 @@ def test_resume_with_ema_continues_exactly(tmp_path: Path, monkeypatch: pytest.M
         torch.testing.assert_close(resumed["last_weights"][k], full["last_weights"][k])
 
 
+def test_a_resumed_run_records_a_change_of_precision(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from avf.train.faults import ENV, InjectedFault
+
+    monkeypatch.setenv(ENV, f"rank=0,step=21,mode=raise,marker={tmp_path / 'marker'}")
+    with pytest.raises(InjectedFault):
+        run_local(toy_config(epochs=4, amp="off"), tmp_path / "run")
+    resumed, _ = run_local(toy_config(epochs=4, amp="bf16"), tmp_path / "run")  # e.g. amp: auto on another CPU
+    assert resumed["precision"] == "fp32, then bf16 from step 16"
+
+
+def test_precision_bookkeeping() -> None:
+    from avf.train.loop import _agreed_dtype, _resumed_precision
+
+    class Ranks:
+        rank = 0
+
+        def __init__(self, *names: str) -> None:
+            self.names = list(names)
+
+        def all_gather_object(self, obj: object) -> list[object]:
+            return [obj, *self.names]
+
+    assert _agreed_dtype(torch.bfloat16, Ranks("bf16")) == torch.bfloat16
+    assert _agreed_dtype(torch.bfloat16, Ranks("fp32")) is None  # mixed nodes: fp32 on every rank
+    assert _agreed_dtype(None, Ranks("bf16", "fp32")) is None
+    assert _resumed_precision("bf16", "bf16", 40) == "bf16"
+    assert _resumed_precision(None, "fp32", 8) == "unrecorded, then fp32 from step 8"  # an older checkpoint
+    twice = _resumed_precision("fp32, then bf16 from step 16", "fp32", 24)
+    assert twice == "fp32, then bf16 from step 16, then fp32 from step 24"
+    assert _resumed_precision(twice, "fp32", 32) == twice
+
+
 def test_bf16_autocast_trains_on_cpu(tmp_path: Path) -> None:
     from avf.train.amp import grad_scaler, resolve_dtype
 
