@@ -116,6 +116,9 @@ def test_mlflow_has_a_run_per_stage_and_the_registered_model(project: tuple[Path
         assert run.data.metrics, f"{stage} logged no metrics"
         assert run.data.params, f"{stage} logged no params"
     assert any(k.startswith("train/loss") for k in by_stage["pretrain"].data.metrics)
+    for stage in ("pretrain", "intermediate", "finetune"):  # the project's params.yaml pins amp "off"
+        assert by_stage[stage].data.tags["avf.precision"] == "fp32", stage
+        assert json.loads((clone / "models" / stage / "card.json").read_text())["precision"] == "fp32", stage
     import hashlib
 
     manifest_sha = hashlib.sha256((clone / "data/manifest/ravdess.parquet").read_bytes()).hexdigest()
