@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from avf.config.model import MaskingConfig
 from avf.config.train import FinetuneConfig, PretrainConfig
 from avf.models import SIZES, create_model, model_name
+from avf.models.layers import fused_ops
 from avf.models.masking import sample_masks
 from avf.train.amp import autocast
 from avf.train.objectives import AVMixup, classification_loss
@@ -283,7 +284,8 @@ def plain_inference(size: str, clips: int, device: torch.device, bf16: bool = Fa
 
 
 def forward_gflops_per_clip(kind: str, size: str) -> float:
-    """Forward GFLOPs per clip (per view for fine-tuning) counted on the meta device (matmul/conv/SDPA)."""
+    """Forward GFLOPs per clip (per view for fine-tuning) counted on the meta device (matmul/conv/SDPA), of
+    the model as defined (``fused_ops(False)``: the folded cross-attention's saving is not model FLOPs)."""
     from torch.utils.flop_counter import FlopCounterMode
 
     meta = torch.device("meta")
@@ -297,7 +299,7 @@ def forward_gflops_per_clip(kind: str, size: str) -> float:
         else:
             model = PlainFinetune(size)
     b = 2
-    with FlopCounterMode(display=False) as counter, torch.no_grad():
+    with FlopCounterMode(display=False) as counter, torch.no_grad(), fused_ops(False):
         if kind == "pretrain":
             masks = sample_masks(b, MaskingConfig(), torch.Generator().manual_seed(0))
             model.train()(torch.zeros(b, 3, 16, 160, 160, device=meta), torch.zeros(b, 1, 256, 128, device=meta), masks)

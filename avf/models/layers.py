@@ -7,7 +7,9 @@ Attention follows BEiT / VideoMAE: a bias on q and v but none on k. Every attent
 Memory: a pre-LN step ``Linear(LN(x))`` and a pre-LN MLP ``fc2(GELU(fc1(LN(x))))`` run as fused
 autograd functions (:func:`ln_linear`, :func:`ln_mlp`) that keep only ``x`` (and the MLP's pre-activation)
 for the backward pass and recompute the LayerNorm output and the GELU in it: the same forward values,
-the same gradient formulas, 1 (LN) + 4 (GELU) fewer ``C``-wide tensors per token and block. With
+the same gradient formulas, 1 (LN) + 4 (GELU) fewer ``C``-wide tensors per token and block. Cross-attention
+between a few tokens and many (the LG block's regions and local tokens) folds the many side's projections
+into the few side (:meth:`CrossAttention.forward_few_queries`, :meth:`CrossAttention.forward_few_keys`). With
 ``fused_ops(False)`` every block runs the plain module graph instead (the reference the tests compare to).
 """
 
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import partial
 from typing import Any
 
@@ -23,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from timm.layers import DropPath, Mlp
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from avf.utils.cpu import has_amx_bf16
 
@@ -97,7 +100,8 @@ _FUSED = [True]
 
 @contextlib.contextmanager
 def fused_ops(enabled: bool = True) -> Iterator[None]:
-    """Switch the fused LN+Linear / LN+MLP autograd functions on or off inside the block (global)."""
+    """Switch the fused LN+Linear / LN+MLP functions and the folded cross-attention on or off inside the
+    block (global)."""
     old = _FUSED[0]
     _FUSED[0] = enabled
     try:
@@ -309,6 +313,77 @@ class CrossAttention(nn.Module):
             kv = ln_linear(context, ctx_norm, self.kv.weight, kv_bias)
         k, v = kv.view(n, lk, 2, self.num_heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
         return self.proj(_merge_heads(attention(q, k, v)))
+
+    def forward_few_queries(self, x: Tensor, context: Tensor, norm: nn.LayerNorm, ctx_norm: nn.LayerNorm) -> Tensor:
+        """:meth:`forward` for a few queries over many context tokens, without projecting the context.
+
+        ``x [N, Lq, C]``, ``context [N, Lk, C]`` -> ``[N, Lq, C]``. Per head ``h``, ``q_h . (W_k,h y) =
+        (W_k,h^T q_h) . y`` and ``sum_j p_j (W_v,h y_j + b_v,h) = W_v,h (sum_j p_j y_j) + b_v,h``, with ``y =
+        ctx_norm(context)`` (a key bias would only add a per-query constant, which softmax cancels). So the
+        ``H * Lq`` folded queries attend over ``y`` itself, width C: the ``2 C^2`` key and value projections per
+        context token are replaced by ``2 H Lq C`` per context token, and, with gradients, ``y`` and the
+        attention are recomputed in backward, so nothing context-sized is saved. Same values as
+        :meth:`forward` up to float rounding.
+        """
+        if not _FUSED[0]:
+            return self.forward(x, context, norm, ctx_norm)
+        n, lq, c = x.shape
+        h = self.num_heads
+        q = ln_linear(x, norm, self.q.weight, self.q_bias).view(n, lq, h, c // h)
+        w_k, w_v = self.kv.weight.view(2, h, c // h, c).unbind(0)
+        # SDPA scales by 1/sqrt(C) for width-C queries; the heads' scale is 1/sqrt(C/H)
+        q_ctx = torch.einsum("nlhd,hdc->nlhc", q, w_k).mul(math.sqrt(h)).reshape(n, 1, lq * h, c)
+        read = _recomputed(_attend_normed, q_ctx, context, ctx_norm)
+        out = torch.einsum("nlhc,hdc->nlhd", read.view(n, lq, h, c), w_v) + self.v_bias.view(h, -1)
+        return self.proj(out.reshape(n, lq, c))
+
+    def forward_few_keys(self, x: Tensor, context: Tensor, norm: nn.LayerNorm, ctx_norm: nn.LayerNorm) -> Tensor:
+        """:meth:`forward` for many queries over a few context tokens, without projecting the queries.
+
+        ``x [N, ..., C]`` (queries, any layout), ``context [N, Lk, C]`` -> ``[N, Lq, C]`` with ``Lq`` the query
+        count, in ``x``'s order. Per head ``h``, ``(W_q,h y + b_q,h) . k_h =
+        y . (W_q,h^T k_h) + b_q,h . k_h`` with ``y = norm(x)``: the ``C^2`` query projection per query token
+        is replaced by ``H Lk C`` scores against the folded keys, and, with gradients, ``y``, the scores and
+        the attention are recomputed in backward, so of the queries' size only the output is saved (for
+        ``proj``). Same values as :meth:`forward` up to float rounding.
+        """
+        n, lk, c = context.shape
+        if not _FUSED[0]:
+            return self.forward(x.reshape(n, -1, c), context, norm, ctx_norm)
+        h = self.num_heads
+        kv = ln_linear(context, ctx_norm, self.kv.weight, torch.cat((self.k_bias, self.v_bias)))
+        k, v = kv.view(n, lk, 2, h, c // h).permute(2, 0, 3, 1, 4).unbind(0)  # [N, H, Lk, d] each
+        scale = 1.0 / math.sqrt(c // h)
+        keys = torch.einsum("nhkd,hdc->nhkc", k, self.q.weight.view(h, c // h, c)).mul(scale).reshape(n, h * lk, c)
+        bias = torch.einsum("nhkd,hd->nhk", k, self.q_bias.view(h, -1)).mul(scale).reshape(n, 1, h * lk)
+        out = _recomputed(_attend_folded_keys, x, norm, keys, bias, v)
+        return self.proj(out)
+
+
+def _recomputed(fn: Callable[..., Tensor], *args: Any) -> Tensor:
+    """``fn(*args)``; under autograd its intermediate tensors are recomputed in backward, not saved."""
+    if torch.is_grad_enabled() and any(isinstance(a, Tensor) and a.requires_grad for a in args):
+        return checkpoint(fn, *args, use_reentrant=False, preserve_rng_state=False)
+    return fn(*args)
+
+
+def _attend_normed(q: Tensor, context: Tensor, norm: nn.LayerNorm) -> Tensor:
+    """``attention(q, y, y)`` with ``y = norm(context)``: ``q [N, 1, Lq, C]``, ``context [N, Lk, C]`` ->
+    ``[N, 1, Lq, C]``."""
+    y = norm(context).unsqueeze(1)
+    return attention(q, y, y)
+
+
+def _attend_folded_keys(x: Tensor, norm: nn.LayerNorm, keys: Tensor, bias: Tensor, v: Tensor) -> Tensor:
+    """Per-head attention of ``norm(x)`` over folded keys: ``x [N, ..., C]``, ``keys [N, H*Lk, C]``, ``bias
+    [N, 1, H*Lk]``, ``v [N, H, Lk, d]`` -> ``[N, Lq, H*d]``."""
+    n, c = x.shape[0], x.shape[-1]
+    _, h, lk, _ = v.shape
+    y = norm(x).view(n, -1, c)  # the norm's output is contiguous: strided query layouts are never copied
+    lq = y.shape[1]
+    scores = torch.baddbmm(bias, y, keys.transpose(1, 2))  # [N, Lq, H*Lk]
+    p = scores.view(n, lq, h, lk).softmax(-1, dtype=torch.promote_types(scores.dtype, torch.float32)).to(v.dtype)
+    return torch.einsum("nqhk,nhkd->nqhd", p, v).reshape(n, lq, c)
 
 
 class Block(nn.Module):

@@ -21,12 +21,15 @@ def parameter_table(model: nn.Module, depth: int = 1) -> list[tuple[str, int]]:
 def forward_flops(model: nn.Module, batch_size: int = 1) -> int:
     """FLOPs (2 x MAC, matmul/conv/SDPA only) of one forward pass in eval mode (works on the meta device).
 
-    Pretraining models use the default dual masks; fine-tuning models see every token.
+    Pretraining models use the default dual masks; fine-tuning models see every token. The count is the
+    model's as defined (the plain module graph, ``fused_ops(False)``): avf's folded cross-attention
+    computes the same function with fewer multiplies.
     """
     from torch.utils.flop_counter import FlopCounterMode
 
     from avf.config.model import MaskingConfig
     from avf.models.avf_mae_pp import AVFMAEPretrain
+    from avf.models.layers import fused_ops
     from avf.models.masking import sample_masks
 
     device = next(model.parameters()).device
@@ -35,7 +38,7 @@ def forward_flops(model: nn.Module, batch_size: int = 1) -> int:
     was_training = model.training
     model.eval()
     try:
-        with FlopCounterMode(display=False) as counter, torch.no_grad():
+        with FlopCounterMode(display=False) as counter, torch.no_grad(), fused_ops(False):
             if isinstance(model, AVFMAEPretrain):
                 masks = sample_masks(batch_size, MaskingConfig(), torch.Generator().manual_seed(0))
                 model(video, audio, masks)
