@@ -55,6 +55,10 @@ LN_EPS = 1e-6
 # Read once at import, not in forward: torch.compile cannot trace the CPU-flags file.
 UPCAST_CPU_BF16_ATTENTION = not has_amx_bf16()
 LayerNorm = partial(nn.LayerNorm, eps=LN_EPS)
+# Cross-attention folds the many side's projections into the few side only where the many side has at least
+# this many tokens per folded one (H per few-side token): below it the folded [N, H * few, C] tensors are as
+# large as the projections they replace (docs/performance.md, "Folding the region tokens' projections").
+FOLD_MIN_RATIO = 2
 
 
 def make_mlp(dim: int, mlp_ratio: float = 4.0) -> Mlp:
@@ -323,12 +327,13 @@ class CrossAttention(nn.Module):
         ``H * Lq`` folded queries attend over ``y`` itself, width C: the ``2 C^2`` key and value projections per
         context token are replaced by ``2 H Lq C`` per context token, and, with gradients, ``y`` and the
         attention are recomputed in backward, so nothing context-sized is saved. Same values as
-        :meth:`forward` up to float rounding.
+        :meth:`forward` up to float rounding. With fewer than ``FOLD_MIN_RATIO * H * Lq`` context tokens, or
+        with ``fused_ops(False)``, it is :meth:`forward`.
         """
-        if not _FUSED[0]:
-            return self.forward(x, context, norm, ctx_norm)
         n, lq, c = x.shape
         h = self.num_heads
+        if not (_FUSED[0] and context.shape[1] >= FOLD_MIN_RATIO * h * lq):
+            return self.forward(x, context, norm, ctx_norm)
         q = ln_linear(x, norm, self.q.weight, self.q_bias).view(n, lq, h, c // h)
         w_k, w_v = self.kv.weight.view(2, h, c // h, c).unbind(0)
         # SDPA scales by 1/sqrt(C) for width-C queries; the heads' scale is 1/sqrt(C/H)
@@ -345,12 +350,13 @@ class CrossAttention(nn.Module):
         y . (W_q,h^T k_h) + b_q,h . k_h`` with ``y = norm(x)``: the ``C^2`` query projection per query token
         is replaced by ``H Lk C`` scores against the folded keys, and, with gradients, ``y``, the scores and
         the attention are recomputed in backward, so of the queries' size only the output is saved (for
-        ``proj``). Same values as :meth:`forward` up to float rounding.
+        ``proj``). Same values as :meth:`forward` up to float rounding. With fewer than ``FOLD_MIN_RATIO * H *
+        Lk`` queries, or with ``fused_ops(False)``, the queries are projected as in :meth:`forward`.
         """
         n, lk, c = context.shape
-        if not _FUSED[0]:
-            return self.forward(x.reshape(n, -1, c), context, norm, ctx_norm)
         h = self.num_heads
+        if not (_FUSED[0] and x[0].numel() >= FOLD_MIN_RATIO * h * lk * c):
+            return self.attend(ln_linear(x, norm, self.q.weight, self.q_bias).view(n, -1, c), context, ctx_norm)
         kv = ln_linear(context, ctx_norm, self.kv.weight, torch.cat((self.k_bias, self.v_bias)))
         k, v = kv.view(n, lk, 2, h, c // h).permute(2, 0, 3, 1, 4).unbind(0)  # [N, H, Lk, d] each
         scale = 1.0 / math.sqrt(c // h)

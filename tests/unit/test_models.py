@@ -108,16 +108,17 @@ def test_attention_qv_bias_no_k_bias() -> None:
 def _folded_case(
     few: str, per_region: int = 8
 ) -> tuple[CrossAttention, nn.LayerNorm, nn.LayerNorm, torch.Tensor, torch.Tensor]:
-    """A cross-attention with random parameters (a non-zero key bias too) and its two inputs: for ``few``
-    queries ``x [2, 5, 16]`` over ``context [2, 3 * per_region, 16]``; for few keys, queries ``x [2, 3,
-    per_region, 16]`` (a strided view, as the LG block's local tokens) over ``context [2, 5, 16]``."""
+    """A 4-head cross-attention with random parameters (a non-zero key bias too) and its two inputs: for
+    ``few`` queries ``x [2, 2, 16]`` over ``context [2, 3 * per_region, 16]``; for few keys, queries ``x [2,
+    3, per_region, 16]`` (a strided view, as the LG block's local tokens) over ``context [2, 2, 16]``. It
+    folds from 16 many-side tokens (``FOLD_MIN_RATIO * 4 heads * 2``)."""
     g = torch.Generator().manual_seed(0)
     cross, norm, ctx_norm = CrossAttention(16, 4), nn.LayerNorm(16, eps=1e-6), nn.LayerNorm(16, eps=1e-6)
     with torch.no_grad():
         for p in [*cross.parameters(), *norm.parameters(), *ctx_norm.parameters(), cross.k_bias]:
             p.copy_(torch.randn(p.shape, generator=g) * 0.5)
     many = torch.randn(2, 3, 1 + per_region, 16, generator=g)[:, :, 1:].requires_grad_()
-    some = torch.randn(2, 5, 16, generator=g, requires_grad=True)
+    some = torch.randn(2, 2, 16, generator=g, requires_grad=True)
     if few == "queries":
         return cross, norm, ctx_norm, some, many.detach().reshape(2, -1, 16).requires_grad_()
     return cross, norm, ctx_norm, many, some
@@ -140,6 +141,14 @@ def test_folded_cross_attention_matches_the_projected_one(few: str) -> None:
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
     with torch.no_grad():
         torch.testing.assert_close(folded(x, ctx, norm, ctx_norm), got, rtol=1e-6, atol=1e-6)
+    assert not torch.equal(got, ref)  # the folded path ran: other float rounding
+
+
+@pytest.mark.parametrize("few", ["queries", "keys"])
+def test_cross_attention_projects_as_usual_below_the_fold_ratio(few: str) -> None:
+    cross, norm, ctx_norm, x, ctx = _folded_case(few, per_region=5)  # 15 many-side tokens: below 16
+    folded = cross.forward_few_queries if few == "queries" else cross.forward_few_keys
+    assert torch.equal(folded(x, ctx, norm, ctx_norm), cross(x.reshape(2, -1, 16), ctx, norm, ctx_norm))
 
 
 @pytest.mark.parametrize("few", ["queries", "keys"])
