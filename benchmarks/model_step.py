@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from avf.config.model import MaskingConfig
 from avf.models import SIZES, create_model, model_name
+from avf.models.layers import fused_ops
 from avf.models.masking import Masks, sample_masks
 
 
@@ -174,12 +175,13 @@ def run_case(case: str, size: str, batch: int, warmup: int, iters: int, device: 
 
 
 def forward_gflops(build: Callable[[], nn.Module], run: Callable[[nn.Module, torch.device], object]) -> float:
-    """Forward GFLOPs for batch 1 counted on the meta device (matmul / conv / attention)."""
+    """Forward GFLOPs for batch 1 counted on the meta device (matmul / conv / attention), of the model as
+    defined (``fused_ops(False)``, see ``benchmarks.cases.forward_gflops_per_clip``)."""
     from torch.utils.flop_counter import FlopCounterMode
 
     with torch.device("meta"):
         model = build()
-    with FlopCounterMode(display=False) as counter, torch.no_grad():
+    with FlopCounterMode(display=False) as counter, torch.no_grad(), fused_ops(False):
         run(model.eval(), torch.device("meta"))
     return counter.get_total_flops() / 1e9
 

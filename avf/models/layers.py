@@ -1,8 +1,8 @@
 """Building blocks shared by the AVF-MAE++ encoders, fusion module and decoders.
 
-Attention follows BEiT / VideoMAE: a bias on q and v but none on k. Every attention runs through
-:func:`attention` (``torch.nn.functional.scaled_dot_product_attention``). Layer norms use eps 1e-6
-(spec section 1.1).
+Attention follows BEiT / VideoMAE: a bias on q and v but none on k. Attention runs through :func:`attention`
+(``torch.nn.functional.scaled_dot_product_attention``), except the per-head softmax over a few folded keys in
+:meth:`CrossAttention.forward_few_keys`. Layer norms use eps 1e-6 (spec section 1.1).
 
 Memory: a pre-LN step ``Linear(LN(x))`` and a pre-LN MLP ``fc2(GELU(fc1(LN(x))))`` run as fused
 autograd functions (:func:`ln_linear`, :func:`ln_mlp`) that keep only ``x`` (and the MLP's pre-activation)
@@ -56,8 +56,9 @@ LN_EPS = 1e-6
 UPCAST_CPU_BF16_ATTENTION = not has_amx_bf16()
 LayerNorm = partial(nn.LayerNorm, eps=LN_EPS)
 # Cross-attention folds the many side's projections into the few side only where the many side has at least
-# this many tokens per folded one (H per few-side token): below it the folded [N, H * few, C] tensors are as
-# large as the projections they replace (docs/performance.md, "Folding the region tokens' projections").
+# this many tokens per folded one (H per few-side token). Near one, the folded [N, H * few, C] tensors are as
+# large as the projections they replace; base pretraining (3 and 10 visible tokens per audio and video region)
+# measured more peak memory folded (docs/performance.md, "Folding the region tokens' projections").
 FOLD_MIN_RATIO = 2
 
 
@@ -385,7 +386,7 @@ def _attend_folded_keys(x: Tensor, norm: nn.LayerNorm, keys: Tensor, bias: Tenso
     [N, 1, H*Lk]``, ``v [N, H, Lk, d]`` -> ``[N, Lq, H*d]``."""
     n, c = x.shape[0], x.shape[-1]
     _, h, lk, _ = v.shape
-    y = norm(x).view(n, -1, c)  # the norm's output is contiguous: strided query layouts are never copied
+    y = norm(x).view(n, -1, c)  # the norm's output is contiguous, so strided queries need no copy of their own
     lq = y.shape[1]
     scores = torch.baddbmm(bias, y, keys.transpose(1, 2))  # [N, Lq, H*Lk]
     p = scores.view(n, lq, h, lk).softmax(-1, dtype=torch.promote_types(scores.dtype, torch.float32)).to(v.dtype)

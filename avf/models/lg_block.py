@@ -75,9 +75,11 @@ class LGBlock(nn.Module):
         Regrouping is copy-free: region and local tokens are strided views of the step-1 output, every
         LayerNorm is fused into the projection it feeds, and the MLP runs on the region and local tokens
         separately (one shared drop-path draw per region sequence), so the only concatenation is the
-        block output itself. Steps 3 and 4 never project the local tokens: the K region tokens' projections
-        are folded into the attention instead (``CrossAttention.forward_few_keys`` / ``forward_few_queries``),
-        which saves 3 C^2 multiply-adds and 3 C-wide saved tensors per local token.
+        block output itself. Where the local tokens far outnumber the K region tokens (``FOLD_MIN_RATIO``:
+        every block of base fine-tuning), steps 3 and 4 do not project the local tokens: the region tokens'
+        projections are folded into the attention (``CrossAttention.forward_few_keys`` /
+        ``forward_few_queries``). Per block that saves ``3 C (C - (H - 1) K)`` multiply-adds per local token,
+        less ``3 K C^2`` per sample, and 3 C-wide saved tensors per local token.
         """
         b, k, s, c = x.shape
         n = s - 1

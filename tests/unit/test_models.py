@@ -106,18 +106,18 @@ def test_attention_qv_bias_no_k_bias() -> None:
 
 
 def _folded_case(
-    few: str, per_region: int = 8
+    few: str, per_region: int = 8, regions: int = 3
 ) -> tuple[CrossAttention, nn.LayerNorm, nn.LayerNorm, torch.Tensor, torch.Tensor]:
     """A 4-head cross-attention with random parameters (a non-zero key bias too) and its two inputs: for
-    ``few`` queries ``x [2, 2, 16]`` over ``context [2, 3 * per_region, 16]``; for few keys, queries ``x [2,
-    3, per_region, 16]`` (a strided view, as the LG block's local tokens) over ``context [2, 2, 16]``. It
-    folds from 16 many-side tokens (``FOLD_MIN_RATIO * 4 heads * 2``)."""
+    ``few`` queries ``x [2, 2, 16]`` over ``context [2, regions * per_region, 16]``; for few keys, queries ``x
+    [2, regions, per_region, 16]`` (a strided view, as the LG block's local tokens) over ``context [2, 2,
+    16]``. It folds from 16 many-side tokens (``FOLD_MIN_RATIO * 4 heads * 2``)."""
     g = torch.Generator().manual_seed(0)
     cross, norm, ctx_norm = CrossAttention(16, 4), nn.LayerNorm(16, eps=1e-6), nn.LayerNorm(16, eps=1e-6)
     with torch.no_grad():
         for p in [*cross.parameters(), *norm.parameters(), *ctx_norm.parameters(), cross.k_bias]:
             p.copy_(torch.randn(p.shape, generator=g) * 0.5)
-    many = torch.randn(2, 3, 1 + per_region, 16, generator=g)[:, :, 1:].requires_grad_()
+    many = torch.randn(2, regions, 1 + per_region, 16, generator=g)[:, :, 1:].requires_grad_()
     some = torch.randn(2, 2, 16, generator=g, requires_grad=True)
     if few == "queries":
         return cross, norm, ctx_norm, some, many.detach().reshape(2, -1, 16).requires_grad_()
@@ -149,6 +149,31 @@ def test_cross_attention_projects_as_usual_below_the_fold_ratio(few: str) -> Non
     cross, norm, ctx_norm, x, ctx = _folded_case(few, per_region=5)  # 15 many-side tokens: below 16
     folded = cross.forward_few_queries if few == "queries" else cross.forward_few_keys
     assert torch.equal(folded(x, ctx, norm, ctx_norm), cross(x.reshape(2, -1, 16), ctx, norm, ctx_norm))
+    cross, norm, ctx_norm, x, ctx = _folded_case(few, per_region=8, regions=2)  # exactly 16: folded
+    folded = cross.forward_few_queries if few == "queries" else cross.forward_few_keys
+    got, ref = folded(x, ctx, norm, ctx_norm), cross(x.reshape(2, -1, 16), ctx, norm, ctx_norm)
+    torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5)
+    assert not torch.equal(got, ref)
+
+
+def test_flop_counts_are_the_model_as_defined_not_the_folded_execution() -> None:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from avf.models.layers import fused_ops
+    from avf.models.summary import forward_flops
+    from benchmarks.cases import forward_gflops_per_clip
+
+    with torch.device("meta"):
+        model = create_model("avf_mae_pp_tiny", num_classes=7).eval()
+        video, audio = torch.zeros(1, 3, 16, 160, 160), torch.zeros(1, 1, 256, 128)
+    counts = {}
+    for fused in (False, True):
+        with FlopCounterMode(display=False) as counter, torch.no_grad(), fused_ops(fused):
+            model(video, audio)
+        counts[fused] = counter.get_total_flops()
+    assert counts[True] < 0.95 * counts[False]  # the tiny model folds every LG block when fine-tuning
+    assert forward_flops(model) == counts[False]
+    assert forward_gflops_per_clip("finetune", "tiny") * 1e9 == pytest.approx(counts[False], rel=1e-4)  # batch 2
 
 
 @pytest.mark.parametrize("few", ["queries", "keys"])
