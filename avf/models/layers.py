@@ -309,15 +309,19 @@ class CrossAttention(nn.Module):
 
     def attend(self, q: Tensor, context: Tensor, ctx_norm: nn.LayerNorm | None = None) -> Tensor:
         """Attention and output projection from projected queries ``q [N, Lq, C]`` (with bias)."""
+        k, v = self._keys_values(context, ctx_norm)
+        return self.proj(_merge_heads(attention(_split_heads(q, self.num_heads), k, v)))
+
+    def _keys_values(self, context: Tensor, ctx_norm: nn.LayerNorm | None) -> tuple[Tensor, Tensor]:
+        """``context [N, Lk, C]`` (normed by ``ctx_norm`` when given) -> keys and values ``[N, H, Lk, d]``."""
         n, lk, _ = context.shape
-        q = _split_heads(q, self.num_heads)
-        kv_bias = torch.cat((self.k_bias, self.v_bias))
+        bias = torch.cat((self.k_bias, self.v_bias))
         if ctx_norm is None:
-            kv = F.linear(context, self.kv.weight, kv_bias)
+            kv = F.linear(context, self.kv.weight, bias)
         else:
-            kv = ln_linear(context, ctx_norm, self.kv.weight, kv_bias)
+            kv = ln_linear(context, ctx_norm, self.kv.weight, bias)
         k, v = kv.view(n, lk, 2, self.num_heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
-        return self.proj(_merge_heads(attention(q, k, v)))
+        return k, v
 
     def forward_few_queries(self, x: Tensor, context: Tensor, norm: nn.LayerNorm, ctx_norm: nn.LayerNorm) -> Tensor:
         """:meth:`forward` for a few queries over many context tokens, without projecting the context.
@@ -358,8 +362,7 @@ class CrossAttention(nn.Module):
         h = self.num_heads
         if not (_FUSED[0] and x[0].numel() >= FOLD_MIN_RATIO * h * lk * c):
             return self.attend(ln_linear(x, norm, self.q.weight, self.q_bias).view(n, -1, c), context, ctx_norm)
-        kv = ln_linear(context, ctx_norm, self.kv.weight, torch.cat((self.k_bias, self.v_bias)))
-        k, v = kv.view(n, lk, 2, h, c // h).permute(2, 0, 3, 1, 4).unbind(0)  # [N, H, Lk, d] each
+        k, v = self._keys_values(context, ctx_norm)
         scale = 1.0 / math.sqrt(c // h)
         keys = torch.einsum("nhkd,hdc->nhkc", k, self.q.weight.view(h, c // h, c)).mul(scale).reshape(n, h * lk, c)
         bias = torch.einsum("nhkd,hd->nhk", k, self.q_bias.view(h, -1)).mul(scale).reshape(n, 1, h * lk)
