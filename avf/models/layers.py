@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 from typing import Any
 
@@ -47,6 +47,7 @@ __all__ = [
     "gather_video_patches",
     "ln_linear",
     "ln_mlp",
+    "ln_mlp_rows",
     "make_mlp",
     "sinusoid_table",
 ]
@@ -157,15 +158,16 @@ class _LNLinear(torch.autograd.Function):
         with torch.autocast(x.device.type, enabled=False):
             xf = x.float() if cast is not None else x
             y, mean, rstd = _layer_norm(xf, norm)
-            out = F.linear(_cast(y, cast), _cast(w, cast), _cast(b, cast))
-        ctx.save_for_backward(x, mean, rstd, w)
-        ctx.norm, ctx.cast, ctx.has_bias = norm, cast, b is not None
+            wc = _cast(w, cast)
+            out = F.linear(_cast(y, cast), wc, _cast(b, cast))
+        ctx.save_for_backward(x, mean, rstd, wc)
+        ctx.norm, ctx.cast, ctx.has_bias, ctx.w_dtype = norm, cast, b is not None, w.dtype
         return out
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
-        x, mean, rstd, w = ctx.saved_tensors
-        norm, cast = ctx.norm, ctx.cast
+        x, mean, rstd, wc = ctx.saved_tensors
+        norm, cast, w_dtype = ctx.norm, ctx.cast, ctx.w_dtype
         needs = ctx.needs_input_grad
         with torch.autocast(x.device.type, enabled=False):
             xf = x.float() if cast is not None else x
@@ -173,58 +175,75 @@ class _LNLinear(torch.autograd.Function):
             grad_w = grad_b = None
             if needs[3]:
                 y = _cast(_layer_norm(xf, norm)[0], cast)
-                grad_w = g.t().mm(_flat(y)).to(w.dtype)
+                grad_w = g.t().mm(_flat(y)).to(w_dtype)
             if needs[4] and ctx.has_bias:
-                grad_b = g.sum(0).to(w.dtype)
+                grad_b = g.sum(0).to(w_dtype)
             grad_x = grad_lw = grad_lb = None
             if needs[0] or needs[1] or needs[2]:
-                grad_y = g.mm(_cast(w, cast)).view(*grad.shape[:-1], w.shape[1]).to(xf.dtype)
+                grad_y = g.mm(wc).view(*grad.shape[:-1], wc.shape[1]).to(xf.dtype)
                 grad_x, grad_lw, grad_lb = _ln_backward(grad_y, xf, norm, mean, rstd, needs[:3])
                 grad_x = grad_x.to(x.dtype) if grad_x is not None else None
         return grad_x, grad_lw, grad_lb, grad_w, grad_b, None, None
 
 
 class _LNMlp(torch.autograd.Function):
-    """``fc2(GELU(fc1(LN(x))))`` that saves ``x`` and ``fc1``'s output; LN and GELU are recomputed."""
+    """``fc2(GELU(fc1(LN(x))))`` over the rows of one or more inputs ``xs`` in one set of matmuls; saves the
+    inputs and ``fc1``'s output, and recomputes LN and GELU in backward."""
 
     @staticmethod
     def forward(  # type: ignore[override]
-        ctx: Any, x: Tensor, ln_w: Tensor, ln_b: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor,
-        norm: nn.LayerNorm, cast: torch.dtype | None,
-    ) -> Tensor:  # fmt: skip
-        with torch.autocast(x.device.type, enabled=False):
+        ctx: Any, norm: nn.LayerNorm, cast: torch.dtype | None, ln_w: Tensor, ln_b: Tensor, w1: Tensor, b1: Tensor,
+        w2: Tensor, b2: Tensor, *xs: Tensor,
+    ) -> tuple[Tensor, ...]:  # fmt: skip
+        with torch.autocast(xs[0].device.type, enabled=False):
+            x = _rows(xs)
             xf = x.float() if cast is not None else x
             y, mean, rstd = _layer_norm(xf, norm)
-            h = F.linear(_cast(y, cast), _cast(w1, cast), _cast(b1, cast))
-            out = F.linear(F.gelu(h), _cast(w2, cast), _cast(b2, cast))  # GELU in h's dtype, as autocast
-        ctx.save_for_backward(x, mean, rstd, h, w1, w2)
-        ctx.norm, ctx.cast = norm, cast
-        return out
+            w1c, w2c = _cast(w1, cast), _cast(w2, cast)
+            h = F.linear(_cast(y, cast), w1c, _cast(b1, cast))
+            out = F.linear(F.gelu(h), w2c, _cast(b2, cast))  # GELU in h's dtype, as autocast
+        # the casts are saved, not redone in backward, as autograd saves autocast's own
+        ctx.save_for_backward(mean, rstd, h, w1c, w2c, *xs)
+        ctx.norm, ctx.cast, ctx.w_dtype = norm, cast, w1.dtype
+        return _split_rows(out, xs)
 
     @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
-        x, mean, rstd, h, w1, w2 = ctx.saved_tensors
-        norm, cast = ctx.norm, ctx.cast
+    def backward(ctx: Any, *grads: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+        mean, rstd, h, w1c, w2c, *xs = ctx.saved_tensors
+        norm, cast, w_dtype = ctx.norm, ctx.cast, ctx.w_dtype
         needs = ctx.needs_input_grad
-        with torch.autocast(x.device.type, enabled=False):
+        with torch.autocast(h.device.type, enabled=False):
+            x = _rows(xs)
             xf = x.float() if cast is not None else x
-            g = _flat(grad)
-            hf = _flat(h)
-            grad_w2 = g.t().mm(F.gelu(hf)).to(w2.dtype) if needs[5] else None
-            grad_b2 = g.sum(0).to(w2.dtype) if needs[6] else None
-            grad_h = torch.ops.aten.gelu_backward(g.mm(_cast(w2, cast)), hf)
+            g = _rows(grads)
+            grad_w2 = g.t().mm(F.gelu(h)).to(w_dtype) if needs[6] else None
+            grad_b2 = g.sum(0).to(w_dtype) if needs[7] else None
+            grad_h = torch.ops.aten.gelu_backward(g.mm(w2c), h)
             grad_w1 = grad_b1 = None
-            if needs[3]:
-                y = _cast(_layer_norm(xf, norm)[0], cast)
-                grad_w1 = grad_h.t().mm(_flat(y)).to(w1.dtype)
             if needs[4]:
-                grad_b1 = grad_h.sum(0).to(w1.dtype)
-            grad_x = grad_lw = grad_lb = None
-            if needs[0] or needs[1] or needs[2]:
-                grad_y = grad_h.mm(_cast(w1, cast)).view(*grad.shape[:-1], w1.shape[1]).to(xf.dtype)
-                grad_x, grad_lw, grad_lb = _ln_backward(grad_y, xf, norm, mean, rstd, needs[:3])
-                grad_x = grad_x.to(x.dtype) if grad_x is not None else None
-        return grad_x, grad_lw, grad_lb, grad_w1, grad_b1, grad_w2, grad_b2, None, None
+                y = _cast(_layer_norm(xf, norm)[0], cast)
+                grad_w1 = grad_h.t().mm(y).to(w_dtype)
+            if needs[5]:
+                grad_b1 = grad_h.sum(0).to(w_dtype)
+            grad_xs: tuple[Tensor | None, ...] = (None,) * len(xs)
+            grad_lw = grad_lb = None
+            if any(needs[2:4]) or any(needs[8:]):
+                grad_y = grad_h.mm(w1c).to(xf.dtype)
+                grad_x, grad_lw, grad_lb = _ln_backward(grad_y, xf, norm, mean, rstd, (any(needs[8:]), *needs[2:4]))
+                if grad_x is not None:
+                    grad_xs = tuple(gx.to(xi.dtype) for gx, xi in zip(_split_rows(grad_x, xs), xs, strict=True))
+        return None, None, grad_lw, grad_lb, grad_w1, grad_b1, grad_w2, grad_b2, *grad_xs
+
+
+def _rows(xs: Sequence[Tensor]) -> Tensor:
+    """The rows of every ``x [..., C]`` as one ``[R, C]`` (a view for one contiguous input)."""
+    return _flat(xs[0]) if len(xs) == 1 else torch.cat([_flat(x) for x in xs])
+
+
+def _split_rows(rows: Tensor, like: Sequence[Tensor]) -> tuple[Tensor, ...]:
+    """``rows [R, C']`` back into tensors shaped like ``like`` (last dimension ``C'``), views of ``rows``."""
+    counts = [x[..., 0].numel() for x in like]
+    return tuple(r.view(*x.shape[:-1], rows.shape[-1]) for r, x in zip(rows.split(counts), like, strict=True))
 
 
 def ln_linear(x: Tensor, norm: nn.LayerNorm, weight: Tensor, bias: Tensor | None = None) -> Tensor:
@@ -236,10 +255,22 @@ def ln_linear(x: Tensor, norm: nn.LayerNorm, weight: Tensor, bias: Tensor | None
 
 def ln_mlp(x: Tensor, norm: nn.LayerNorm, mlp: Mlp) -> Tensor:
     """``mlp(norm(x))`` for timm's ``Mlp`` with exact GELU and no dropout; fused like :func:`ln_linear`."""
-    if not (_FUSED[0] and torch.is_grad_enabled() and (x.requires_grad or mlp.fc1.weight.requires_grad)):
-        return mlp(norm(x))
+    return ln_mlp_rows((x,), norm, mlp)[0]
+
+
+def ln_mlp_rows(xs: Sequence[Tensor], norm: nn.LayerNorm, mlp: Mlp) -> tuple[Tensor, ...]:
+    """:func:`ln_mlp` of each ``x [..., C]`` in ``xs``, with their rows in one set of matmuls when fused.
+
+    One matmul over all rows runs faster than one per input (the LG block's K region tokens per sample are
+    a few rows), and every weight is cast once under autocast.
+    """
+    if not _FUSED[0]:
+        return tuple(mlp(norm(x)) for x in xs)
     fc1, fc2 = mlp.fc1, mlp.fc2
-    return _LNMlp.apply(x, norm.weight, norm.bias, fc1.weight, fc1.bias, fc2.weight, fc2.bias, norm, _cast_dtype(x))
+    if not (torch.is_grad_enabled() and (any(x.requires_grad for x in xs) or fc1.weight.requires_grad)):
+        return _split_rows(mlp(norm(_rows(xs))), xs)
+    params = (norm.weight, norm.bias, fc1.weight, fc1.bias, fc2.weight, fc2.bias)
+    return _LNMlp.apply(norm, _cast_dtype(xs[0]), *params, *xs)
 
 
 def attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor:

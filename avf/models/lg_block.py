@@ -28,6 +28,7 @@ from avf.models.layers import (
     LayerNorm,
     drop_path_or_identity,
     ln_mlp,
+    ln_mlp_rows,
     make_mlp,
 )
 
@@ -72,12 +73,12 @@ class LGBlock(nn.Module):
                 its local tokens). Pretraining always runs the full block so that every parameter
                 takes part in the graph (DDP without ``find_unused_parameters``).
 
-        Regrouping is copy-free: region and local tokens are strided views of the step-1 output, every
-        LayerNorm is fused into the projection it feeds, and the MLP runs on the region and local tokens
-        separately (one shared drop-path draw per region sequence), so the only concatenation is the
-        block output itself. Where the local tokens far outnumber the K region tokens (``FOLD_MIN_RATIO``:
-        every block of base fine-tuning), steps 3 and 4 do not project the local tokens: the region tokens'
-        projections are folded into the attention (``CrossAttention.forward_few_keys`` /
+        Regrouping saves no copies: region and local tokens are strided views of the step-1 output, and every
+        LayerNorm is fused into the projection it feeds. Step 5 is one MLP call over the rows of both
+        (``ln_mlp_rows``: it concatenates them for its matmuls and keeps only the inputs for backward; one
+        shared drop-path draw per region sequence). Where the local tokens far outnumber the K region tokens
+        (``FOLD_MIN_RATIO``: every block of base fine-tuning), steps 3 and 4 do not project the local tokens:
+        the region tokens' projections are folded into the attention (``CrossAttention.forward_few_keys`` /
         ``forward_few_queries``). Per block that saves ``3 C (C - (H - 1) K)`` multiply-adds per local token,
         less ``3 K C^2`` per sample, and 3 C-wide saved tensors per local token.
         """
@@ -100,9 +101,10 @@ class LGBlock(nn.Module):
         if output == "regions":
             return self._mlp(regions.reshape(b * k, 1, c)).view(b, k, c)
         keep = self._keep_mask(b * k, x)
-        regions = regions + self._mlp_update(regions, keep.view(b, k, 1) if keep is not None else None)
-        local = local + self._mlp_update(local, keep.view(b, k, 1, 1) if keep is not None else None)
-        return torch.cat((regions.unsqueeze(2), local), dim=2)
+        up_regions, up_local = ln_mlp_rows((regions, local), self.mlp_norm, self.mlp)
+        if keep is not None:
+            up_regions, up_local = up_regions * keep.view(b, k, 1), up_local * keep.view(b, k, 1, 1)
+        return torch.cat(((regions + up_regions).unsqueeze(2), local + up_local), dim=2)
 
     def local_update_parameters(self) -> nn.ModuleList:
         """The modules of step 3 (local tokens read the regions)."""
@@ -116,10 +118,6 @@ class LGBlock(nn.Module):
         keep = 1 - dp.drop_prob
         mask = like.new_empty((rows, 1, 1)).bernoulli_(keep)
         return mask.div_(keep) if keep > 0.0 and dp.scale_by_keep else mask
-
-    def _mlp_update(self, x: Tensor, keep: Tensor | None) -> Tensor:
-        update = ln_mlp(x, self.mlp_norm, self.mlp)
-        return update if keep is None else update * keep
 
     def _mlp(self, x: Tensor) -> Tensor:
         """Step 5 on ``[B*K, L, C]``; drop path per region sequence."""

@@ -95,17 +95,18 @@ def fit(task: Task, session: Session, log_fn: LogFn | None = None) -> dict[str, 
         task.select_rule, task.select_metric, task.select_mode, cfg.epochs, task.select_epochs, session.rank
     )
     ema_weights: dict[str, torch.Tensor] | None = None
+    precision = precision_name(dtype)
     with session.restored_checkpoint() as ckpt:
         if ckpt is not None:
             state, kept = load_training_state(ckpt, model, optimizer, scheduler, scaler)
             selection.restore(kept, state)
             ema_weights = load_ema_weights(ckpt)
             log.info("resumed from %s at epoch %d step %d", ckpt, state["epoch"], state["step"])
-            state["precision"] = _resumed_precision(state.get("precision"), precision_name(dtype), state["step"])
+            state["precision"] = _resumed_precision(state.get("precision"), precision, state["step"])
         else:
-            state["precision"] = precision_name(dtype)
+            state["precision"] = precision
     if session.rank == 0:
-        log.info("training in %s on %s (amp: %s)", precision_name(dtype), device, cfg.amp)
+        log.info("training in %s on %s (amp: %s)", precision, device, cfg.amp)
     ema = None
     if cfg.ema_decay:  # the EMA weights are checkpointed with the rest; a new run starts them from the model
         from timm.utils import ModelEmaV3

@@ -507,6 +507,66 @@ def test_fused_ops_under_bf16_autocast(inputs: tuple[torch.Tensor, torch.Tensor]
     assert abs(out16 - ref32) < 1.5 * abs(ref16 - ref32) + 2e-2 * abs(ref32)
 
 
+def test_ln_mlp_rows_is_the_mlp_of_each_input() -> None:
+    """One MLP call over several inputs (a strided view among them) gives each input's own ``mlp(norm(x))``
+    and the same gradients, in float64, with and without autograd."""
+    from avf.models.layers import LayerNorm, fused_ops, ln_mlp_rows, make_mlp
+
+    torch.manual_seed(0)
+    norm, mlp = _perturbed(LayerNorm(8)).double(), make_mlp(8).double()
+    base = torch.randn(3, 4, 6, 8, dtype=torch.float64)
+    xs = (base[:, :, 0].clone().requires_grad_(), base[:, :, 1:].requires_grad_(), torch.randn(5, 8).double())
+    weights = [torch.randn(x.shape, dtype=torch.float64) for x in xs]
+
+    def run(fused: bool) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        for t in (*xs, *mlp.parameters(), *norm.parameters()):
+            t.grad = None
+        with fused_ops(fused):
+            outs = ln_mlp_rows(xs, norm, mlp)
+            with torch.no_grad():
+                no_grad = ln_mlp_rows(xs, norm, mlp)
+        for o, n in zip(outs, no_grad, strict=True):
+            torch.testing.assert_close(n, o, rtol=1e-12, atol=1e-14)
+        sum((o * w).sum() for o, w in zip(outs, weights, strict=True)).backward()
+        grads = [t.grad for t in (xs[0], base, *mlp.parameters(), *norm.parameters())]
+        return [o.detach() for o in outs], grads
+
+    (ref, ref_g), (out, out_g) = run(False), run(True)
+    assert [o.shape for o in out] == [x.shape for x in xs]
+    for a, b in zip((*out, *out_g), (*ref, *ref_g), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_bf16_autocast_casts_each_weight_once_per_step(inputs: tuple[torch.Tensor, torch.Tensor]) -> None:
+    """Under bf16 autocast a forward + backward casts each weight to bf16 once (the fused functions save the
+    cast for backward; the LG block's MLP runs once over region and local tokens) and its gradient back once."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    model = create_model("avf_mae_pp_tiny", num_classes=7, drop_path=0.0)
+    weights = {p.untyped_storage().data_ptr(): n for n, p in model.named_parameters() if p.dim() == 2}
+    casts: dict[str, int] = {}
+
+    class CountCasts(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+            src = args[0] if args else None
+            if func is torch.ops.aten._to_copy.default and isinstance(src, torch.Tensor):
+                name = weights.get(src.untyped_storage().data_ptr())
+                if name is not None and src.shape == model.get_parameter(name).shape:
+                    casts[name] = casts.get(name, 0) + 1
+            return func(*args, **(kwargs or {}))
+
+    video, audio = inputs
+    with CountCasts():
+        with torch.autocast("cpu", torch.bfloat16):
+            loss = model(video, audio).float().square().mean()
+        loss.backward()
+    mlp_weights = [n for n in weights.values() if ".mlp.fc" in n and "video_encoder.blocks" in n]
+    assert mlp_weights and all(casts.get(n) == 1 for n in mlp_weights), {n: casts.get(n) for n in mlp_weights}
+    # HAFE's cross-attention is shared by the video and audio branches, each with its own query LayerNorm
+    assert {n for n, c in casts.items() if c > 1} == {"fusion.hafe.ctx_attn.q.weight"}, casts
+    assert casts["fusion.hafe.ctx_attn.q.weight"] == 2
+
+
 def test_bf16_attention_runs_in_fp32_on_a_cpu_without_amx(monkeypatch: pytest.MonkeyPatch) -> None:
     from avf.models import layers
 
