@@ -8,6 +8,7 @@ first stage that lists it. Read with DVC's own parser, so ``foreach`` and ``${..
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -56,3 +57,30 @@ def test_every_stage_but_register_is_kept_by_the_run_cache() -> None:
             if any(not o.use_cache for o in s.outs if not (o.is_metric or o.is_plot))  # DVC's own rule
         )
     assert blocked == ["register"]
+
+
+def test_python_bytecode_in_a_dependency_folder_changes_no_stage(tmp_path: Path) -> None:
+    """Stages depend on whole source folders (``avf/config``, ``avf/demo``, ...), where Python writes
+    ``__pycache__`` on import unless ``PYTHONDONTWRITEBYTECODE`` is set. Hashed with them, any import made the
+    data stages out of date against the committed ``dvc.lock``, and ``dvc repro`` ran them again."""
+    for name in ("dvc.yaml", "dvc.lock", "params.yaml", ".dvcignore"):
+        shutil.copy2(ROOT / name, tmp_path / name)
+    shutil.copytree(ROOT / ".dvc", tmp_path / ".dvc", ignore=shutil.ignore_patterns("tmp", "cache"))
+    shutil.copytree(ROOT / "avf", tmp_path / "avf", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+
+    def changed_source_folders() -> dict[str, list[str]]:
+        with Repo(str(tmp_path)) as repo:
+            return {
+                s.addressing: sorted(d.def_path for d in s.deps if (tmp_path / d.def_path).is_dir() and d.status())
+                for s in repo.index.stages
+                if any(d.def_path.startswith("avf/") and (tmp_path / d.def_path).is_dir() for d in s.deps)
+            }
+
+    before = changed_source_folders()  # against the lock: empty where the sources are committed and relocked
+    assert len(before) > 5, before
+    for folder in [p for p in (tmp_path / "avf").rglob("*") if p.is_dir()]:
+        (folder / "__pycache__").mkdir()
+        (folder / "__pycache__" / "module.cpython-311.pyc").write_bytes(b"\x00bytecode")
+        (folder / "module.pyc").write_bytes(b"\x00bytecode")
+    assert changed_source_folders() == before
