@@ -283,9 +283,10 @@ def plain_inference(size: str, clips: int, device: torch.device, bf16: bool = Fa
 # ---- FLOPs ---------------------------------------------------------------------------------------
 
 
-def forward_gflops_per_clip(kind: str, size: str) -> float:
+def forward_gflops_per_clip(kind: str, size: str, executed: bool = False) -> float:
     """Forward GFLOPs per clip (per view for fine-tuning) counted on the meta device (matmul/conv/SDPA), of
-    the model as defined (``fused_ops(False)``: the folded cross-attention's saving is not model FLOPs)."""
+    the model as defined (``fused_ops(False)``: the folded cross-attention's saving is not model FLOPs), or
+    with ``executed`` those an inference forward runs (``fused_ops(True)``, the folded graph)."""
     from torch.utils.flop_counter import FlopCounterMode
 
     meta = torch.device("meta")
@@ -299,7 +300,7 @@ def forward_gflops_per_clip(kind: str, size: str) -> float:
         else:
             model = PlainFinetune(size)
     b = 2
-    with FlopCounterMode(display=False) as counter, torch.no_grad(), fused_ops(False):
+    with FlopCounterMode(display=False) as counter, torch.no_grad(), fused_ops(executed):
         if kind == "pretrain":
             masks = sample_masks(b, MaskingConfig(), torch.Generator().manual_seed(0))
             model.train()(torch.zeros(b, 3, 16, 160, 160, device=meta), torch.zeros(b, 1, 256, 128, device=meta), masks)
