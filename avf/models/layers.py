@@ -7,7 +7,9 @@ Attention follows BEiT / VideoMAE: a bias on q and v but none on k. Attention ru
 Memory: a pre-LN step ``Linear(LN(x))`` and a pre-LN MLP ``fc2(GELU(fc1(LN(x))))`` run as fused
 autograd functions (:func:`ln_linear`, :func:`ln_mlp`) that keep only ``x`` (and the MLP's pre-activation)
 for the backward pass and recompute the LayerNorm output and the GELU in it: the same forward values,
-the same gradient formulas, 1 (LN) + 4 (GELU) fewer ``C``-wide tensors per token and block. Cross-attention
+the same gradient formulas, 1 (LN) + 4 (GELU) fewer ``C``-wide tensors per token and block. Under autocast
+they also keep the weights they cast, so that backward does not cast them again (autograd does the same
+with autocast's own casts). Cross-attention
 between a few tokens and many (the LG block's regions and local tokens) folds the many side's projections
 into the few side (:meth:`CrossAttention.forward_few_queries`, :meth:`CrossAttention.forward_few_keys`). With
 ``fused_ops(False)`` every block runs the plain module graph instead (the reference the tests compare to).
@@ -242,6 +244,8 @@ def _rows(xs: Sequence[Tensor]) -> Tensor:
 
 def _split_rows(rows: Tensor, like: Sequence[Tensor]) -> tuple[Tensor, ...]:
     """``rows [R, C']`` back into tensors shaped like ``like`` (last dimension ``C'``), views of ``rows``."""
+    if len(like) == 1:
+        return (rows.view(*like[0].shape[:-1], rows.shape[-1]),)
     counts = [x[..., 0].numel() for x in like]
     return tuple(r.view(*x.shape[:-1], rows.shape[-1]) for r, x in zip(rows.split(counts), like, strict=True))
 
@@ -262,7 +266,9 @@ def ln_mlp_rows(xs: Sequence[Tensor], norm: nn.LayerNorm, mlp: Mlp) -> tuple[Ten
     """:func:`ln_mlp` of each ``x [..., C]`` in ``xs``, with their rows in one set of matmuls when fused.
 
     One matmul over all rows runs faster than one per input (the LG block's K region tokens per sample are
-    a few rows), and every weight is cast once under autocast.
+    a few rows), and every weight is cast once under autocast. The rows are concatenated in forward and
+    again in backward (``[R, C]`` temporaries); an output that is not used gets a zero gradient for its
+    input, not None.
     """
     if not _FUSED[0]:
         return tuple(mlp(norm(x)) for x in xs)

@@ -73,14 +73,15 @@ class LGBlock(nn.Module):
                 its local tokens). Pretraining always runs the full block so that every parameter
                 takes part in the graph (DDP without ``find_unused_parameters``).
 
-        Regrouping saves no copies: region and local tokens are strided views of the step-1 output, and every
-        LayerNorm is fused into the projection it feeds. Step 5 is one MLP call over the rows of both
-        (``ln_mlp_rows``: it concatenates them for its matmuls and keeps only the inputs for backward; one
-        shared drop-path draw per region sequence). Where the local tokens far outnumber the K region tokens
-        (``FOLD_MIN_RATIO``: every block of base fine-tuning), steps 3 and 4 do not project the local tokens:
-        the region tokens' projections are folded into the attention (``CrossAttention.forward_few_keys`` /
-        ``forward_few_queries``). Per block that saves ``3 C (C - (H - 1) K)`` multiply-adds per local token,
-        less ``3 K C^2`` per sample, and 3 C-wide saved tensors per local token.
+        Regrouping saves no copies for backward: region and local tokens are strided views of the step-1
+        output, and every LayerNorm is fused into the projection it feeds. Step 5 is one MLP call over the
+        rows of both (``ln_mlp_rows``: it concatenates them for its matmuls and saves the inputs themselves,
+        not the concatenation; one shared drop-path draw per region sequence). Where the local tokens far
+        outnumber the K region tokens (``FOLD_MIN_RATIO``: every block of base fine-tuning), steps 3 and 4 do
+        not project the local tokens: the region tokens' projections are folded into the attention
+        (``CrossAttention.forward_few_keys`` / ``forward_few_queries``). Per block that saves
+        ``3 C (C - (H - 1) K)`` multiply-adds per local token, less ``3 K C^2`` per sample, and 3 C-wide saved
+        tensors per local token.
         """
         b, k, s, c = x.shape
         n = s - 1

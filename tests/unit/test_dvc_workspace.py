@@ -82,5 +82,6 @@ def test_python_bytecode_in_a_dependency_folder_changes_no_stage(tmp_path: Path)
     for folder in [p for p in (tmp_path / "avf").rglob("*") if p.is_dir()]:
         (folder / "__pycache__").mkdir()
         (folder / "__pycache__" / "module.cpython-311.pyc").write_bytes(b"\x00bytecode")
+        (folder / "__pycache__" / "module.lock").write_bytes(b"")  # only the folder rule ignores this one
         (folder / "module.pyc").write_bytes(b"\x00bytecode")
     assert changed_source_folders() == before

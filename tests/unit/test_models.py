@@ -514,12 +514,12 @@ def test_ln_mlp_rows_is_the_mlp_of_each_input() -> None:
 
     torch.manual_seed(0)
     norm, mlp = _perturbed(LayerNorm(8)).double(), make_mlp(8).double()
-    base = torch.randn(3, 4, 6, 8, dtype=torch.float64)
-    xs = (base[:, :, 0].clone().requires_grad_(), base[:, :, 1:].requires_grad_(), torch.randn(5, 8).double())
+    base = torch.randn(3, 4, 6, 8, dtype=torch.float64, requires_grad=True)
+    xs = (base[:, :, 0].detach().clone().requires_grad_(), base[:, :, 1:], torch.randn(5, 8).double())
     weights = [torch.randn(x.shape, dtype=torch.float64) for x in xs]
 
     def run(fused: bool) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        for t in (*xs, *mlp.parameters(), *norm.parameters()):
+        for t in (xs[0], base, *mlp.parameters(), *norm.parameters()):
             t.grad = None
         with fused_ops(fused):
             outs = ln_mlp_rows(xs, norm, mlp)
@@ -533,13 +533,14 @@ def test_ln_mlp_rows_is_the_mlp_of_each_input() -> None:
 
     (ref, ref_g), (out, out_g) = run(False), run(True)
     assert [o.shape for o in out] == [x.shape for x in xs]
+    assert all(g is not None for g in ref_g) and not xs[1].is_contiguous()
     for a, b in zip((*out, *out_g), (*ref, *ref_g), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
 
 
 def test_bf16_autocast_casts_each_weight_once_per_step(inputs: tuple[torch.Tensor, torch.Tensor]) -> None:
-    """Under bf16 autocast a forward + backward casts each weight to bf16 once (the fused functions save the
-    cast for backward; the LG block's MLP runs once over region and local tokens) and its gradient back once."""
+    """Under bf16 autocast a forward + backward casts each weight to bf16 once: the fused functions save the
+    cast for backward, and the LG block's MLP runs once over region and local tokens."""
     from torch.utils._python_dispatch import TorchDispatchMode
 
     model = create_model("avf_mae_pp_tiny", num_classes=7, drop_path=0.0)
