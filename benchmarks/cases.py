@@ -17,8 +17,9 @@ from torch import Tensor, nn
 from avf.config.model import MaskingConfig
 from avf.config.train import FinetuneConfig, PretrainConfig
 from avf.models import SIZES, create_model, model_name
-from avf.models.layers import fused_ops
 from avf.models.masking import sample_masks
+from avf.models.packed_linear import packed_linears
+from avf.models.summary import count_flops, forward_flops
 from avf.train.amp import autocast
 from avf.train.objectives import AVMixup, classification_loss
 from avf.train.optim import build_optimizer
@@ -120,10 +121,11 @@ def ours_inference(
     fwd_model = maybe_compile(model, compile_)
     video, audio = clip_inputs(clips * views, device)
     amp = amp_for(device, bf16)
+    packed = packed_linears(fwd_model)  # as avf.predict.Predictor and avf.eval run it
 
     @torch.inference_mode()
     def step() -> None:
-        with amp():
+        with amp(), packed:
             out = fwd_model(video, audio).float()
         out.softmax(-1).view(clips, views, -1).mean(1).cpu()
 
@@ -284,30 +286,17 @@ def plain_inference(size: str, clips: int, device: torch.device, bf16: bool = Fa
 
 
 def forward_gflops_per_clip(kind: str, size: str, executed: bool = False) -> float:
-    """Forward GFLOPs per clip (per view for fine-tuning) counted on the meta device (matmul/conv/SDPA), of
-    the model as defined (``fused_ops(False)``: the folded cross-attention's saving is not model FLOPs), or
-    with ``executed`` those an inference forward runs (``fused_ops(True)``, the folded graph)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
+    """Forward GFLOPs per clip (per view for fine-tuning) counted on the meta device by
+    :func:`avf.models.summary.count_flops`: of the model as defined, or with ``executed`` those an inference
+    forward runs (the folded graph)."""
     meta = torch.device("meta")
-    with meta:
-        if kind == "pretrain":
-            model: nn.Module = create_model(model_name("pretrain", size))
-        elif kind == "finetune":
-            model = create_model(model_name("finetune", size), num_classes=NUM_CLASSES)
-        elif kind == "plain_pretrain":
-            model = PlainPretrain(size)
-        else:
-            model = PlainFinetune(size)
     b = 2
-    with FlopCounterMode(display=False) as counter, torch.no_grad(), fused_ops(executed):
-        if kind == "pretrain":
-            masks = sample_masks(b, MaskingConfig(), torch.Generator().manual_seed(0))
-            model.train()(torch.zeros(b, 3, 16, 160, 160, device=meta), torch.zeros(b, 1, 256, 128, device=meta), masks)
-        elif kind == "finetune":
-            model.eval()(torch.zeros(b, 3, 16, 160, 160, device=meta), torch.zeros(b, 1, 256, 128, device=meta))
-        elif kind == "plain_pretrain":
-            model(torch.zeros(b, 80, 1536, device=meta), torch.zeros(b, 24, 256, device=meta))
-        else:
-            model(torch.zeros(b, 800, 1536, device=meta), torch.zeros(b, 128, 256, device=meta))
-    return counter.get_total_flops() / 1e9 / b
+    if kind in ("pretrain", "finetune"):
+        with meta:
+            model = create_model(model_name(kind, size), **({"num_classes": NUM_CLASSES} if kind == "finetune" else {}))
+        return forward_flops(model, b, executed) / 1e9 / b
+    with meta:
+        plain: nn.Module = PlainPretrain(size) if kind == "plain_pretrain" else PlainFinetune(size)
+    tokens = ((80, 1536), (24, 256)) if kind == "plain_pretrain" else ((800, 1536), (128, 256))
+    inputs = [torch.zeros(b, *shape, device=meta) for shape in tokens]
+    return count_flops(lambda: plain(*inputs), executed) / 1e9 / b

@@ -35,8 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from avf.config.model import MaskingConfig
 from avf.models import SIZES, create_model, model_name
-from avf.models.layers import fused_ops
 from avf.models.masking import Masks, sample_masks
+from avf.models.summary import count_flops
 
 
 class PlainStack(nn.Module):
@@ -175,15 +175,11 @@ def run_case(case: str, size: str, batch: int, warmup: int, iters: int, device: 
 
 
 def forward_gflops(build: Callable[[], nn.Module], run: Callable[[nn.Module, torch.device], object]) -> float:
-    """Forward GFLOPs for batch 1 counted on the meta device (matmul / conv / attention), of the model as
-    defined (``fused_ops(False)``, see ``benchmarks.cases.forward_gflops_per_clip``)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
+    """Forward GFLOPs for batch 1 counted on the meta device by :func:`avf.models.summary.count_flops`, of the
+    model as defined."""
     with torch.device("meta"):
         model = build()
-    with FlopCounterMode(display=False) as counter, torch.no_grad(), fused_ops(False):
-        run(model.eval(), torch.device("meta"))
-    return counter.get_total_flops() / 1e9
+    return count_flops(lambda: run(model.eval(), torch.device("meta"))) / 1e9
 
 
 def _inputs(batch: int, device: torch.device) -> tuple[Tensor, Tensor, Masks]:

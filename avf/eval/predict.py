@@ -17,6 +17,7 @@ from avf.data.loader import item_bytes
 from avf.data.shm import prefetch_factor
 from avf.data.transforms import to_model_input
 from avf.eval.metrics import classification_metrics, regression_metrics
+from avf.models.packed_linear import packed_linears
 
 
 def _forward(model: nn.Module, video: torch.Tensor, audio: torch.Tensor, head: str | None) -> torch.Tensor:
@@ -57,11 +58,13 @@ def predict_views(
         generator=torch.Generator(),  # the iterator draws its base seed here, not from the training's global RNG
         prefetch_factor=prefetch_factor(num_workers, batch_bytes, ranks_per_node),
     )
+    packed = packed_linears(model)
     for items in loader:
         video = torch.stack([it["video"] for it in items]).to(device)  # u8 [B,V,T,S,S,3]
         audio = torch.stack([it["audio"] for it in items]).to(device)  # [B,V,1,F,M]
         b, v = video.shape[:2]
-        out = _forward(model, to_model_input(video.flatten(0, 1)), audio.flatten(0, 1), head).float()
+        with packed:
+            out = _forward(model, to_model_input(video.flatten(0, 1)), audio.flatten(0, 1), head).float()
         out = out.softmax(-1) if not regression else out
         scores.append(out.view(b, v, -1).mean(1).cpu().numpy())
         labels.extend(np.asarray(it["label"]) for it in items)

@@ -29,6 +29,7 @@ from timm.layers import DropPath, Mlp
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
+from avf.models.packed_linear import linear_gelu
 from avf.utils.cpu import has_amx_bf16
 
 __all__ = [
@@ -274,7 +275,7 @@ def ln_mlp_rows(xs: Sequence[Tensor], norm: nn.LayerNorm, mlp: Mlp) -> tuple[Ten
         return tuple(mlp(norm(x)) for x in xs)
     fc1, fc2 = mlp.fc1, mlp.fc2
     if not (torch.is_grad_enabled() and (any(x.requires_grad for x in xs) or fc1.weight.requires_grad)):
-        return _split_rows(mlp(norm(_rows(xs))), xs)
+        return _split_rows(fc2(linear_gelu(norm(_rows(xs)), fc1.weight, fc1.bias)), xs)
     params = (norm.weight, norm.bias, fc1.weight, fc1.bias, fc2.weight, fc2.bias)
     return _LNMlp.apply(norm, _cast_dtype(xs[0]), *params, *xs)
 

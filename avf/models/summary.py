@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 
 import torch
 from torch import nn
 
-__all__ = ["forward_flops", "parameter_table"]
+__all__ = ["count_flops", "forward_flops", "parameter_table"]
 
 
 def parameter_table(model: nn.Module, depth: int = 1) -> list[tuple[str, int]]:
@@ -18,18 +19,27 @@ def parameter_table(model: nn.Module, depth: int = 1) -> list[tuple[str, int]]:
     return list(counts.items())
 
 
-def forward_flops(model: nn.Module, batch_size: int = 1) -> int:
-    """FLOPs (2 x MAC, matmul/conv/SDPA only) of one forward pass in eval mode (works on the meta device).
-
-    Pretraining models use the default dual masks; fine-tuning models see every token. The count is the
-    model's as defined (the plain module graph, ``fused_ops(False)``): avf's folded cross-attention
-    computes the same function with fewer multiplies.
-    """
+def count_flops(run: Callable[[], object], executed: bool = False) -> int:
+    """FLOPs (2 x MAC, matmul/conv/SDPA only) of ``run()`` without autograd: of the models as defined (the plain
+    module graph, ``fused_ops(False)``), or with ``executed`` of the graph avf runs (``fused_ops(True)``: the
+    folded cross-attention computes the same function with fewer multiplies)."""
     from torch.utils.flop_counter import FlopCounterMode
 
+    from avf.models.layers import fused_ops
+
+    with FlopCounterMode(display=False) as counter, torch.no_grad(), fused_ops(executed):
+        run()
+    return int(counter.get_total_flops())
+
+
+def forward_flops(model: nn.Module, batch_size: int = 1, executed: bool = False) -> int:
+    """:func:`count_flops` of one forward pass in eval mode (works on the meta device).
+
+    Pretraining models use the default dual masks (the same count in train mode); fine-tuning models see
+    every token.
+    """
     from avf.config.model import MaskingConfig
     from avf.models.avf_mae_pp import AVFMAEPretrain
-    from avf.models.layers import fused_ops
     from avf.models.masking import sample_masks
 
     device = next(model.parameters()).device
@@ -38,12 +48,9 @@ def forward_flops(model: nn.Module, batch_size: int = 1) -> int:
     was_training = model.training
     model.eval()
     try:
-        with FlopCounterMode(display=False) as counter, torch.no_grad(), fused_ops(False):
-            if isinstance(model, AVFMAEPretrain):
-                masks = sample_masks(batch_size, MaskingConfig(), torch.Generator().manual_seed(0))
-                model(video, audio, masks)
-            else:
-                model(video, audio)
+        if isinstance(model, AVFMAEPretrain):
+            masks = sample_masks(batch_size, MaskingConfig(), torch.Generator().manual_seed(0))
+            return count_flops(lambda: model(video, audio, masks), executed)
+        return count_flops(lambda: model(video, audio), executed)
     finally:
         model.train(was_training)
-    return int(counter.get_total_flops())

@@ -34,6 +34,7 @@ from avf.config.predict import PredictConfig
 from avf.data.face import FaceDetector, LandmarkModel
 from avf.data.transforms import ClipTransform
 from avf.data.video import MediaError
+from avf.models.packed_linear import packed_linears
 from avf.predict.heads import DatasetHead
 from avf.predict.prepare import PreparedVideo, WindowInput, plan_windows, prepare_video, window_input
 from avf.predict.source import ModelSpec, load_model
@@ -115,6 +116,7 @@ class Predictor:
         self.runtime = runtime
         self.precision = self._check_precision(precision)
         self._session = self._onnx_session() if runtime == "onnxruntime" else None
+        self._packed = packed_linears(self.model)  # fp32 on the CPU: weights packed once, on first use
         if self.settings.threads:
             torch.set_num_threads(self.settings.threads)  # process-wide, as for any PyTorch program
         self._detector = detector
@@ -224,7 +226,7 @@ class Predictor:
             inputs = {"video": video.flatten(0, 1).numpy(), "audio": audio.flatten(0, 1).numpy()}
             out = torch.from_numpy(self._session.run(["logits"], inputs)[0]).float()
         else:
-            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"), self._packed:
                 out = self.model(video.flatten(0, 1).to(dev), audio.flatten(0, 1).to(dev)).float()
         if not self.regression:
             out = out.softmax(-1)

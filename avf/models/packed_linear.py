@@ -1,0 +1,153 @@
+"""fp32 linear layers on oneDNN's prepacked GEMM for inference on the CPU (:func:`packed_linears`).
+
+Inside ``with packed_linears(model):`` every ``F.linear`` (``nn.Linear`` included) that runs on the CPU in
+fp32, without autograd and without autocast, multiplies with a copy of its weight that oneDNN reordered
+once into its blocked layout: ``torch.ops.mkldnn._reorder_linear_weight`` and ``_linear_pointwise``, the
+kernels ``torch.compile``'s CPU backend uses for frozen weights. It is the same function in another float
+summation order (a few 1e-7 relative on the models' outputs). Everything else runs as before.
+
+Why not PyTorch's default: on the CPU an fp32 ``F.linear`` is an MKL ``addmm``, and in the base model's
+inference forward those multiplies are about three quarters of the time. With the weights packed the
+whole forward ran about 1.1x faster on an AMD EPYC (docs/performance.md, "Inference on oneDNN's packed
+weights"). Training keeps MKL: its weights change every step, and oneDNN was slower for weight gradients.
+
+Only the model's own parameters are packed (weights computed in the forward pass are not: their memory is
+reused by other tensors). They are packed on first use, kept by the returned context across entries (a
+predictor packs once) and freed with it; a weight changed in place since it was packed is packed again.
+Where PyTorch lacks oneDNN or these kernels, or where the model has ``torch.compile``'d blocks, the context
+does nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.overrides import TorchFunctionMode
+
+__all__ = ["PackedLinears", "linear_gelu", "packed_linears", "packing_available"]
+
+PACK_ROWS = 1024  # the row-count hint oneDNN picks a weight layout for; the layout serves any row count
+
+
+def packing_available() -> bool:
+    """Whether this PyTorch has oneDNN and the packed-linear kernels."""
+    if not torch.backends.mkldnn.is_available():
+        return False
+    try:
+        return all(callable(getattr(torch.ops.mkldnn, op)) for op in ("_reorder_linear_weight", "_linear_pointwise"))
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def _is_compiled(model: nn.Module) -> bool:
+    from torch._dynamo.eval_frame import OptimizedModule
+
+    return any(isinstance(m, OptimizedModule) or getattr(m, "_compiled_call_impl", None) for m in model.modules())
+
+
+def packed_linears(model: nn.Module) -> contextlib.AbstractContextManager[Any]:
+    """A reusable context that runs ``model``'s fp32 CPU linears on packed weights (see the module doc);
+    a no-op context where packing is unavailable, ``model`` is not on the CPU or has compiled blocks."""
+    on_cpu = all(p.device.type == "cpu" for p in model.parameters())
+    if not on_cpu or not packing_available() or _is_compiled(model):
+        return contextlib.nullcontext()
+    return PackedLinears(model)
+
+
+def linear_gelu(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+    """``F.gelu(F.linear(x, weight, bias))`` (exact GELU); one oneDNN call with the GELU fused into the GEMM
+    where the innermost active :class:`PackedLinears` packs ``weight``."""
+    active = _active()
+    mode = active[-1] if active else None
+    if mode is not None and mode.packs(x, weight, bias):
+        return torch.ops.mkldnn._linear_pointwise(x, mode.packed(weight), bias, "gelu", [], "none")
+    return F.gelu(F.linear(x, weight, bias))
+
+
+def _version(t: Tensor) -> int:
+    try:
+        return t._version
+    except RuntimeError:  # an inference tensor: it has no version counter, and no in-place change outside
+        return 0
+
+
+class PackedLinears(TorchFunctionMode):
+    """The torch-function mode behind :func:`packed_linears`; holds the packed weights of ``model``."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self._params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+        self._packed: dict[tuple[int, torch.Size, tuple[int, ...]], tuple[int, Tensor]] = {}
+
+    def __enter__(self) -> PackedLinears:
+        _active().append(self)
+        return super().__enter__()
+
+    def __exit__(self, *exc: Any) -> None:
+        _active().remove(self)
+        super().__exit__(*exc)
+
+    def __torch_function__(
+        self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None
+    ) -> Any:
+        kwargs = kwargs or {}
+        if func is F.linear:
+            x, weight, bias = _linear_args(args, kwargs)
+            if self.packs(x, weight, bias):
+                return torch.ops.mkldnn._linear_pointwise(x, self.packed(weight), bias, "none", [], "")
+        return func(*args, **kwargs)
+
+    def packs(self, x: Any, weight: Any, bias: Any) -> bool:
+        """Whether ``F.linear(x, weight, bias)`` runs on a packed weight here."""
+        return _eligible(x, weight, bias) and weight.untyped_storage().data_ptr() in self._params
+
+    def packed(self, weight: Tensor) -> Tensor:
+        """``weight`` in oneDNN's layout, packed now or earlier (again when changed in place since)."""
+        key = (weight.data_ptr(), weight.shape, weight.stride())
+        version = _version(weight)
+        hit = self._packed.get(key)
+        if hit is None or hit[0] != version:
+            packed = torch.ops.mkldnn._reorder_linear_weight(weight.contiguous(), PACK_ROWS)
+            hit = self._packed[key] = (version, packed)
+        return hit[1]
+
+
+_LOCAL = threading.local()  # like torch's own mode stack, the entered contexts are per thread
+
+
+def _active() -> list[PackedLinears]:
+    """This thread's entered contexts, innermost last (for :func:`linear_gelu`)."""
+    if not hasattr(_LOCAL, "stack"):
+        _LOCAL.stack = []
+    return _LOCAL.stack
+
+
+def _linear_args(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, Any, Any]:
+    x = args[0] if args else kwargs.get("input")
+    weight = args[1] if len(args) > 1 else kwargs.get("weight")
+    bias = args[2] if len(args) > 2 else kwargs.get("bias")
+    return x, weight, bias
+
+
+def _eligible(x: Any, weight: Any, bias: Any) -> bool:
+    f32 = torch.float32
+    return (
+        not torch.is_grad_enabled()
+        and not torch.is_autocast_enabled("cpu")
+        and type(x) is Tensor
+        and type(weight) in (Tensor, nn.Parameter)
+        and x.device.type == "cpu"
+        and x.dtype == f32
+        and x.dim() >= 1
+        and x.numel() > 0
+        and weight.dtype == f32
+        and weight.device.type == "cpu"
+        and weight.dim() == 2
+        and x.shape[-1] == weight.shape[1]
+        and (bias is None or (type(bias) in (Tensor, nn.Parameter) and bias.dtype == f32 and bias.dim() == 1))
+    )

@@ -1,0 +1,99 @@
+"""oneDNN-packed fp32 linears for CPU inference (avf.models.packed_linear) against plain ``F.linear``."""
+
+from __future__ import annotations
+
+import contextlib
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from avf.models import create_model
+from avf.models.layers import fused_ops
+from avf.models.packed_linear import PackedLinears, linear_gelu, packed_linears, packing_available
+
+pytestmark = pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="this PyTorch has no oneDNN")
+
+
+def _inputs(batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    return torch.randn(batch, 3, 16, 160, 160, generator=g), torch.randn(batch, 1, 256, 128, generator=g)
+
+
+def test_the_pinned_pytorch_has_the_kernels() -> None:
+    # with oneDNN present a missing kernel would silently turn every context into a no-op
+    assert packing_available()
+
+
+def test_a_model_gives_its_plain_outputs_with_every_linear_weight_packed() -> None:
+    torch.manual_seed(0)
+    model = create_model("avf_mae_pp_tiny", num_classes=7).eval()
+    video, audio = _inputs(2)
+    packed = packed_linears(model)
+    assert isinstance(packed, PackedLinears)
+    with torch.inference_mode():
+        plain = model(video, audio)
+        with packed:
+            fast = model(video, audio)
+        with packed:  # a second entry reuses the packed weights
+            again = model(video, audio)
+    assert (fast - plain).abs().max() <= 1e-5 * plain.abs().max()
+    assert torch.equal(fast, again)
+    # the folded cross-attention multiplies some projection weights into other tensors instead: in the
+    # module graph every nn.Linear is an F.linear, and each one runs packed (as do the patch embeddings)
+    plain_graph = packed_linears(model)
+    with torch.inference_mode(), fused_ops(False), plain_graph:
+        model(video, audio)
+    linear_weights = {m.weight.data_ptr() for m in model.modules() if isinstance(m, nn.Linear)}
+    assert linear_weights <= {key[0] for key in plain_graph._packed}
+
+
+def test_only_the_models_parameters_are_packed_and_changed_weights_are_packed_again() -> None:
+    lin = nn.Linear(64, 32)
+    x = torch.randn(5, 7, 64)
+    packed = packed_linears(lin)
+    with torch.no_grad():
+        with packed:
+            for _ in range(3):  # weights computed in the forward pass: each call must use its own values
+                w = torch.randn(32, 64)
+                torch.testing.assert_close(F.linear(x, w), x @ w.T, rtol=1e-5, atol=1e-5)
+            out = F.linear(x, weight=lin.weight, bias=lin.bias)
+        assert len(packed._packed) == 1
+        torch.testing.assert_close(out, x @ lin.weight.T + lin.bias, rtol=1e-5, atol=1e-5)
+        lin.weight.mul_(-2.0)
+        with packed:
+            changed = lin(x.transpose(0, 1))  # a non-contiguous input
+        torch.testing.assert_close(changed, x.transpose(0, 1) @ lin.weight.T + lin.bias, rtol=1e-5, atol=1e-5)
+
+
+def test_autograd_and_autocast_keep_the_plain_linear() -> None:
+    lin = nn.Linear(16, 8)
+    x = torch.randn(4, 16, requires_grad=True)
+    packed = packed_linears(lin)
+    with packed:
+        lin(x).sum().backward()  # with autograd: MKL, and gradients as usual
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+            assert lin(x).dtype == torch.bfloat16
+    assert x.grad is not None
+    assert packed._packed == {}
+
+
+@pytest.mark.parametrize("inside", [False, True])
+def test_linear_gelu_is_gelu_of_the_linear(inside: bool) -> None:
+    lin = nn.Linear(32, 128)
+    x = torch.randn(3, 9, 32)
+    packed = packed_linears(lin)
+    with torch.no_grad(), packed if inside else contextlib.nullcontext():
+        out = linear_gelu(x, lin.weight, lin.bias)
+    with torch.no_grad():
+        torch.testing.assert_close(out, F.gelu(F.linear(x, lin.weight, lin.bias)), rtol=1e-5, atol=1e-6)
+    assert len(packed._packed) == int(inside)
+
+
+def test_compiled_or_non_cpu_models_get_no_packing() -> None:
+    lin = nn.Linear(8, 8)
+    lin.compile()  # lazily: nothing is compiled before a call
+    assert isinstance(packed_linears(lin), contextlib.nullcontext)
+    meta = nn.Linear(8, 8, device="meta")
+    assert isinstance(packed_linears(meta), contextlib.nullcontext)
