@@ -7,13 +7,15 @@ kernels ``torch.compile``'s CPU backend uses for frozen weights. It is the same 
 summation order (a few 1e-7 relative on the models' outputs). Everything else runs as before.
 
 Why not PyTorch's default: on the CPU an fp32 ``F.linear`` is an MKL ``addmm``, and in the base model's
-inference forward those multiplies are about three quarters of the time. With the weights packed the
-whole forward ran about 1.1x faster on an AMD EPYC (docs/performance.md, "Inference on oneDNN's packed
-weights"). Training keeps MKL: its weights change every step, and oneDNN was slower for weight gradients.
+inference forward those multiplies are about three quarters of the time. With the weights packed and the
+MLP's GELU fused into its first GEMM (:func:`linear_gelu`), the base model's inference forward ran 1.2x
+faster on an AMD EPYC (docs/performance.md, "Inference on oneDNN's packed weights"). Training keeps MKL:
+its weights change every step, and oneDNN was slower for weight gradients.
 
 Only the model's own parameters are packed (weights computed in the forward pass are not: their memory is
 reused by other tensors). They are packed on first use, kept by the returned context across entries (a
-predictor packs once) and freed with it; a weight changed in place since it was packed is packed again.
+predictor packs once) and freed with it, so while it lives the packed copies take as much memory again as
+the weights they copy. A weight changed in place since it was packed is packed again.
 Where PyTorch lacks oneDNN or these kernels, or where the model has ``torch.compile``'d blocks, the context
 does nothing.
 """
