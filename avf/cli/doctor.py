@@ -55,6 +55,17 @@ def collect(params_path: Path) -> list[tuple[str, str, bool]]:
             True,
         )
     )
+    from avf.models.packed_linear import packing_available
+
+    rows.append(
+        (
+            "cpu inference",
+            "fp32 linears on oneDNN's packed weights (evaluation, avf predict)"
+            if packing_available()
+            else "no oneDNN in this PyTorch: fp32 linears on its default BLAS",
+            True,
+        )
+    )
     if torch.cuda.is_available():
         name = torch.cuda.get_device_name(0)
         bf16 = torch.cuda.is_bf16_supported()

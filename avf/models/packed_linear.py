@@ -12,12 +12,14 @@ MLP's GELU fused into its first GEMM (:func:`linear_gelu`), the base model's inf
 faster on an AMD EPYC (docs/performance.md, "Inference on oneDNN's packed weights"). Training keeps MKL:
 its weights change every step, and oneDNN was slower for weight gradients.
 
-Only the model's own parameters are packed (weights computed in the forward pass are not: their memory is
-reused by other tensors). They are packed on first use, kept by the returned context across entries (a
-predictor packs once) and freed with it, so while it lives the packed copies take as much memory again as
-the weights they copy. A weight changed in place since it was packed is packed again.
-Where PyTorch lacks oneDNN or these kernels, or where the model has ``torch.compile``'d blocks, the context
-does nothing.
+Only the model's own parameters, or views of them, are packed: the parameter objects of the model when the
+context was made (weights computed in the forward pass are not, nor a parameter assigned later). They are
+packed on first use, kept by the returned context across entries (a predictor packs once) and freed with it,
+so while it lives the packed copies take as much memory again as the weights they copy. A parameter changed
+in place by a tensor operation since it was packed (``copy_``, ``load_state_dict``) is packed again; writes
+through ``.data`` bypass the version counter that tells, so a context must not outlive such a write. Other
+torch calls inside the context pass through it unchanged. Where PyTorch lacks oneDNN or these kernels, or
+where the model has ``torch.compile``'d blocks, the context does nothing.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
+from torch.utils.weak import WeakIdKeyDictionary
 
 __all__ = ["PackedLinears", "linear_gelu", "packed_linears", "packing_available"]
 
@@ -71,20 +74,13 @@ def linear_gelu(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
     return F.gelu(F.linear(x, weight, bias))
 
 
-def _version(t: Tensor) -> int:
-    try:
-        return t._version
-    except RuntimeError:  # an inference tensor: it has no version counter, and no in-place change outside
-        return 0
-
-
 class PackedLinears(TorchFunctionMode):
     """The torch-function mode behind :func:`packed_linears`; holds the packed weights of ``model``."""
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
-        self._params = {p.untyped_storage().data_ptr() for p in model.parameters()}
-        self._packed: dict[tuple[int, torch.Size, tuple[int, ...]], tuple[int, Tensor]] = {}
+        # keyed by the parameter objects, held weakly: a dead parameter's entries go with it
+        self._packed = WeakIdKeyDictionary({p: {} for p in model.parameters()})
 
     def __enter__(self) -> PackedLinears:
         _active().append(self)
@@ -106,16 +102,20 @@ class PackedLinears(TorchFunctionMode):
 
     def packs(self, x: Any, weight: Any, bias: Any) -> bool:
         """Whether ``F.linear(x, weight, bias)`` runs on a packed weight here."""
-        return _eligible(x, weight, bias) and weight.untyped_storage().data_ptr() in self._params
+        if not _eligible(x, weight, bias):
+            return False
+        # an inference tensor has no version counter to tell an in-place change by
+        return _parameter_of(weight) in self._packed and not weight.is_inference()
 
     def packed(self, weight: Tensor) -> Tensor:
-        """``weight`` in oneDNN's layout, packed now or earlier (again when changed in place since)."""
-        key = (weight.data_ptr(), weight.shape, weight.stride())
-        version = _version(weight)
-        hit = self._packed.get(key)
-        if hit is None or hit[0] != version:
+        """``weight`` (one that :meth:`packs`) in oneDNN's layout, packed now or earlier (again when changed in
+        place since)."""
+        views: dict[tuple[torch.Size, tuple[int, ...], int], tuple[int, Tensor]] = self._packed[_parameter_of(weight)]
+        key = (weight.shape, weight.stride(), weight.storage_offset())
+        hit = views.get(key)
+        if hit is None or hit[0] != weight._version:
             packed = torch.ops.mkldnn._reorder_linear_weight(weight.contiguous(), PACK_ROWS)
-            hit = self._packed[key] = (version, packed)
+            hit = views[key] = (weight._version, packed)
         return hit[1]
 
 
@@ -127,6 +127,11 @@ def _active() -> list[PackedLinears]:
     if not hasattr(_LOCAL, "stack"):
         _LOCAL.stack = []
     return _LOCAL.stack
+
+
+def _parameter_of(weight: Tensor) -> Tensor:
+    """The tensor ``weight`` is a view of (itself when it is not a view)."""
+    return weight if weight._base is None else weight._base
 
 
 def _linear_args(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, Any, Any]:
@@ -151,5 +156,8 @@ def _eligible(x: Any, weight: Any, bias: Any) -> bool:
         and weight.device.type == "cpu"
         and weight.dim() == 2
         and x.shape[-1] == weight.shape[1]
-        and (bias is None or (type(bias) in (Tensor, nn.Parameter) and bias.dtype == f32 and bias.dim() == 1))
+        and (
+            bias is None
+            or (type(bias) in (Tensor, nn.Parameter) and bias.dtype == f32 and bias.shape == weight.shape[:1])
+        )
     )

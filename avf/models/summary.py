@@ -22,7 +22,8 @@ def parameter_table(model: nn.Module, depth: int = 1) -> list[tuple[str, int]]:
 def count_flops(run: Callable[[], object], executed: bool = False) -> int:
     """FLOPs (2 x MAC, matmul/conv/SDPA only) of ``run()`` without autograd: of the models as defined (the plain
     module graph, ``fused_ops(False)``), or with ``executed`` of the graph avf runs (``fused_ops(True)``: the
-    folded cross-attention computes the same function with fewer multiplies)."""
+    folded cross-attention computes the same function with fewer multiplies). Call it outside
+    :func:`avf.models.packed_linear.packed_linears`: the oneDNN products there have no FLOP formula."""
     from torch.utils.flop_counter import FlopCounterMode
 
     from avf.models.layers import fused_ops

@@ -107,7 +107,7 @@ def test_doctor_reports_a_healthy_setup() -> None:
     assert res.returncode == 0, res.stdout + res.stderr
     out = res.stdout + res.stderr
     assert "healthy" in out and "FAIL" not in out
-    for check in ("torch", "mediapipe", "face models", "params", "tracking uri", "ray address"):
+    for check in ("torch", "mediapipe", "face models", "params", "tracking uri", "ray address", "cpu inference"):
         assert check in out
 
 

@@ -8,12 +8,25 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from avf.models import create_model
 from avf.models.layers import fused_ops
 from avf.models.packed_linear import PackedLinears, linear_gelu, packed_linears, packing_available
 
 pytestmark = pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="this PyTorch has no oneDNN")
+
+
+class _Count(TorchFunctionMode):
+    """Counts the calls of one torch function that reach it."""
+
+    def __init__(self, func: object) -> None:
+        super().__init__()
+        self.func, self.calls = func, 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+        self.calls += func is self.func
+        return func(*args, **(kwargs or {}))
 
 
 def _inputs(batch: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -34,19 +47,20 @@ def test_a_model_gives_its_plain_outputs_with_every_linear_weight_packed() -> No
     assert isinstance(packed, PackedLinears)
     with torch.inference_mode():
         plain = model(video, audio)
-        with packed:
+        with _Count(F.gelu) as gelus, packed:
             fast = model(video, audio)
         with packed:  # a second entry reuses the packed weights
             again = model(video, audio)
     assert (fast - plain).abs().max() <= 1e-5 * plain.abs().max()
     assert torch.equal(fast, again)
+    assert gelus.calls == 0  # every MLP's GELU ran inside its first layer's packed GEMM
     # the folded cross-attention multiplies some projection weights into other tensors instead: in the
     # module graph every nn.Linear is an F.linear, and each one runs packed (as do the patch embeddings)
     plain_graph = packed_linears(model)
     with torch.inference_mode(), fused_ops(False), plain_graph:
         model(video, audio)
-    linear_weights = {m.weight.data_ptr() for m in model.modules() if isinstance(m, nn.Linear)}
-    assert linear_weights <= {key[0] for key in plain_graph._packed}
+    packed_params = {id(p) for p, views in plain_graph._packed.items() if views}
+    assert {id(m.weight) for m in model.modules() if isinstance(m, nn.Linear)} <= packed_params
 
 
 def test_only_the_models_parameters_are_packed_and_changed_weights_are_packed_again() -> None:
@@ -59,12 +73,35 @@ def test_only_the_models_parameters_are_packed_and_changed_weights_are_packed_ag
                 w = torch.randn(32, 64)
                 torch.testing.assert_close(F.linear(x, w), x @ w.T, rtol=1e-5, atol=1e-5)
             out = F.linear(x, weight=lin.weight, bias=lin.bias)
-        assert len(packed._packed) == 1
+        assert sum(len(views) for views in packed._packed.values()) == 1
         torch.testing.assert_close(out, x @ lin.weight.T + lin.bias, rtol=1e-5, atol=1e-5)
         lin.weight.mul_(-2.0)
         with packed:
             changed = lin(x.transpose(0, 1))  # a non-contiguous input
         torch.testing.assert_close(changed, x.transpose(0, 1) @ lin.weight.T + lin.bias, rtol=1e-5, atol=1e-5)
+
+
+def test_replaced_inference_or_mismatched_weights_are_not_packed() -> None:
+    lin = nn.Linear(64, 32)
+    x = torch.randn(6, 64)
+    packed = packed_linears(lin)
+    with torch.no_grad():
+        with packed:
+            short_bias = F.linear(x, lin.weight, lin.bias[:1])  # broadcasts in F.linear, not in oneDNN
+            lin(x)
+        torch.testing.assert_close(short_bias, x @ lin.weight.T + lin.bias[:1], rtol=1e-5, atol=1e-5)
+        del lin.weight  # its memory may go to the replacement: the context must tell them apart
+        lin.weight = nn.Parameter(torch.randn(32, 64))
+        with packed:
+            replaced = lin(x)
+        torch.testing.assert_close(replaced, x @ lin.weight.T + lin.bias, rtol=1e-5, atol=1e-5)
+        assert [len(views) for views in packed._packed.values()] == [0]  # the bias; the old weight is gone
+    with torch.inference_mode():
+        frozen = nn.Linear(64, 32)  # inference tensors: no version counter to see in-place changes by
+        packed = packed_linears(frozen)
+        with packed:
+            frozen(x)
+        assert not any(packed._packed.values())
 
 
 def test_autograd_and_autocast_keep_the_plain_linear() -> None:
@@ -76,7 +113,7 @@ def test_autograd_and_autocast_keep_the_plain_linear() -> None:
         with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
             assert lin(x).dtype == torch.bfloat16
     assert x.grad is not None
-    assert packed._packed == {}
+    assert not any(packed._packed.values())
 
 
 @pytest.mark.parametrize("inside", [False, True])
@@ -88,7 +125,7 @@ def test_linear_gelu_is_gelu_of_the_linear(inside: bool) -> None:
         out = linear_gelu(x, lin.weight, lin.bias)
     with torch.no_grad():
         torch.testing.assert_close(out, F.gelu(F.linear(x, lin.weight, lin.bias)), rtol=1e-5, atol=1e-6)
-    assert len(packed._packed) == int(inside)
+    assert sum(len(views) for views in packed._packed.values()) == int(inside)
 
 
 def test_compiled_or_non_cpu_models_get_no_packing() -> None:
