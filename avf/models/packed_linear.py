@@ -1,16 +1,18 @@
-"""fp32 linear layers on oneDNN's prepacked GEMM for inference on the CPU (:func:`packed_linears`).
+"""Linear layers on oneDNN's prepacked GEMM for inference on the CPU (:func:`packed_linears`).
 
-Inside ``with packed_linears(model):`` every ``F.linear`` (``nn.Linear`` included) that runs on the CPU in
-fp32, without autograd and without autocast, multiplies with a copy of its weight that oneDNN reordered
-once into its blocked layout: ``torch.ops.mkldnn._reorder_linear_weight`` and ``_linear_pointwise``, the
-kernels ``torch.compile``'s CPU backend uses for frozen weights. It is the same function in another float
-summation order (a few 1e-7 relative on the models' outputs). Everything else runs as before.
+Inside ``with packed_linears(model):`` every ``F.linear`` (``nn.Linear`` included) that runs on the CPU
+without autograd, in fp32 or under bf16 autocast, multiplies with a copy of its weight (cast to bf16 under
+autocast) that oneDNN reordered once into its blocked layout: ``torch.ops.mkldnn._reorder_linear_weight``
+and ``_linear_pointwise``, the kernels ``torch.compile``'s CPU backend uses for frozen weights. In fp32 it
+is the same function in another float summation order (a few 1e-7 relative on the models' outputs); under
+bf16 autocast, whose linears run on oneDNN already, it saves the cast and the reorder of every weight on
+every call.
 
 Why not PyTorch's default: on the CPU an fp32 ``F.linear`` is an MKL ``addmm``, and in the base model's
 inference forward those multiplies are about three quarters of the time. With the weights packed and the
 MLP's GELU fused into its first GEMM (:func:`linear_gelu`), the base model's inference forward ran 1.2x
-faster on an AMD EPYC (docs/performance.md, "Inference on oneDNN's packed weights"). Training keeps MKL:
-its weights change every step, and oneDNN was slower for weight gradients.
+faster on an AMD EPYC, and 1.1x under bf16 autocast (docs/performance.md, "Inference on oneDNN's packed
+weights"). Training keeps MKL: its weights change every step, and oneDNN was slower for weight gradients.
 
 Only the model's own parameters, or views of them, are packed: the parameter objects of the model when the
 context was made (weights computed in the forward pass are not, nor a parameter assigned later). They are
@@ -66,11 +68,13 @@ def packed_linears(model: nn.Module) -> contextlib.AbstractContextManager[Any]:
 
 def linear_gelu(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
     """``F.gelu(F.linear(x, weight, bias))`` (exact GELU); one oneDNN call with the GELU fused into the GEMM
-    where the innermost active :class:`PackedLinears` packs ``weight``."""
+    where the innermost active :class:`PackedLinears` packs ``weight`` in fp32."""
     active = _active()
     mode = active[-1] if active else None
-    if mode is not None and mode.packs(x, weight, bias):
-        return torch.ops.mkldnn._linear_pointwise(x, mode.packed(weight), bias, "gelu", [], "none")
+    dtype = mode.dtype_of(x, weight, bias) if mode is not None else None
+    if mode is not None and dtype == torch.float32:
+        return torch.ops.mkldnn._linear_pointwise(x, mode.packed(weight, dtype), bias, "gelu", [], "none")
+    # under autocast GELU runs on the rounded bf16 product, as autocast's own linear leaves it
     return F.gelu(F.linear(x, weight, bias))
 
 
@@ -96,25 +100,29 @@ class PackedLinears(TorchFunctionMode):
         kwargs = kwargs or {}
         if func is F.linear:
             x, weight, bias = _linear_args(args, kwargs)
-            if self.packs(x, weight, bias):
-                return torch.ops.mkldnn._linear_pointwise(x, self.packed(weight), bias, "none", [], "")
+            dtype = self.dtype_of(x, weight, bias)
+            if dtype is not None:
+                bias = None if bias is None else bias.to(dtype)
+                return torch.ops.mkldnn._linear_pointwise(x.to(dtype), self.packed(weight, dtype), bias, "none", [], "")
         return func(*args, **kwargs)
 
-    def packs(self, x: Any, weight: Any, bias: Any) -> bool:
-        """Whether ``F.linear(x, weight, bias)`` runs on a packed weight here."""
-        if not _eligible(x, weight, bias):
-            return False
+    def dtype_of(self, x: Any, weight: Any, bias: Any) -> torch.dtype | None:
+        """The dtype ``F.linear(x, weight, bias)`` runs in on a packed weight here (fp32, or bf16 under CPU bf16
+        autocast); None where it keeps PyTorch's path."""
+        dtype = _eligible_dtype(x, weight, bias)
         # an inference tensor has no version counter to tell an in-place change by
-        return _parameter_of(weight) in self._packed and not weight.is_inference()
+        if dtype is None or _parameter_of(weight) not in self._packed or weight.is_inference():
+            return None
+        return dtype
 
-    def packed(self, weight: Tensor) -> Tensor:
-        """``weight`` (one that :meth:`packs`) in oneDNN's layout, packed now or earlier (again when changed in
-        place since)."""
-        views: dict[tuple[torch.Size, tuple[int, ...], int], tuple[int, Tensor]] = self._packed[_parameter_of(weight)]
-        key = (weight.shape, weight.stride(), weight.storage_offset())
+    def packed(self, weight: Tensor, dtype: torch.dtype) -> Tensor:
+        """``weight`` (one that :meth:`dtype_of` accepts) in ``dtype`` and oneDNN's layout, packed now or earlier
+        (again when changed in place since)."""
+        views: dict[tuple[Any, ...], tuple[int, Tensor]] = self._packed[_parameter_of(weight)]
+        key = (dtype, weight.shape, weight.stride(), weight.storage_offset())
         hit = views.get(key)
         if hit is None or hit[0] != weight._version:
-            packed = torch.ops.mkldnn._reorder_linear_weight(weight.contiguous(), PACK_ROWS)
+            packed = torch.ops.mkldnn._reorder_linear_weight(weight.to(dtype).contiguous(), PACK_ROWS)
             hit = views[key] = (weight._version, packed)
         return hit[1]
 
@@ -141,15 +149,20 @@ def _linear_args(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, An
     return x, weight, bias
 
 
-def _eligible(x: Any, weight: Any, bias: Any) -> bool:
-    f32 = torch.float32
-    return (
+def _eligible_dtype(x: Any, weight: Any, bias: Any) -> torch.dtype | None:
+    """fp32 or bf16 (CPU bf16 autocast) for an fp32 linear without autograd that oneDNN can run; else None."""
+    f32, bf16 = torch.float32, torch.bfloat16
+    dtype = f32
+    if torch.is_autocast_enabled("cpu"):
+        if torch.get_autocast_dtype("cpu") != bf16:
+            return None
+        dtype = bf16
+    plain = (
         not torch.is_grad_enabled()
-        and not torch.is_autocast_enabled("cpu")
         and type(x) is Tensor
         and type(weight) in (Tensor, nn.Parameter)
         and x.device.type == "cpu"
-        and x.dtype == f32
+        and x.dtype in {f32, dtype}
         and x.dim() >= 1
         and x.numel() > 0
         and weight.dtype == f32
@@ -161,3 +174,4 @@ def _eligible(x: Any, weight: Any, bias: Any) -> bool:
             or (type(bias) in (Tensor, nn.Parameter) and bias.dtype == f32 and bias.shape == weight.shape[:1])
         )
     )
+    return dtype if plain else None
