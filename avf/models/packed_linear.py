@@ -11,17 +11,17 @@ every call.
 Why not PyTorch's default: on the CPU an fp32 ``F.linear`` is an MKL ``addmm``, and in the base model's
 inference forward those multiplies are about three quarters of the time. With the weights packed and the
 MLP's GELU fused into its first GEMM (:func:`linear_gelu`), the base model's inference forward ran 1.2x
-faster on an AMD EPYC, and 1.1x under bf16 autocast (docs/performance.md, "Inference on oneDNN's packed
+faster on an AMD EPYC, and 1.04-1.08x under bf16 autocast (docs/performance.md, "Inference on oneDNN's packed
 weights"). Training keeps MKL: its weights change every step, and oneDNN was slower for weight gradients.
 
 Only the model's own parameters, or views of them, are packed: the parameter objects of the model when the
 context was made (weights computed in the forward pass are not, nor a parameter assigned later). They are
 packed on first use, kept by the returned context across entries (a predictor packs once) and freed with it,
-so while it lives the packed copies take as much memory again as the weights they copy. A parameter changed
-in place by a tensor operation since it was packed (``copy_``, ``load_state_dict``) is packed again; writes
-through ``.data`` bypass the version counter that tells, so a context must not outlive such a write. Other
-torch calls inside the context pass through it unchanged. Where PyTorch lacks oneDNN or these kernels, or
-where the model has ``torch.compile``'d blocks, the context does nothing.
+so while it lives the packed copies take as much memory again as the weights they copy (half that in bf16).
+A parameter changed in place by a tensor operation since it was packed (``copy_``, ``load_state_dict``) is
+packed again; writes through ``.data`` bypass the version counter that tells, so a context must not outlive
+such a write. Other torch calls inside the context pass through it unchanged. Where PyTorch lacks oneDNN or
+these kernels, or where the model has ``torch.compile``'d blocks, the context does nothing.
 """
 
 from __future__ import annotations
