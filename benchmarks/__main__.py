@@ -358,7 +358,7 @@ def compute_targets(
     if rates.get("bf16") is None:
         lines.append("bf16 pretraining step: skipped (no bf16 matrix units: bf16 would be emulated)")
     elif bf16_case is None or fp32_case is None:
-        lines.append("bf16 pretraining step: not measured (run with --extras)")
+        lines.append("bf16 pretraining step: not measured (it needs the pretrain section and --extras)")
     else:
         mfu = bf16_case["step_flops"] / bf16_case["step_s"] / rates["bf16"]
         speedup = fp32_case["step_s"] / bf16_case["step_s"]
