@@ -241,6 +241,10 @@ class AVFMAEPretrain(nn.Module):
         a_dec = kept_index(masks.audio_dec).to(device)
         v_loss_mask = masks.video_enc.to(device).gather(1, v_dec)
         a_loss_mask = masks.audio_enc.to(device).gather(1, a_dec)
+        # targets first: their temporaries then come and go before the activations pile up
+        grid_v, grid_a = self.video_encoder.patch_embed.grid, self.audio_encoder.patch_embed.grid
+        target_v = video_targets(gather_video_patches(video, v_dec, grid_v), self.frame_diff_target)
+        target_a = audio_targets(gather_audio_patches(audio, a_dec, grid_a))
 
         v, a, v_skips, a_skips = self.forward_encoders(video, audio, v_vis, a_vis)
         if self.contrastive_weight > 0:
@@ -251,11 +255,8 @@ class AVFMAEPretrain(nn.Module):
         pred_v = self.video_decoder(v, v_skips, v_vis, v_dec)
         pred_a = self.audio_decoder(a, a_skips, a_vis, a_dec)
 
-        grid_v, grid_a = self.video_encoder.patch_embed.grid, self.audio_encoder.patch_embed.grid
-        target_v = video_targets(gather_video_patches(video, v_dec, grid_v), self.frame_diff_target)
-        target_a = audio_targets(gather_audio_patches(audio, a_dec, grid_a))
-        loss_v = masked_mse(pred_v, target_v, v_loss_mask)
-        loss_a = masked_mse(pred_a, target_a, a_loss_mask)
+        loss_v = masked_mse(pred_v, target_v, v_loss_mask, overwrite_target=True)
+        loss_a = masked_mse(pred_a, target_a, a_loss_mask, overwrite_target=True)
         loss = loss_v + loss_a + self.contrastive_weight * loss_c
         return PretrainOutput(
             loss=loss,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -69,15 +70,57 @@ def audio_targets(patches: Tensor) -> Tensor:
     return normalize_patches(patches.float().flatten(2))
 
 
-def masked_mse(pred: Tensor, target: Tensor, weight: Tensor) -> Tensor:
+def masked_mse(pred: Tensor, target: Tensor, weight: Tensor, overwrite_target: bool = False) -> Tensor:
     """Mean over values, then over the positions where ``weight`` is true (whole batch).
 
+    The value, and its gradient, are those of ``(pred.float() - target).pow(2).mean(-1)`` weighted by
+    ``weight`` to the last bit, but no ``[B, m, D]`` difference is kept for backward and none exists in
+    forward: at the end of the pretraining forward, when every saved activation is alive, that difference
+    and its square were the largest tensors not saved by the model (about 5 MiB per clip for base).
+
     Args:
-        pred: ``[B, m, D]``; target: ``[B, m, D]``; weight: ``[B, m]`` bool (loss positions).
+        pred: ``[B, m, D]``; target: ``[B, m, D]`` float32, a constant (no gradient); weight: ``[B, m]`` bool
+            (loss positions).
+        overwrite_target: backward computes ``pred``'s gradient in ``target``'s memory (when it is a
+            contiguous float32 tensor), so the gradient takes no memory of its own; for a target nobody
+            reads after backward. A second backward through the same graph then raises.
     """
-    per_token = (pred.float() - target).pow(2).mean(dim=-1)
-    w = weight.to(per_token.dtype)
-    return (per_token * w).sum() / w.sum().clamp_min(1.0)
+    return _MaskedMSE.apply(pred, target, weight, overwrite_target)
+
+
+MSE_CHUNK_ROWS = 256  # rows of pred whose difference to the target exists at a time in forward
+
+
+class _MaskedMSE(torch.autograd.Function):
+    """:func:`masked_mse`: forward over row chunks; saves ``pred`` and ``target`` (alive anyway: the model
+    returns ``pred`` and the loss reads ``target``), and backward allocates at most the gradient."""
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any, pred: Tensor, target: Tensor, weight: Tensor, overwrite_target: bool
+    ) -> Tensor:
+        if pred.shape != target.shape or pred.shape[:-1] != weight.shape:
+            raise ValueError(f"masked_mse: pred {tuple(pred.shape)}, target {tuple(target.shape)} and weight "
+                             f"{tuple(weight.shape)} do not match ([B, m, D], [B, m, D], [B, m])")  # fmt: skip
+        if ctx.needs_input_grad[1]:
+            raise ValueError("masked_mse: the target is a constant; it must not require grad")
+        d = pred.shape[-1]
+        rows = zip(pred.reshape(-1, d).split(MSE_CHUNK_ROWS), target.reshape(-1, d).split(MSE_CHUNK_ROWS), strict=True)
+        per_token = torch.cat([(p.float() - t).pow_(2).mean(dim=-1) for p, t in rows]).view(weight.shape)
+        w = weight.to(per_token.dtype)
+        w_sum = w.sum().clamp_min(1.0)
+        ctx.save_for_backward(pred, target, w, w_sum)
+        ctx.overwrite = overwrite_target and target.dtype == torch.float32 and target.is_contiguous()
+        return (per_token * w).sum() / w_sum
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None, None]:  # type: ignore[override]
+        pred, target, w, w_sum = ctx.saved_tensors
+        # the chain autograd runs for the formula above, in its order of roundings: d/dx mean = 1/D, then
+        # d/dx x^2 = 2x (2x is exact)
+        scale = ((grad / w_sum) * w).unsqueeze(-1) / pred.shape[-1]
+        diff = torch.sub(pred, target, out=target) if ctx.overwrite else pred.float() - target
+        return diff.mul_(2).mul_(scale).to(pred.dtype), None, None, None
 
 
 def _gather_with_grad(x: Tensor) -> tuple[Tensor, int]:

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
 from avf.models.losses import (
+    MSE_CHUNK_ROWS,
     audio_targets,
     contrastive_loss,
     hcmcl,
@@ -61,6 +62,58 @@ def test_masked_mse_counts_only_loss_positions() -> None:
     weight = torch.tensor([[True, False, True], [True, False, False]])
     # per-token MSE 1, 4, 9 at the three loss positions -> mean 14 / 3
     assert masked_mse(pred, target, weight).item() == pytest.approx(14 / 3)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_masked_mse_is_the_autograd_formula_to_the_last_bit(dtype: torch.dtype) -> None:
+    g = torch.Generator().manual_seed(0)
+    rows = 3 * MSE_CHUNK_ROWS + 7  # several chunks and a short last one
+    pred = torch.randn(rows, 2, 48, generator=g).to(dtype).requires_grad_()
+    target = torch.randn(rows, 2, 48, generator=g)
+    weight = torch.rand(rows, 2, generator=g) > 0.3
+
+    def formula(p: torch.Tensor) -> torch.Tensor:
+        per_token = (p.float() - target).pow(2).mean(dim=-1)
+        w = weight.to(per_token.dtype)
+        return (per_token * w).sum() / w.sum().clamp_min(1.0)
+
+    expected = formula(pred)
+    (expected_grad,) = torch.autograd.grad(expected * 3.0, pred)
+    for overwrite in (False, True):
+        scratch = target.clone()
+        loss = masked_mse(pred, scratch, weight, overwrite_target=overwrite)
+        (grad,) = torch.autograd.grad(loss * 3.0, pred)
+        assert torch.equal(loss, expected)
+        assert grad.dtype == dtype and torch.equal(grad, expected_grad)
+        assert torch.count_nonzero(grad[~weight]) == 0
+        assert torch.equal(scratch, target) is not overwrite
+
+
+def test_masked_mse_names_mismatched_shapes() -> None:
+    with pytest.raises(ValueError, match=r"pred \(2, 3, 4\), target \(2, 3, 5\)"):
+        masked_mse(torch.zeros(2, 3, 4), torch.zeros(2, 3, 5), torch.ones(2, 3, dtype=torch.bool))
+    with pytest.raises(ValueError, match="must not require grad"):
+        masked_mse(torch.zeros(2, 3, 4), torch.zeros(2, 3, 4, requires_grad=True), torch.ones(2, 3, dtype=torch.bool))
+
+
+def test_masked_mse_overwriting_its_target_refuses_a_second_backward() -> None:
+    pred = torch.randn(4, 3, 8, requires_grad=True)
+    loss = masked_mse(pred, torch.randn(4, 3, 8), torch.ones(4, 3, dtype=torch.bool), overwrite_target=True)
+    loss.backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        loss.backward()
+    # a target it cannot overwrite (a broadcast view) is left alone
+    target = torch.randn(3, 8).expand(4, 3, 8)
+    before = target.clone()
+    masked_mse(pred, target, torch.ones(4, 3, dtype=torch.bool), overwrite_target=True).backward()
+    assert torch.equal(target, before)
+
+
+def test_masked_mse_without_loss_positions_is_zero() -> None:
+    pred = torch.randn(2, 3, 4, requires_grad=True)
+    loss = masked_mse(pred, torch.randn(2, 3, 4), torch.zeros(2, 3, dtype=torch.bool))
+    loss.backward()
+    assert loss.item() == 0.0 and torch.count_nonzero(pred.grad) == 0
 
 
 def test_contrastive_loss_hand_computed() -> None:
