@@ -74,16 +74,19 @@ def masked_mse(pred: Tensor, target: Tensor, weight: Tensor, overwrite_target: b
     """Mean over values, then over the positions where ``weight`` is true (whole batch).
 
     The value, and its gradient, are those of ``(pred.float() - target).pow(2).mean(-1)`` weighted by
-    ``weight`` to the last bit, but no ``[B, m, D]`` difference is kept for backward and none exists in
+    ``weight`` (to the last bit on the CPU; a GPU's row reductions may add up a short last chunk in another
+    order), but for contiguous inputs no ``[B, m, D]`` difference is kept for backward and none exists in
     forward: at the end of the pretraining forward, when every saved activation is alive, that difference
     and its square were the largest tensors not saved by the model (about 5 MiB per clip for base).
 
     Args:
         pred: ``[B, m, D]``; target: ``[B, m, D]`` float32, a constant (no gradient); weight: ``[B, m]`` bool
             (loss positions).
-        overwrite_target: backward computes ``pred``'s gradient in ``target``'s memory (when it is a
-            contiguous float32 tensor), so the gradient takes no memory of its own; for a target nobody
-            reads after backward. A second backward through the same graph then raises.
+        overwrite_target: backward computes the float32 difference ``pred - target`` in ``target``'s memory
+            (when it is contiguous and ``pred`` is float32, bfloat16 or float16): for a float32 ``pred`` that
+            is the gradient itself, so it takes no memory of its own; a bfloat16 ``pred`` gets a new
+            bfloat16 gradient. For a target nobody reads after backward; a second backward through the
+            same graph then raises.
     """
     return _MaskedMSE.apply(pred, target, weight, overwrite_target)
 
@@ -93,7 +96,7 @@ MSE_CHUNK_ROWS = 256  # rows of pred whose difference to the target exists at a 
 
 class _MaskedMSE(torch.autograd.Function):
     """:func:`masked_mse`: forward over row chunks; saves ``pred`` and ``target`` (alive anyway: the model
-    returns ``pred`` and the loss reads ``target``), and backward allocates at most the gradient."""
+    returns ``pred`` and the loss reads ``target``), and backward computes the difference once."""
 
     @staticmethod
     def forward(  # type: ignore[override]
@@ -110,7 +113,13 @@ class _MaskedMSE(torch.autograd.Function):
         w = weight.to(per_token.dtype)
         w_sum = w.sum().clamp_min(1.0)
         ctx.save_for_backward(pred, target, w, w_sum)
-        ctx.overwrite = overwrite_target and target.dtype == torch.float32 and target.is_contiguous()
+        # the difference must be rounded as pred.float() - target is: no float64 pred
+        ctx.overwrite = (
+            overwrite_target
+            and target.dtype == torch.float32
+            and target.is_contiguous()
+            and pred.dtype in (torch.float32, torch.bfloat16, torch.float16)
+        )
         return (per_token * w).sum() / w_sum
 
     @staticmethod

@@ -89,6 +89,29 @@ def test_masked_mse_is_the_autograd_formula_to_the_last_bit(dtype: torch.dtype) 
         assert torch.equal(scratch, target) is not overwrite
 
 
+def test_masked_mse_saves_no_difference_of_its_own() -> None:
+    pred = torch.randn(2, 600, 64, requires_grad=True)
+    target = torch.randn(2, 600, 64)
+    saved: list[int] = []
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        saved.append(t.untyped_storage().nbytes())
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        masked_mse(pred, target, torch.ones(2, 600, dtype=torch.bool))
+    # pred, target, the [B, m] weights and the weight sum
+    assert sorted(saved) == sorted([pred.nbytes, target.nbytes, 2 * 600 * 4, 4])
+
+
+def test_masked_mse_overwrites_no_target_for_a_float64_prediction() -> None:
+    # the formula rounds pred to float32 before subtracting; a float64 difference would not
+    pred = torch.tensor([[[1.0 + 2.0**-30]]], dtype=torch.float64, requires_grad=True)
+    target = torch.ones(1, 1, 1)
+    masked_mse(pred, target, torch.ones(1, 1, dtype=torch.bool), overwrite_target=True).backward()
+    assert pred.grad is not None and pred.grad.item() == 0.0 and target.item() == 1.0
+
+
 def test_masked_mse_names_mismatched_shapes() -> None:
     with pytest.raises(ValueError, match=r"pred \(2, 3, 4\), target \(2, 3, 5\)"):
         masked_mse(torch.zeros(2, 3, 4), torch.zeros(2, 3, 5), torch.ones(2, 3, dtype=torch.bool))
