@@ -80,8 +80,8 @@ def masked_mse(pred: Tensor, target: Tensor, weight: Tensor, overwrite_target: b
     and its square were the largest tensors not saved by the model (about 5 MiB per clip for base).
 
     Args:
-        pred: ``[B, m, D]``; target: ``[B, m, D]`` float32, a constant (no gradient); weight: ``[B, m]`` bool
-            (loss positions).
+        pred: ``[B, m, D]``; target: ``[B, m, D]`` float32; weight: ``[B, m]`` bool (loss positions); target
+            and weight are constants (no gradient).
         overwrite_target: backward computes the float32 difference ``pred - target`` in ``target``'s memory
             (when it is contiguous and ``pred`` is float32, bfloat16 or float16): for a float32 ``pred`` that
             is the gradient itself, so it takes no memory of its own; a bfloat16 ``pred`` gets a new
@@ -105,8 +105,8 @@ class _MaskedMSE(torch.autograd.Function):
         if pred.shape != target.shape or pred.shape[:-1] != weight.shape:
             raise ValueError(f"masked_mse: pred {tuple(pred.shape)}, target {tuple(target.shape)} and weight "
                              f"{tuple(weight.shape)} do not match ([B, m, D], [B, m, D], [B, m])")  # fmt: skip
-        if ctx.needs_input_grad[1]:
-            raise ValueError("masked_mse: the target is a constant; it must not require grad")
+        if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
+            raise ValueError("masked_mse: the target and the weights are constants; they must not require grad")
         d = pred.shape[-1]
         rows = zip(pred.reshape(-1, d).split(MSE_CHUNK_ROWS), target.reshape(-1, d).split(MSE_CHUNK_ROWS), strict=True)
         per_token = torch.cat([(p.float() - t).pow_(2).mean(dim=-1) for p, t in rows]).view(weight.shape)

@@ -117,6 +117,8 @@ def test_masked_mse_names_mismatched_shapes() -> None:
         masked_mse(torch.zeros(2, 3, 4), torch.zeros(2, 3, 5), torch.ones(2, 3, dtype=torch.bool))
     with pytest.raises(ValueError, match="must not require grad"):
         masked_mse(torch.zeros(2, 3, 4), torch.zeros(2, 3, 4, requires_grad=True), torch.ones(2, 3, dtype=torch.bool))
+    with pytest.raises(ValueError, match="must not require grad"):
+        masked_mse(torch.zeros(2, 3, 4), torch.zeros(2, 3, 4), torch.ones(2, 3, requires_grad=True))
 
 
 def test_masked_mse_overwriting_its_target_refuses_a_second_backward() -> None:
