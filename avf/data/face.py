@@ -6,7 +6,9 @@ Pipeline of :func:`crop_clip` (parameters in ``data.face``, :class:`avf.config.d
    :class:`FaceDetector` on a copy downscaled to ``max_side`` or, once a face is known and
    ``track_roi`` is set, first on a square region 3x the face around the last box (the face then fills
    more of the detector's 128-px input), falling back to the whole frame. With several faces, the one
-   overlapping the previous box most (else the highest score) is followed.
+   overlapping the previous box most (else the highest score) is followed. MediaPipe's task looks at the
+   whole frames; the square regions go to its model directly (:mod:`avf.data.blazeface`: the same
+   detections, 0.7-0.9 ms less per call).
 2. With ``align``, a landmark model (468-point face mesh) refines the eye positions and the crop is
    rotated so the eyes are level (a similarity alignment); otherwise the crop is axis-aligned.
 3. The track state (centre x, centre y, box side, roll) of each keyframe is smoothed with a zero-phase
@@ -23,8 +25,8 @@ all decoded frames. Leading and trailing uncovered frames are dropped (``frames_
 no face at all, or with ``coverage < min_coverage``, or with fewer than ``min_frames`` frames, is
 rejected with that reason (never silently kept or dropped).
 
-Only this module imports mediapipe and ai_edge_litert. Tests plug any object with a
-``detect(rgb) -> list[Detection]`` method.
+Only this module and :mod:`avf.data.blazeface` import mediapipe and ai_edge_litert. Tests plug any
+object with a ``detect(rgb) -> list[Detection]`` method.
 """
 
 from __future__ import annotations
@@ -44,6 +46,8 @@ from typing import Any, Protocol
 import numpy as np
 
 from avf.config.data import FaceConfig
+from avf.data.blazeface import INPUT as BLAZEFACE_INPUT
+from avf.data.blazeface import BlazeFaceLite
 from avf.data.video import FrameImage, MediaError, VideoFrame, encode_jpeg, iter_frames
 
 __all__ = [
@@ -107,6 +111,7 @@ class MediaPipeDetector:
             min_detection_confidence=min_score,
         )
         self._detector: Any = vision.FaceDetector.create_from_options(options)
+        self._model = BlazeFaceLite(path, min_score)
         self.min_score = min_score
 
     def detect(self, rgb: np.ndarray) -> list[Detection]:
@@ -123,6 +128,19 @@ class MediaPipeDetector:
             x0, y0 = float(bb.origin_x), float(bb.origin_y)
             box = (x0, y0, x0 + float(bb.width), y0 + float(bb.height))
             out.append(Detection(box, score, kps))
+        return sorted(out, key=lambda d: -d.score)
+
+    def detect_square(self, image: FrameImage, a: np.ndarray, size: int) -> list[Detection]:
+        """:meth:`detect` of ``image.warp(a, size)``, in its pixels. A ``size`` of 128 * k px, which the task
+        samples at every k-th pixel, skips the task: those pixels go to the model directly."""
+        if size % BLAZEFACE_INPUT:
+            return self.detect(image.warp(a, size))
+        every = size // BLAZEFACE_INPUT
+        sampled = np.hstack([a[:, :2] * every, a[:, 2:]])  # output pixel (u, v) samples (k u, k v) of a
+        out = [
+            Detection((float(x), float(y), float(x + w), float(y + h)), score, kps)
+            for (x, y, w, h), score, kps in self._model.detect(image.warp(sampled, BLAZEFACE_INPUT), size)
+        ]
         return sorted(out, key=lambda d: -d.score)
 
     def close(self) -> None:
@@ -285,6 +303,7 @@ class _Tracker:
         self.obs: list[np.ndarray | None] = []
         self.final = False
         self.any_face = False
+        self._smoothed: dict[int, np.ndarray | None] = {}  # keyframes whose kernel window is complete
 
     def add(self, state: np.ndarray | None) -> None:
         self.obs.append(state)
@@ -295,6 +314,8 @@ class _Tracker:
         return next((s for s in reversed(self.obs[-3:]) if s is not None), None)
 
     def smoothed(self, k: int) -> np.ndarray | None:
+        if k in self._smoothed:
+            return self._smoothed[k]
         lo, hi = max(0, k - self.radius), min(len(self.obs) - 1, k + self.radius)
         total, weight = np.zeros(4), 0.0
         for j in range(lo, hi + 1):
@@ -303,7 +324,10 @@ class _Tracker:
                 w = self.alpha ** abs(j - k)
                 total += w * s
                 weight += w
-        return total / weight if weight > 0 else None
+        out = total / weight if weight > 0 else None
+        if self.final or hi == k + self.radius:  # final: no later keyframe reaches it (asked ~9 times each)
+            self._smoothed[k] = out
+        return out
 
     def ready(self, i: int) -> bool:
         """Frame ``i``'s state is final: LOOKAHEAD keyframes past its next one are known (or the clip ended)."""
@@ -363,7 +387,11 @@ def _detect(
     if cfg.track_roi and previous is not None:
         cx, cy, side = previous[:3]
         a = crop_matrix((cx, cy), side * ROI_SCALE, 0.0, ROI_SIZE)
-        found = [_map_detection(d, a) for d in detector.detect(image.warp(a, ROI_SIZE))]
+        if isinstance(detector, MediaPipeDetector):
+            in_region = detector.detect_square(image, a, ROI_SIZE)
+        else:
+            in_region = detector.detect(image.warp(a, ROI_SIZE))
+        found = [_map_detection(d, a) for d in in_region]
         picked = _pick([d for d in found if _inside(d, region, image.size)], previous)
         if picked is not None:
             return picked

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from avf.config.data import FaceConfig
-from avf.data import face, video
+from avf.data import blazeface, face, video
 from avf.data.face import Detection, crop_clip
 from avf.data.video import FrameImage, VideoFrame
 from tests.support import media
@@ -60,6 +60,52 @@ def test_crop_clip_on_a_real_video_centres_the_face(tmp_path: Path, detector: fa
     assert again and np.allclose(again[0].center, (80, 80), atol=16)
     # the box side is the detection (about 0.19 of the 512-px photo scaled to 192 px) with margins
     assert result.states[0, 2] == pytest.approx(0.186 * 192, rel=0.2)
+
+
+def _square_regions(tmp_path: Path) -> list[tuple[FrameImage, np.ndarray, int]]:
+    """Seeded square regions around and beside faces: decoded YUV video frames and RGB photos, 128-512 px."""
+    rng = np.random.default_rng(7)
+    clip = media.write_clip(tmp_path / "a.mp4", seconds=0.6, size=(640, 360), face="grace_hopper")
+    images = [f.image for f in video.iter_frames(clip)][::5]
+    images += [FrameImage(media.face_image(name)) for name in media.FACES]
+    out = []
+    for image in images:
+        w, h = image.size
+        for _ in range(12):
+            side = float(rng.uniform(0.4, 1.2) * min(w, h))
+            centre = (float(rng.uniform(0.3, 0.7) * w), float(rng.uniform(0.3, 0.7) * h))
+            size = int(rng.choice([128, 256, 512]))
+            out.append((image, face.crop_matrix(centre, side, 0.0, size), size))
+    return out
+
+
+def test_square_regions_give_the_tasks_detections_without_the_task(
+    tmp_path: Path, detector: face.MediaPipeDetector
+) -> None:
+    faces = exact = 0
+    for image, a, size in _square_regions(tmp_path):
+        every = size // 128
+        sampled = np.hstack([a[:, :2] * every, a[:, 2:]])
+        assert np.array_equal(image.warp(sampled, 128), image.warp(a, size)[::every, ::every])  # what the task sees
+        ours, task = detector.detect_square(image, a, size), detector.detect(image.warp(a, size))
+        assert len(ours) == len(task)
+        for d, ref in zip(ours, task, strict=True):
+            # the two runtimes may differ in the last float bits on other CPUs: a box may then truncate 1 px apart
+            assert np.abs(np.subtract(d.box, ref.box)).max() <= 1.0
+            assert d.score == pytest.approx(ref.score, abs=1e-4)
+            np.testing.assert_allclose(d.keypoints, ref.keypoints, atol=0.05)
+            exact += d.box == ref.box and d.score == ref.score
+        faces += len(task)
+    assert faces >= 40  # most regions hold a face: the comparison is not vacuous
+    assert exact >= 0.9 * faces
+
+
+def test_square_regions_of_other_sizes_go_to_the_task(detector: face.MediaPipeDetector) -> None:
+    image = FrameImage(media.face_image("astronaut"))
+    a = face.crop_matrix((225, 130), 300, 0.0, 200)
+    ours, task = detector.detect_square(image, a, 200), detector.detect(image.warp(a, 200))
+    assert len(task) == 1 and [(d.box, d.score) for d in ours] == [(d.box, d.score) for d in task]
+    assert np.array_equal(ours[0].keypoints, task[0].keypoints)
 
 
 class StubDetector:
@@ -189,3 +235,13 @@ def test_landmark_alignment_levels_a_rolled_face(tmp_path: Path, detector: face.
     assert plain.states[0, 3] == 0.0
     eyes = detector.detect(video.decode_jpeg(aligned.jpegs[0]))[0].keypoints[:2]
     assert abs(eyes[0, 1] - eyes[1, 1]) < 4  # level eyes in the aligned crop
+
+
+def test_blazeface_refuses_other_inputs_and_models() -> None:
+    model = blazeface.BlazeFaceLite(CFG.detector_model)
+    with pytest.raises(ValueError, match=r"expected uint8 \[128, 128, 3\]"):
+        model.detect(np.zeros((256, 256, 3), np.uint8), 256)
+    with pytest.raises(ValueError, match="not the short-range BlazeFace model"):
+        blazeface.BlazeFaceLite(CFG.landmark_model)
+    with pytest.raises(FileNotFoundError, match="make setup"):
+        blazeface.BlazeFaceLite("models/assets/missing.tflite")
