@@ -1,11 +1,14 @@
 """MediaPipe's short-range BlazeFace model run directly with LiteRT, decoded as MediaPipe's face detector decodes it.
 
 MediaPipe's face detector task runs ``face_detection_short_range.tflite`` inside a graph: image to tensor,
-inference, SSD decoding, weighted non-maximum suppression, projection back to the image. On one thread the
-task costs 1.8-2.3 ms per call and the model alone 1.1 ms (``docs/performance.md``). :class:`BlazeFaceLite`
+inference, SSD decoding, weighted non-maximum suppression, projection back to the image. The graph costs
+about as much as the model itself per call. :class:`BlazeFaceLite`
 runs the same model and repeats the graph's decoding for one case, a square ``128 * k`` px image, which the
 task samples at every k-th pixel: given those pixels (``uint8 [128, 128, 3]``) it returns the detections the
-task returns for the whole image, in that image's pixels (``tests/unit/test_face.py`` compares the two).
+task returns for the whole image, in that image's pixels (``tests/unit/test_face.py`` compares the two;
+timings in ``docs/performance.md``). Two runtimes may differ in the last float bits (their XNNPACK builds,
+a fused multiply-add in OpenCV's pixel conversion), and tied best scores (1.0 saturates) may be taken in
+another order than ``std::sort``'s: a box can then truncate to a pixel apart.
 
 The arithmetic follows MediaPipe's calculators in float32 and in their order (``SsdAnchorsCalculator``,
 ``TensorsToDetectionsCalculator``, ``NonMaxSuppressionCalculator`` with the WEIGHTED algorithm,
@@ -64,7 +67,7 @@ def decode(
     """The anchors scoring at least ``min_score``: ``(boxes [n, 4] xmin, ymin, width, height, scores [n],
     keypoints [n, 6, 2])``, float32 and relative to the input, from ``raw_boxes [896, 16]``, ``raw_scores [896]``."""
     logits = np.clip(raw_scores.astype(_F), _F(-SCORE_CLIP), _F(SCORE_CLIP))
-    # C's expf is correctly rounded; numpy's float32 exp may be 1 ulp off, float64 rounded to float32 is not
+    # float64 exp rounded to float32 agrees with C's expf (within 0.502 ulp) where numpy's float32 exp can be 1 ulp off
     with np.errstate(over="ignore"):  # exp(100) overflows float32 to inf, as in C: the score is 0
         scores = _F(1) / (_F(1) + np.exp(-logits.astype(np.float64)).astype(_F))
     keep = np.flatnonzero(scores >= _F(min_score))
@@ -106,6 +109,9 @@ def weighted_nms(
         with np.errstate(divide="ignore", invalid="ignore"):
             iou = np.where(union > 0, inter / union, _F(0))
         taken = rest[iou > _F(threshold)]
+        if not len(taken):  # a zero-area best box overlaps nothing, itself included: the graph keeps it and stops
+            out.append(RawFace(boxes[top], float(scores[top]), keypoints[top]))
+            break
         w = scores[taken]
         total = _ordered_sum(w)
         xmin = _ordered_sum(x0[taken] * w) / total
@@ -115,10 +121,7 @@ def weighted_nms(
         points = _ordered_sum(keypoints[taken] * w[:, None, None]) / total
         box = np.array([xmin, ymin, width, height], dtype=_F)
         out.append(RawFace(box, float(scores[top]), points))
-        remaining = rest[iou <= _F(threshold)]
-        if len(remaining) == len(order):  # the graph stops when nothing was taken (a NaN box)
-            break
-        order = remaining
+        order = rest[iou <= _F(threshold)]
     return out
 
 
@@ -128,6 +131,8 @@ class BlazeFaceLite:
     def __init__(self, model_path: str | Path, min_score: float = 0.5) -> None:
         from ai_edge_litert.interpreter import Interpreter
 
+        if not 0.0 < min_score < 1.0:
+            raise ValueError(f"min_score must be in (0, 1), not {min_score}")
         path = Path(model_path)
         if not path.is_file():
             raise FileNotFoundError(f"face detector model not found: {path} (run `make setup`)")
@@ -139,8 +144,8 @@ class BlazeFaceLite:
         self._input = inp["index"]
         by_width = {int(o["shape"][-1]): o["index"] for o in self._interp.get_output_details()}
         self._boxes, self._scores = by_width[4 + 2 * NUM_KEYPOINTS], by_width[1]
-        # the graph's pixel conversion to [-1, 1]: OpenCV's convertTo with scale 2/255 and offset -1, in float32
-        self._levels = (np.arange(256, dtype=_F) * _F(2.0 / 255.0) + _F(-1.0)).astype(_F)
+        # the graph's pixel conversion to [-1, 1]: OpenCV's convertTo, scale 2/255 then offset -1 in float32
+        self._levels = np.arange(256, dtype=_F) * _F(2.0 / 255.0) + _F(-1.0)
         self.min_score = min_score
 
     def detect(self, rgb: np.ndarray, side: int) -> list[tuple[tuple[int, int, int, int], float, np.ndarray]]:
@@ -160,6 +165,6 @@ class BlazeFaceLite:
             x0, y0 = f.box[0] * scale, f.box[1] * scale
             x1, y1 = (f.box[0] + f.box[2]) * scale, (f.box[1] + f.box[3]) * scale
             # DetectionTransformationCalculator: relative -> int pixels by truncation, bounded to [0, side]
-            box = tuple(min(max(int(v * n), 0), side) for v in (x0, y0, x1 - x0, y1 - y0))
-            out.append((box, f.score, (f.keypoints * scale).astype(np.float64) * side))
+            x, y, w, h = (min(max(int(v * n), 0), side) for v in (x0, y0, x1 - x0, y1 - y0))
+            out.append(((x, y, w, h), f.score, (f.keypoints * scale).astype(np.float64) * side))
         return out

@@ -133,6 +133,8 @@ class MediaPipeDetector:
     def detect_square(self, image: FrameImage, a: np.ndarray, size: int) -> list[Detection]:
         """:meth:`detect` of ``image.warp(a, size)``, in its pixels. A ``size`` of 128 * k px, which the task
         samples at every k-th pixel, skips the task: those pixels go to the model directly."""
+        if self._detector is None:
+            raise RuntimeError("MediaPipeDetector is closed")
         if size % BLAZEFACE_INPUT:
             return self.detect(image.warp(a, size))
         every = size // BLAZEFACE_INPUT

@@ -82,7 +82,7 @@ def _square_regions(tmp_path: Path) -> list[tuple[FrameImage, np.ndarray, int]]:
 def test_square_regions_give_the_tasks_detections_without_the_task(
     tmp_path: Path, detector: face.MediaPipeDetector
 ) -> None:
-    faces = exact = 0
+    faces = 0
     for image, a, size in _square_regions(tmp_path):
         every = size // 128
         sampled = np.hstack([a[:, :2] * every, a[:, 2:]])
@@ -94,15 +94,16 @@ def test_square_regions_give_the_tasks_detections_without_the_task(
             assert np.abs(np.subtract(d.box, ref.box)).max() <= 1.0
             assert d.score == pytest.approx(ref.score, abs=1e-4)
             np.testing.assert_allclose(d.keypoints, ref.keypoints, atol=0.05)
-            exact += d.box == ref.box and d.score == ref.score
         faces += len(task)
     assert faces >= 40  # most regions hold a face: the comparison is not vacuous
-    assert exact >= 0.9 * faces
 
 
-def test_square_regions_of_other_sizes_go_to_the_task(detector: face.MediaPipeDetector) -> None:
+def test_square_regions_of_other_sizes_go_to_the_task(
+    detector: face.MediaPipeDetector, monkeypatch: pytest.MonkeyPatch
+) -> None:
     image = FrameImage(media.face_image("astronaut"))
     a = face.crop_matrix((225, 130), 300, 0.0, 200)
+    monkeypatch.setattr(detector._model, "detect", lambda *args: pytest.fail("200 px is not 128 * k"))
     ours, task = detector.detect_square(image, a, 200), detector.detect(image.warp(a, 200))
     assert len(task) == 1 and [(d.box, d.score) for d in ours] == [(d.box, d.score) for d in task]
     assert np.array_equal(ours[0].keypoints, task[0].keypoints)
@@ -245,3 +246,44 @@ def test_blazeface_refuses_other_inputs_and_models() -> None:
         blazeface.BlazeFaceLite(CFG.landmark_model)
     with pytest.raises(FileNotFoundError, match="make setup"):
         blazeface.BlazeFaceLite("models/assets/missing.tflite")
+    with pytest.raises(ValueError, match="min_score"):
+        blazeface.BlazeFaceLite(CFG.detector_model, 0.0)
+
+
+def _raw_anchor(index: int, dx: float, dy: float, w: float, h: float) -> np.ndarray:
+    """One anchor's 16 raw model outputs (pixels of the 128-px input): box offset and size, keypoints at the centre."""
+    raw = np.zeros(16, np.float32)
+    raw[:4] = dx, dy, w, h
+    raw[4::2], raw[5::2] = dx, dy
+    return raw
+
+
+def test_blazeface_decodes_anchor_offsets_and_drops_weak_or_inverted_boxes() -> None:
+    anchors = blazeface.ssd_anchors()
+    assert anchors.shape == (896, 2)
+    assert anchors[0].tolist() == anchors[1].tolist() == [1 / 32, 1 / 32]  # 2 per cell of the 16x16 map
+    assert anchors[512].tolist() == [1 / 16, 1 / 16] and anchors[517].tolist() == [1 / 16, 1 / 16]  # 6 per 8x8 cell
+    raw, logits = np.zeros((896, 16), np.float32), np.full(896, -10.0, np.float32)
+    raw[3], logits[3] = _raw_anchor(3, 6.4, -3.2, 25.6, 12.8), 2.0
+    raw[600], logits[600] = _raw_anchor(600, 0, 0, -1.0, 5.0), 5.0  # negative width: dropped
+    logits[7] = -0.01  # score just under 0.5: dropped
+    boxes, scores, points = blazeface.decode(raw, logits, 0.5)
+    cx, cy = anchors[3] + np.array([6.4, -3.2], np.float32) / 128
+    np.testing.assert_allclose(boxes, [[cx - 0.1, cy - 0.05, 0.2, 0.1]], rtol=1e-6)
+    np.testing.assert_allclose(scores, [1 / (1 + np.exp(-2.0))], rtol=1e-6)
+    np.testing.assert_allclose(points[0], np.tile([cx, cy], (6, 1)), rtol=1e-6)
+
+
+def test_blazeface_suppression_merges_overlaps_by_score() -> None:
+    boxes = np.array([[0.1, 0.1, 0.2, 0.2], [0.12, 0.1, 0.2, 0.2], [0.6, 0.6, 0.1, 0.1]], np.float32)
+    scores = np.array([0.9, 0.6, 0.7], np.float32)
+    points = np.repeat(boxes[:, None, :2], 6, axis=1)
+    merged, other = blazeface.weighted_nms(boxes, scores, points)
+    assert (merged.score, other.score) == pytest.approx((0.9, 0.7))  # best first, each keeps its best score
+    np.testing.assert_allclose(merged.box, [(0.1 * 0.9 + 0.12 * 0.6) / 1.5, 0.1, 0.2, 0.2], rtol=1e-6)
+    np.testing.assert_allclose(merged.keypoints, np.tile(merged.box[:2], (6, 1)), rtol=1e-6)
+    np.testing.assert_allclose(other.box, boxes[2], rtol=1e-6)  # alone: its own box
+    # a zero-area best box overlaps nothing, not even itself: kept as it is, and the suppression stops there
+    flat = np.array([[0.1, 0.1, 0.0, 0.2], [0.5, 0.5, 0.1, 0.1]], np.float32)
+    (kept,) = blazeface.weighted_nms(flat, np.array([0.9, 0.8], np.float32), np.zeros((2, 6, 2), np.float32))
+    np.testing.assert_array_equal(kept.box, flat[0])
