@@ -95,22 +95,26 @@ def decode_only(path: Path) -> int:
     return frames
 
 
-def preprocess(clips: Sequence[Path], work: Path, cfg: DataConfig) -> list[dict[str, float]]:
-    """faces -> audio -> shards for every clip (the stage job functions themselves): per-clip stage times."""
-    faces, audio = work / "faces", work / "audio"
-    faces.mkdir(parents=True, exist_ok=True)
-    audio.mkdir(parents=True, exist_ok=True)
-    times: list[dict[str, float]] = []
-    writer = ShardWriter(work / "shards", 256 << 20, 1000)
-    for path in clips:
-        cid = path.stem
+class Preprocessor:
+    """faces -> audio -> shards for one clip at a time (the stage job functions themselves), into ``work``."""
+
+    def __init__(self, work: Path, cfg: DataConfig) -> None:
+        self.work, self.cfg = work, cfg
+        self.faces, self.audio = work / "faces", work / "audio"
+        self.faces.mkdir(parents=True, exist_ok=True)
+        self.audio.mkdir(parents=True, exist_ok=True)
+        self.writer = ShardWriter(work / "shards", 256 << 20, 1000)
+
+    def clip(self, path: Path) -> dict[str, float]:
+        """Per-stage seconds of one clip."""
+        cid, cfg = path.stem, self.cfg
         t: dict[str, float] = {}
         start = time.perf_counter()
-        side = face_job(FaceJob(cid, str(path), str(faces), cfg.face, "bench"))
+        side = face_job(FaceJob(cid, str(path), str(self.faces), cfg.face, "bench"))
         t["faces"] = time.perf_counter() - start
         assert side["status"] == "ok", side["status"]
         ajob = AudioJob(
-            cid, str(path), None, side["times"][0], side["duration_s"] + AUDIO_MARGIN_S, 0.0, str(audio),
+            cid, str(path), None, side["times"][0], side["duration_s"] + AUDIO_MARGIN_S, 0.0, str(self.audio),
             cfg.audio, "bench",
         )  # fmt: skip
         start = time.perf_counter()
@@ -120,18 +124,21 @@ def preprocess(clips: Sequence[Path], work: Path, cfg: DataConfig) -> list[dict[
         row = {
             "clip_id": cid, "dataset": "bench", "subject": "s", "label": 0, "label_name": "x", "targets": None,
             "test_fold": -1, "official_split": None, "fps": side["fps"], "face_coverage": side["coverage"],
-            "has_audio": True, "audio_status": "ok", "face_path": str(faces / f"{cid}.mkv"),
-            "audio_path": str(audio / f"{cid}.wav"),
+            "has_audio": True, "audio_status": "ok", "face_path": str(self.faces / f"{cid}.mkv"),
+            "audio_path": str(self.audio / f"{cid}.wav"),
         }  # fmt: skip
         start = time.perf_counter()
-        writer.write(f"bench__{cid}", shard_job(ShardJob(f"bench__{cid}", row, cfg.audio, True)))
+        self.writer.write(f"bench__{cid}", shard_job(ShardJob(f"bench__{cid}", row, cfg.audio, True)))
         t["shards"] = time.perf_counter() - start
-        times.append(t)
-    start = time.perf_counter()
-    index = ShardIndex("bench", writer.close(), "fbank", "bench", {"num_mel_bins": cfg.audio.num_mel_bins})
-    (work / "shards" / INDEX_NAME).write_text(json.dumps(index.to_json()))
-    times[-1]["shards"] += time.perf_counter() - start
-    return times
+        return t
+
+    def close(self) -> float:
+        """Finish the shards and their index; returns the seconds it took (a shards-stage cost)."""
+        start = time.perf_counter()
+        features = {"num_mel_bins": self.cfg.audio.num_mel_bins}
+        index = ShardIndex("bench", self.writer.close(), "fbank", "bench", features)
+        (self.work / "shards" / INDEX_NAME).write_text(json.dumps(index.to_json()))
+        return time.perf_counter() - start
 
 
 # pipeline / decode-only at the sizes with a target: (bound, strict); below the floor at 720p means < 1
@@ -292,7 +299,7 @@ def run(
     size: tuple[int, int], n: int, seconds: float, fps: float, loader_reps: int, repeats: int, tmp: Path
 ) -> dict[str, Any]:
     """One clip size. Every timing is the best of ``repeats`` passes (other processes on a shared machine
-    only ever add time), and decoding and preprocessing alternate pass by pass, so both see the same load."""
+    only ever add time), and decoding and preprocessing alternate clip by clip, so both see the same load."""
     work = tmp / f"{size[0]}x{size[1]}"
     clips = make_clips(work / "raw", n, size, seconds, fps)
     cfg = DataConfig(
@@ -309,10 +316,12 @@ def run(
     decode_t = [math.inf] * n
     stage_t = [{"faces": math.inf, "audio": math.inf, "shards": math.inf} for _ in clips]
     for rep in range(repeats):
+        pre = Preprocessor(work / f"pass{rep}", cfg)
         for i, p in enumerate(clips):
             decode_t[i] = min(decode_t[i], _timed(lambda p=p: decode_only(p)))
-        rep_dir = work / f"pass{rep}"
-        for i, t in enumerate(preprocess(clips, rep_dir, cfg)):
+            t = pre.clip(p)
+            if i == len(clips) - 1:
+                t["shards"] += pre.close()
             stage_t[i] = {k: min(v, t[k]) for k, v in stage_t[i].items()}
     t_decode = sum(decode_t)
     per_stage = {k: sum(t[k] for t in stage_t) for k in ("faces", "audio", "shards")}
