@@ -2,13 +2,13 @@
 
 MediaPipe's face detector task runs ``face_detection_short_range.tflite`` inside a graph: image to tensor,
 inference, SSD decoding, weighted non-maximum suppression, projection back to the image. The graph costs
-about as much as the model itself per call. :class:`BlazeFaceLite`
-runs the same model and repeats the graph's decoding for one case, a square ``128 * k`` px image, which the
-task samples at every k-th pixel: given those pixels (``uint8 [128, 128, 3]``) it returns the detections the
-task returns for the whole image, in that image's pixels (``tests/unit/test_face.py`` compares the two;
-timings in ``docs/performance.md``). Two runtimes may differ in the last float bits (their XNNPACK builds,
-a fused multiply-add in OpenCV's pixel conversion), and tied best scores (1.0 saturates) may be taken in
-another order than ``std::sort``'s: a box can then truncate to a pixel apart.
+about as much as the model itself per call. :class:`BlazeFaceLite` runs the same model and repeats the
+graph's decoding for one case, a square ``128 * k`` px image, which the task samples at every k-th pixel:
+given those pixels (``uint8 [128, 128, 3]``) it returns the detections the task returns for the whole image,
+in that image's pixels (``tests/unit/test_face.py`` compares the two; timings in ``docs/performance.md``).
+Two runtimes may differ in the last float bits (their XNNPACK builds, a fused multiply-add in OpenCV's pixel
+conversion), and tied best scores (1.0 saturates) may be taken in another order than ``std::sort``'s: a box
+can then truncate to a pixel apart.
 
 The arithmetic follows MediaPipe's calculators in float32 and in their order (``SsdAnchorsCalculator``,
 ``TensorsToDetectionsCalculator``, ``NonMaxSuppressionCalculator`` with the WEIGHTED algorithm,
