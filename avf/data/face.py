@@ -7,8 +7,8 @@ Pipeline of :func:`crop_clip` (parameters in ``data.face``, :class:`avf.config.d
    ``track_roi`` is set, first on a square region 3x the face around the last box (the face then fills
    more of the detector's 128-px input), falling back to the whole frame. With several faces, the one
    overlapping the previous box most (else the highest score) is followed. MediaPipe's task looks at the
-   whole frames; the square regions go to its model directly (:mod:`avf.data.blazeface`: the same
-   detections, 0.7-0.9 ms less per call).
+   whole frames; the square regions go to its model directly (:mod:`avf.data.blazeface`: the task's
+   detections in less time per call, figures in ``docs/performance.md``).
 2. With ``align``, a landmark model (468-point face mesh) refines the eye positions and the crop is
    rotated so the eyes are level (a similarity alignment); otherwise the crop is axis-aligned.
 3. The track state (centre x, centre y, box side, roll) of each keyframe is smoothed with a zero-phase
