@@ -1,4 +1,4 @@
-"""The data section: ``benchmarks/preprocess.py``'s ``main`` (owned by the data benchmark) in a child process.
+"""The data section: ``benchmarks/preprocess.py``'s ``main`` in a child process.
 
 It pins torch and OpenCV to one thread and sets ``OMP_NUM_THREADS`` on import, so it runs in a spawned
 process to leave the model benchmarks' threads alone.
@@ -9,10 +9,7 @@ from __future__ import annotations
 import contextlib
 import io
 import multiprocessing
-from pathlib import Path
 from typing import Any
-
-PREPROCESS = Path(__file__).with_name("preprocess.py")
 
 
 def _main(argv: list[str]) -> dict[str, Any]:

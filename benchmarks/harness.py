@@ -371,7 +371,8 @@ def cpu_matmul_rates(reps: int = 5) -> dict[str, float | None]:
     }
 
 
-def machine_info(device: torch.device) -> dict[str, Any]:
+def machine_info(device: torch.device | None = None) -> dict[str, Any]:
+    """The CPU (name, matmul features, cores), torch and Python versions, load average; a CUDA ``device``'s GPU."""
     flags = cpu_flags()
     info: dict[str, Any] = {
         "cpu": _cpu_name(),
@@ -383,10 +384,17 @@ def machine_info(device: torch.device) -> dict[str, Any]:
         "python": platform.python_version(),
         "load_avg": list(os.getloadavg()),
     }
-    if device.type == "cuda":
+    if device is not None and device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
         info["gpu_memory_gib"] = torch.cuda.get_device_properties(device).total_memory / GiB
     return info
+
+
+def cpu_line(info: dict[str, Any]) -> str:
+    """The line a benchmark prints first: the CPU, its cores and the matmul features :func:`machine_info` found."""
+    features = " ".join(info["cpu_features"]) or "none of " + " ".join(MATMUL_FLAGS)
+    bf16 = " ".join(info["cpu_bf16_units"]) or "none"
+    return f"CPU: {info['cpu']}, {info['cores']} cores; features: {features}; bf16 matmul units: {bf16}"
 
 
 def _cpu_name() -> str:

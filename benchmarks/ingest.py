@@ -36,7 +36,7 @@ from avf.data.remote_batches import BatchRequest, BatchSource, RemoteBatches, lo
 from avf.data.shards import ShardIndex
 from avf.runtime.cluster import loopback_only
 from avf.utils.io import write_json
-from benchmarks.harness import _cpu_name
+from benchmarks.harness import cpu_line, machine_info
 
 ROOT = Path(__file__).resolve().parents[1]
 FRAMES, MICRO = 64, 16
@@ -210,7 +210,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="avf-ingest-") as tmp:
         shards = write_shards(Path(tmp) / "shards", args.clips)
         results: dict[str, Any] = {
-            "machine": {"cpu": _cpu_name(), "cores": os.cpu_count(), "load_avg_1min": os.getloadavg()[0]},
+            "machine": machine_info(),
             "clips": args.clips,
             "micro_batch": MICRO,
             "in_process_item_ms": in_process_ms(shards, args.rounds),
@@ -220,8 +220,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         kinds |= {} if args.skip_ray or args.skip_ray_data else {"Ray Data map": ray_data}
         for kind, fn in kinds.items():
             results[kind] = {cpus: _summary(fn(shards, cpus, args.rounds), cpus) for cpus in (1, 2)}
-    machine = results["machine"]
-    print(f"CPU: {machine['cpu']} ({machine['cores']} cores); {args.clips} clips, micro-batch {MICRO}")
+    print(cpu_line(results["machine"]))
+    print(f"{args.clips} clips, micro-batch {MICRO}")
     print(f"in-process ClipDataset.item: {results['in_process_item_ms']:.2f} CPU ms per clip (the reference)")
     dd = results["device_decode"]
     print(

@@ -37,6 +37,7 @@ from avf.config.model import MaskingConfig
 from avf.models import SIZES, create_model, model_name
 from avf.models.masking import Masks, sample_masks
 from avf.models.summary import count_flops
+from benchmarks.harness import cpu_line, machine_info
 
 
 class PlainStack(nn.Module):
@@ -235,6 +236,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
     mib = 1024**2
     threads = torch.get_num_threads() if device.type == "cpu" else "-"
+    print(cpu_line(machine_info()))
     print(f"device {device} (torch threads {threads}), batch {batch}, {args.iters} timed step(s)")
     print(f"{'model':45s} {'step s':>8s} {'s/clip':>8s} {'peak MiB/clip':>14s} {'fwd GFLOP/clip':>15s}")
     for label, t, mem, fl in (

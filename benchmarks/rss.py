@@ -202,8 +202,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     from benchmarks import harness
 
     results = run(args.size, args.batch, args.threads, args.official_dir, args.heap)
-    results["machine"] = harness.machine_info(torch.device("cpu"))
-    for line in report(results):
+    results["machine"] = harness.machine_info()
+    for line in [harness.cpu_line(results["machine"]), *report(results)]:
         print(line)
     write_json(args.out, results)
     print(f"wrote {args.out}")

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from avf.data.shards import ShardIndex, ShardInfo, ShardWriter, iter_shard, npy_bytes, read_sample
-from benchmarks.harness import _cpu_name
+from benchmarks.harness import cpu_line, machine_info
 
 FRAMES = 90
 FRAME_BYTES = 7_500  # a 160x160 face JPEG at quality 90
@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     ap.add_argument("--samples", type=int, default=96)
     ap.add_argument("--rounds", type=int, default=5)
     a = ap.parse_args(argv)
-    print(f"CPU: {_cpu_name()} ({platform.machine()}), Python {platform.python_version()}")
+    print(f"{cpu_line(machine_info())}; Python {platform.python_version()}")
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
         infos = write_shards(out, a.samples, per_shard=max(1, a.samples // 4))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -238,3 +239,30 @@ def test_compute_targets_compare_like_with_like() -> None:
     assert no_amx[-1].startswith("bf16 pretraining step: MFU 40.0% of the bf16 matmul rate (the 35% target is for AMX")
     emulated = compute_targets(sec, "base", {"fp32": 150e9, "bf16": None}, [])
     assert emulated[-1] == "bf16 pretraining step: skipped (no bf16 matrix units: bf16 would be emulated)"
+
+
+def test_preprocessing_benchmark_judges_the_median_run_and_names_the_cpu(tmp_path: Path) -> None:
+    import statistics
+    import subprocess
+
+    from avf.utils.cpu import cpu_flags
+
+    out = tmp_path / "p.json"
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "preprocess.py"
+    done = subprocess.run(
+        [sys.executable, str(script), "--quick", "--runs", "3", "--out", str(out)],
+        capture_output=True, text=True, timeout=600, check=True,
+    )  # fmt: skip
+    first = done.stdout.splitlines()[0]
+    assert first.startswith("CPU: ") and f"{os.cpu_count()} cores" in first
+    assert all(f in first for f in harness.MATMUL_FLAGS if f in cpu_flags())  # this CPU's features, said
+    saved = json.loads(out.read_text())
+    assert saved["machine"]["cpu_features"] == [f for f in harness.MATMUL_FLAGS if f in cpu_flags()]
+    (run,) = saved["runs"]
+    ratios = run["overhead_runs"]
+    assert len(ratios) == 3 and run["overhead_vs_decode"] == statistics.median_low(ratios)
+    pipe = run["pipeline"]
+    assert run["overhead_vs_decode"] == pytest.approx(pipe["s"] / run["decode_only"]["s"])
+    assert pipe["s"] == pytest.approx(sum(pipe["stage_s"].values()))
+    assert run["overhead_target"].startswith("target <= 1.5: ")  # --quick measures 640x360, which has a target
+    assert f"median of 3 runs: {min(ratios):.2f}-{max(ratios):.2f}x" in done.stdout
