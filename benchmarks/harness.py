@@ -372,7 +372,8 @@ def cpu_matmul_rates(reps: int = 5) -> dict[str, float | None]:
 
 
 def machine_info(device: torch.device | None = None) -> dict[str, Any]:
-    """The CPU (name, matmul features, cores), torch and Python versions, load average; a CUDA ``device``'s GPU."""
+    """The CPU (name, matmul features, bf16 units, cores), torch (version, threads), Python, load average; the GPU
+    of a CUDA ``device``."""
     flags = cpu_flags()
     info: dict[str, Any] = {
         "cpu": _cpu_name(),
@@ -391,7 +392,7 @@ def machine_info(device: torch.device | None = None) -> dict[str, Any]:
 
 
 def cpu_line(info: dict[str, Any]) -> str:
-    """The line a benchmark prints first: the CPU, its cores and the matmul features :func:`machine_info` found."""
+    """The line a benchmark prints first: the CPU, cores, matmul features and bf16 units (:func:`machine_info`)."""
     features = " ".join(info["cpu_features"]) or "none of " + " ".join(MATMUL_FLAGS)
     bf16 = " ".join(info["cpu_bf16_units"]) or "none"
     return f"CPU: {info['cpu']}, {info['cores']} cores; features: {features}; bf16 matmul units: {bf16}"

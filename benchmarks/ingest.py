@@ -15,7 +15,7 @@ On the same generated shards (face frames at 160 px, 64 per clip, as the faces s
    of :func:`avf.data.transforms.decode_on_device` in clips per second.
 
 Every figure is the best of ``--rounds`` passes after a warm-up pass (Ray starts worker processes on the first).
-Run ``python -m benchmarks.ingest [--clips N]``; prints a table and the CPU; the JSON goes to
+Run ``python -m benchmarks.ingest [--clips N]``; prints the CPU, then a table; the JSON goes to
 ``reports/bench/ingest.json``.
 """
 
@@ -207,10 +207,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     import tempfile
 
+    machine = machine_info()
+    print(cpu_line(machine), flush=True)
     with tempfile.TemporaryDirectory(prefix="avf-ingest-") as tmp:
         shards = write_shards(Path(tmp) / "shards", args.clips)
         results: dict[str, Any] = {
-            "machine": machine_info(),
+            "machine": machine,
             "clips": args.clips,
             "micro_batch": MICRO,
             "in_process_item_ms": in_process_ms(shards, args.rounds),
@@ -220,7 +222,6 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         kinds |= {} if args.skip_ray or args.skip_ray_data else {"Ray Data map": ray_data}
         for kind, fn in kinds.items():
             results[kind] = {cpus: _summary(fn(shards, cpus, args.rounds), cpus) for cpus in (1, 2)}
-    print(cpu_line(results["machine"]))
     print(f"{args.clips} clips, micro-batch {MICRO}")
     print(f"in-process ClipDataset.item: {results['in_process_item_ms']:.2f} CPU ms per clip (the reference)")
     dd = results["device_decode"]

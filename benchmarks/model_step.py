@@ -211,6 +211,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     if args.threads:
         torch.set_num_threads(args.threads)
     batch = max(args.batch_size, 2)  # the ER layer's BatchNorm needs 2 clips in training mode
+    print(cpu_line(machine_info()), flush=True)
     device = torch.device(args.device)
     name = model_name("pretrain", args.size)
     results = {}
@@ -236,7 +237,6 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
     mib = 1024**2
     threads = torch.get_num_threads() if device.type == "cpu" else "-"
-    print(cpu_line(machine_info()))
     print(f"device {device} (torch threads {threads}), batch {batch}, {args.iters} timed step(s)")
     print(f"{'model':45s} {'step s':>8s} {'s/clip':>8s} {'peak MiB/clip':>14s} {'fwd GFLOP/clip':>15s}")
     for label, t, mem, fl in (

@@ -1,6 +1,6 @@
 """Preprocessing and loader throughput on generated talking-face clips, one process, one thread.
 
-Measured in one run, on the same clips:
+Measured in one invocation, on the same clips:
 
 1. **preprocessing vs. decoding**: clips per second per core through face cropping (detect, track,
    crop, JPEG) + audio (16 kHz, align, wav) + sharding (fbank, tar), next to the floor: merely decoding
@@ -341,6 +341,7 @@ def run(
     ratios = [m["ratio"] for m in measured]
     mid = measured[ratios.index(statistics.median_low(ratios))]  # a run that was measured, also for even counts
     t_decode, t_pipe = mid["decode_s"], mid["pipeline_s"]
+    last = work / f"run{runs - 1}" / f"pass{repeats - 1}"  # the faces, audio and shards the cases below read
     return {
         "clip": {"size": f"{size[0]}x{size[1]}", "seconds": seconds, "fps": fps, "clips": n, "frames": frames},
         "repeats": repeats,
@@ -354,9 +355,9 @@ def run(
         "overhead_vs_decode": mid["ratio"],
         "overhead_runs": ratios,
         "overhead_target": overhead_verdict(size, mid["ratio"]),
-        "loader": loader_throughput(work / f"run{runs - 1}" / f"pass{repeats - 1}", loader_reps, cfg.audio, repeats),
-        "frame_packing": frame_packing(work / "run0" / "pass0", 3),
-        "fbank": fbank_placement(work / "run0" / "pass0", 200, cfg.audio),
+        "loader": loader_throughput(last, loader_reps, cfg.audio, repeats),
+        "frame_packing": frame_packing(last, 3),
+        "fbank": fbank_placement(last, 200, cfg.audio),
     }
 
 
@@ -372,7 +373,7 @@ def _size(text: str) -> tuple[int, int]:
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="3 small clips (a smoke run, ~20 s)")
+    parser.add_argument("--quick", action="store_true", help="3 small clips, one run (a smoke run, ~20 s)")
     parser.add_argument(
         "--sizes", default="640x360,1280x720", help="comma-separated WxH of the generated clips (default: the targets')"
     )
@@ -381,7 +382,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--fps", type=float, default=30.0)
     parser.add_argument("--repeats", type=int, default=3, help="passes per measurement; the best one counts")
     parser.add_argument(
-        "--runs", type=int, default=5, help="measure the overhead this many times; the median run is judged"
+        "--runs", type=int, default=None, help="overhead measurements (5; --quick: 1); the median run is judged"
     )
     parser.add_argument("--out", type=Path, default=ROOT / "reports" / "bench" / "preprocess.json")
     args = parser.parse_args(argv)
@@ -389,16 +390,17 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     torch.set_num_threads(1)
     sizes = [_size(s) for s in args.sizes.split(",")]
     n, seconds, reps, repeats = args.clips, args.seconds, 64, args.repeats
+    runs = 5 if args.runs is None else args.runs
     if args.quick:
-        sizes, n, seconds, reps, repeats = [(640, 360)], 3, 2.0, 12, 2
-    if args.runs < 1 or args.repeats < 1:
+        sizes, n, seconds, reps, repeats, runs = [(640, 360)], 3, 2.0, 12, 2, 1 if args.runs is None else args.runs
+    if runs < 1 or repeats < 1:
         parser.error("--runs and --repeats must be at least 1")
     machine = machine_info() | {"cores_used": 1}
-    print(cpu_line(machine))
+    print(cpu_line(machine), flush=True)
     results: dict[str, Any] = {"machine": machine, "runs": []}
     with tempfile.TemporaryDirectory(prefix="avf-bench-") as tmp:
         for size in sizes:
-            r = run(size, n, seconds, args.fps, reps, repeats, args.runs, Path(tmp))
+            r = run(size, n, seconds, args.fps, reps, repeats, runs, Path(tmp))
             results["runs"].append(r)
             d, p, ld = r["decode_only"], r["pipeline"], r["loader"]
             print(

@@ -201,9 +201,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     from avf.utils.io import write_json
     from benchmarks import harness
 
+    machine = harness.machine_info()
+    print(harness.cpu_line(machine), flush=True)
     results = run(args.size, args.batch, args.threads, args.official_dir, args.heap)
-    results["machine"] = harness.machine_info()
-    for line in [harness.cpu_line(results["machine"]), *report(results)]:
+    results["machine"] = machine
+    for line in report(results):
         print(line)
     write_json(args.out, results)
     print(f"wrote {args.out}")

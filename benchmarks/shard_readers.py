@@ -7,7 +7,7 @@
    from ``index.json`` through ``avf.data.shards.read_sample`` vs. ``tarfile`` parsing the same bytes.
 
 Samples look like the pipeline's: a ``meta.json``, 90 JPEG-sized frame members and a float16 fbank.
-Run ``python -m benchmarks.shard_readers [--samples N]``; prints a table and the CPU.
+Run ``python -m benchmarks.shard_readers [--samples N]``; prints the CPU, then a table.
 """
 
 from __future__ import annotations

@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -16,6 +18,7 @@ import pytest
 import torch
 from torch import nn
 
+from avf.utils.cpu import cpu_flags
 from benchmarks import harness, official
 from benchmarks.__main__ import Report, _print_compare, compute_targets, main
 
@@ -242,17 +245,13 @@ def test_compute_targets_compare_like_with_like() -> None:
 
 
 def test_preprocessing_benchmark_judges_the_median_run_and_names_the_cpu(tmp_path: Path) -> None:
-    import statistics
-    import subprocess
-
-    from avf.utils.cpu import cpu_flags
-
     out = tmp_path / "p.json"
     script = Path(__file__).resolve().parents[2] / "benchmarks" / "preprocess.py"
     done = subprocess.run(
         [sys.executable, str(script), "--quick", "--runs", "3", "--out", str(out)],
-        capture_output=True, text=True, timeout=600, check=True,
+        capture_output=True, text=True, timeout=600, check=False,
     )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
     first = done.stdout.splitlines()[0]
     assert first.startswith("CPU: ") and f"{os.cpu_count()} cores" in first
     assert all(f in first for f in harness.MATMUL_FLAGS if f in cpu_flags())  # this CPU's features, said
