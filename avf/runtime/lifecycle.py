@@ -93,5 +93,5 @@ def keep_python_signal_handlers() -> Iterator[None]:
     finally:
         if _in_main_thread():
             for sig, handler in saved.items():
-                if callable(handler):
+                if handler is not None:  # None: set outside Python, nothing Python can put back
                     signal.signal(sig, handler)

@@ -22,7 +22,7 @@ import torch
 
 from avf.config import RayConfig
 from avf.runtime.cluster import check_decode_cpus, ensure_cluster
-from avf.runtime.lifecycle import StageTerminated, received_signal
+from avf.runtime.lifecycle import StageTerminated, keep_python_signal_handlers, received_signal
 
 __all__ = ["PROGRESS_KEY", "RAY_TMP_ENV", "ProgressFn", "RaySession", "RunResult", "fit"]
 
@@ -198,7 +198,8 @@ def _fit(
         ),
     )
     try:
-        result = trainer.fit()
+        with keep_python_signal_handlers():  # Ray Train's SIGINT handler aborts this run; it must not outlive it
+            result = trainer.fit()
     except SystemExit as exc:  # SIGTERM while blocked in ray.get arrives as SystemExit(1): restore it
         signum = received_signal()
         if signum is not None and not isinstance(exc, StageTerminated):

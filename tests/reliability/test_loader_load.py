@@ -31,6 +31,10 @@ SHARDS, PER_SHARD, FRAMES = 24, 4, 16
 RUN_S = 45.0  # sustained streaming run, wall clock
 WORKERS = 4
 LEAK_MIB = 32.0  # allowed RSS trend after warm-up (measured: within +-5 MiB on a 2-core box)
+# Workers start from a fresh interpreter: forked from a pytest worker, they would inherit whatever threads and
+# native state the tests before them left there (Ray drivers, MediaPipe graphs, servers' clients). Forked
+# ones once delivered nothing for 255 s after such a sequence, all four alive. STALL_S fails a stall early.
+START, STALL_S = "spawn", 120.0
 
 
 @cache
@@ -85,7 +89,9 @@ def test_streaming_with_many_workers_over_many_shards_keeps_memory_flat(shard_di
         [shard_dir], clip=CLIP, audio=AUDIO, augment=AUGMENT, seed=0, rank=0, world_size=1,
         samples_per_epoch=10**7, num_workers=WORKERS, shuffle_buffer=64,
     )  # fmt: skip
-    loader = DataLoader(stream, batch_size=8, num_workers=WORKERS, prefetch_factor=2)
+    loader = DataLoader(
+        stream, batch_size=8, num_workers=WORKERS, prefetch_factor=2, multiprocessing_context=START, timeout=STALL_S
+    )
     main = psutil.Process()
     samples: list[tuple[float, float]] = []
     keys: set[str] = set()
@@ -129,12 +135,15 @@ def test_the_indexed_reader_delivers_every_sample_exactly_once(shard_dir: Path) 
     assert n == SHARDS * PER_SHARD
 
     # one process, DataLoader workers: the whole epoch, no sample twice
-    got = _keys_through(DataLoader(ds, batch_size=5, shuffle=True, num_workers=3))
+    got = _keys_through(DataLoader(ds, batch_size=5, shuffle=True, num_workers=3, multiprocessing_context=START))
     assert sorted(got) == sorted(ds.keys) and len(set(got)) == n
 
     # two simulated ranks, evaluation split (shard_indices): disjoint, together everything
     per_rank = [
-        _keys_through(DataLoader(ds, batch_size=4, sampler=shard_indices(n, r, 2), num_workers=2)) for r in (0, 1)
+        _keys_through(
+            DataLoader(ds, batch_size=4, sampler=shard_indices(n, r, 2), num_workers=2, multiprocessing_context=START)
+        )
+        for r in (0, 1)
     ]
     assert not set(per_rank[0]) & set(per_rank[1])
     assert sorted(per_rank[0] + per_rank[1]) == sorted(ds.keys)
@@ -146,6 +155,7 @@ def test_the_indexed_reader_delivers_every_sample_exactly_once(shard_dir: Path) 
             sampler = GlobalBatchSampler(n, 8, rank=r, world_size=2, seed=3)
             sampler.set_epoch(epoch)
             ds.set_epoch(epoch)
-            ranks.append(_keys_through(DataLoader(ds, batch_sampler=sampler, num_workers=2)))
+            loader = DataLoader(ds, batch_sampler=sampler, num_workers=2, multiprocessing_context=START)
+            ranks.append(_keys_through(loader))
         assert len(ranks[0]) == len(ranks[1]) == n // 2
         assert not set(ranks[0]) & set(ranks[1]) and sorted(ranks[0] + ranks[1]) == sorted(ds.keys)

@@ -7,6 +7,7 @@ weights as an uninterrupted run.
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -49,7 +50,9 @@ def test_two_workers_match_one_and_survive_a_killed_worker(
     config = toy_config(epochs=3, batch_size=8, n=64, select_rule="mean_last", select_epochs=2)
     single, _ = run_local(config, tmp_path / "single")
 
+    sigint = signal.getsignal(signal.SIGINT)
     two = launch.run(config, RayConfig(num_workers=2, max_failures=2), "two", tmp_path / "ray")
+    assert signal.getsignal(signal.SIGINT) is sigint, "Ray Train's SIGINT handler outlived its run"
     hist_two = _history(two.checkpoint)
     assert [h["step"] for h in hist_two] == [8, 16, 24]
     for a, b in zip(single["history"], hist_two, strict=True):
