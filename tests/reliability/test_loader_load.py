@@ -31,9 +31,9 @@ SHARDS, PER_SHARD, FRAMES = 24, 4, 16
 RUN_S = 45.0  # sustained streaming run, wall clock
 WORKERS = 4
 LEAK_MIB = 32.0  # allowed RSS trend after warm-up (measured: within +-5 MiB on a 2-core box)
-# Workers start from a fresh interpreter: forked from a pytest worker, they would inherit whatever threads and
-# native state the tests before them left there (Ray drivers, MediaPipe graphs, servers' clients). Forked
-# ones once delivered nothing for 255 s after such a sequence, all four alive. STALL_S fails a stall early.
+# Workers start from a fresh interpreter: forked from a pytest worker, they inherit whatever threads and native
+# state earlier tests left in it (Ray drivers, MediaPipe graphs, servers' clients), which can stall them: all
+# alive, no batch for minutes. STALL_S turns a stall into the DataLoader's own error instead of a timeout.
 START, STALL_S = "spawn", 120.0
 
 
