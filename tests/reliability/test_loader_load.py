@@ -6,14 +6,16 @@ once (one process, DataLoader workers, and two simulated ranks).
 from __future__ import annotations
 
 import json
+import math
 import time
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import psutil
 import pytest
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
 from avf.config.data import AudioConfig, AugmentConfig, ClipConfig
 from avf.data.audio import log_mel
@@ -31,9 +33,10 @@ SHARDS, PER_SHARD, FRAMES = 24, 4, 16
 RUN_S = 45.0  # sustained streaming run, wall clock
 WORKERS = 4
 LEAK_MIB = 32.0  # allowed RSS trend after warm-up (measured: within +-5 MiB on a 2-core box)
-# Workers start from a fresh interpreter: forked from a pytest worker, they inherit whatever threads and native
-# state earlier tests left in it (Ray drivers, MediaPipe graphs, servers' clients), which can stall them: all
-# alive, no batch for minutes. STALL_S turns a stall into the DataLoader's own error instead of a timeout.
+# Workers start from a fresh interpreter: forked from a pytest worker, they would inherit whatever threads and
+# native state earlier tests left in it (Ray drivers, MediaPipe graphs, servers' clients). A stall with every
+# worker alive was seen that way once; its cause was not found. STALL_S fails a stall with the DataLoader's
+# own error, well before the test's timeout.
 START, STALL_S = "spawn", 120.0
 
 
@@ -70,16 +73,21 @@ def shard_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def _rss_mb(main: psutil.Process) -> tuple[float, int]:
-    """Resident memory of this process and its children (the DataLoader workers), MiB; worker count."""
-    procs = [main, *main.children(recursive=True)]
+def _loader(data: Dataset[Any], **kw: Any) -> DataLoader[Any]:
+    """A DataLoader whose workers start as :data:`START` and whose every batch comes within :data:`STALL_S`."""
+    return DataLoader(data, multiprocessing_context=START, timeout=STALL_S, **kw)
+
+
+def _rss_mb(main: psutil.Process) -> float:
+    """Resident memory of this process and its children (the DataLoader workers, multiprocessing's resource
+    tracker), MiB."""
     total = 0
-    for p in procs:
+    for p in [main, *main.children(recursive=True)]:
         try:
             total += p.memory_info().rss
         except psutil.NoSuchProcess:
             continue
-    return total / 2**20, len(procs) - 1
+    return total / 2**20
 
 
 @pytest.mark.slow
@@ -89,29 +97,31 @@ def test_streaming_with_many_workers_over_many_shards_keeps_memory_flat(shard_di
         [shard_dir], clip=CLIP, audio=AUDIO, augment=AUGMENT, seed=0, rank=0, world_size=1,
         samples_per_epoch=10**7, num_workers=WORKERS, shuffle_buffer=64,
     )  # fmt: skip
-    loader = DataLoader(
-        stream, batch_size=8, num_workers=WORKERS, prefetch_factor=2, multiprocessing_context=START, timeout=STALL_S
-    )
+    loader = _loader(stream, batch_size=8, num_workers=WORKERS, prefetch_factor=2)
     main = psutil.Process()
     samples: list[tuple[float, float]] = []
     keys: set[str] = set()
-    n_items, workers_seen = 0, 0
-    t0 = last = time.monotonic()
-    for batch in loader:  # one long epoch: every worker cycles over its shards again and again
+    n_items = 0
+    t0 = last = math.nan  # the run starts with the first batch: the workers' start-up is not part of it
+    batches = iter(loader)
+    for batch in batches:  # one long epoch: every worker cycles over its shards again and again
         n_items += len(batch["key"])
         keys.update(batch["key"])
         now = time.monotonic()
+        if math.isnan(t0):
+            t0 = last = now
         if now - last >= 0.5:
-            rss, workers = _rss_mb(main)
-            samples.append((now - t0, rss))
-            workers_seen, last = max(workers_seen, workers), now
+            samples.append((now - t0, _rss_mb(main)))
+            last = now
         if now - t0 >= RUN_S:
             break
-    del loader
+    workers = len(batches._workers)  # type: ignore[attr-defined]
+    del batches, loader
     elapsed = time.monotonic() - t0
     total = SHARDS * PER_SHARD
     print(f"streamed {n_items} clips ({n_items / total:.1f} passes over {total}) in {elapsed:.0f} s")
-    assert workers_seen >= WORKERS and len(keys) == total  # all workers ran; every sample was read
+    # the shards are dealt to the workers without overlap: every sample read means every worker ran
+    assert workers == WORKERS and len(keys) == total
     assert n_items >= 3 * total, "too few passes to see a leak"
 
     steady = np.array([s for s in samples if s[0] >= 0.3 * elapsed])  # after warm-up (buffers, imports)
@@ -135,16 +145,11 @@ def test_the_indexed_reader_delivers_every_sample_exactly_once(shard_dir: Path) 
     assert n == SHARDS * PER_SHARD
 
     # one process, DataLoader workers: the whole epoch, no sample twice
-    got = _keys_through(DataLoader(ds, batch_size=5, shuffle=True, num_workers=3, multiprocessing_context=START))
+    got = _keys_through(_loader(ds, batch_size=5, shuffle=True, num_workers=3))
     assert sorted(got) == sorted(ds.keys) and len(set(got)) == n
 
     # two simulated ranks, evaluation split (shard_indices): disjoint, together everything
-    per_rank = [
-        _keys_through(
-            DataLoader(ds, batch_size=4, sampler=shard_indices(n, r, 2), num_workers=2, multiprocessing_context=START)
-        )
-        for r in (0, 1)
-    ]
+    per_rank = [_keys_through(_loader(ds, batch_size=4, sampler=shard_indices(n, r, 2), num_workers=2)) for r in (0, 1)]
     assert not set(per_rank[0]) & set(per_rank[1])
     assert sorted(per_rank[0] + per_rank[1]) == sorted(ds.keys)
 
@@ -155,7 +160,6 @@ def test_the_indexed_reader_delivers_every_sample_exactly_once(shard_dir: Path) 
             sampler = GlobalBatchSampler(n, 8, rank=r, world_size=2, seed=3)
             sampler.set_epoch(epoch)
             ds.set_epoch(epoch)
-            loader = DataLoader(ds, batch_sampler=sampler, num_workers=2, multiprocessing_context=START)
-            ranks.append(_keys_through(loader))
+            ranks.append(_keys_through(_loader(ds, batch_sampler=sampler, num_workers=2)))
         assert len(ranks[0]) == len(ranks[1]) == n // 2
         assert not set(ranks[0]) & set(ranks[1]) and sorted(ranks[0] + ranks[1]) == sorted(ds.keys)

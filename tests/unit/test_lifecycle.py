@@ -22,4 +22,13 @@ def test_handlers_replaced_inside_the_block_are_put_back(before: Any) -> None:
         assert all(signal.getsignal(sig) is before for sig in saved)  # ignored (a background shell) included
     finally:
         for sig, handler in saved.items():
-            signal.signal(sig, handler)
+            if handler is not None:
+                signal.signal(sig, handler)
+
+
+def test_handlers_come_back_when_the_block_raises() -> None:
+    before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(SystemExit), keep_python_signal_handlers():
+        signal.signal(signal.SIGINT, lambda s, f: None)
+        raise SystemExit(1)  # how Ray Train's own SIGINT handler ends a run
+    assert signal.getsignal(signal.SIGINT) is before
