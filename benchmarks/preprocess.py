@@ -390,9 +390,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     torch.set_num_threads(1)
     sizes = [_size(s) for s in args.sizes.split(",")]
     n, seconds, reps, repeats = args.clips, args.seconds, 64, args.repeats
-    runs = 5 if args.runs is None else args.runs
+    runs = args.runs if args.runs is not None else 1 if args.quick else 5
     if args.quick:
-        sizes, n, seconds, reps, repeats, runs = [(640, 360)], 3, 2.0, 12, 2, 1 if args.runs is None else args.runs
+        sizes, n, seconds, reps, repeats = [(640, 360)], 3, 2.0, 12, 2
     if runs < 1 or repeats < 1:
         parser.error("--runs and --repeats must be at least 1")
     machine = machine_info() | {"cores_used": 1}

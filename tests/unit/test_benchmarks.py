@@ -252,11 +252,12 @@ def test_preprocessing_benchmark_judges_the_median_run_and_names_the_cpu(tmp_pat
         capture_output=True, text=True, timeout=600, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
+    features = [f for f in harness.MATMUL_FLAGS if f in cpu_flags()]  # this CPU's
     first = done.stdout.splitlines()[0]
     assert first.startswith("CPU: ") and f"{os.cpu_count()} cores" in first
-    assert all(f in first for f in harness.MATMUL_FLAGS if f in cpu_flags())  # this CPU's features, said
+    assert all(f in first for f in features)
     saved = json.loads(out.read_text())
-    assert saved["machine"]["cpu_features"] == [f for f in harness.MATMUL_FLAGS if f in cpu_flags()]
+    assert saved["machine"]["cpu_features"] == features
     (run,) = saved["runs"]
     ratios = run["overhead_runs"]
     assert len(ratios) == 3 and run["overhead_vs_decode"] == statistics.median_low(ratios)
